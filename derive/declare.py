@@ -1,0 +1,582 @@
+"""The declaration language: a cell's forward step, written once, as plain frozen data.
+
+A cell declares its sizes, its input, its carried states, its parameters (with shapes and named
+row blocks), its dense projections (``W v + b`` for a vector ``v``) and its pointwise equations in
+SymPy, one scalar per hidden unit::
+
+    cell = Cell("lstm", title="Long short-term memory", citation="...")
+    x = cell.input()
+    h, c = cell.state("h"), cell.state("c")
+    W_ih, W_hh, b_ih, b_hh = cell.pytorch_params("i f g o")
+    wx = cell.dense(W_ih, x, bias=b_ih)
+    wh = cell.dense(W_hh, h.prev, bias=b_hh)
+    i = cell.gate("i", sigmoid(wx.i + wh.i))
+    ...
+    cell.update(c, f * c.prev + i * g)
+    cell.update(h, o * tanh(c.new))
+    spec = cell.build()
+
+``build`` checks the declaration and returns a :class:`CellSpec`, which nothing mutates. A mistake
+raises :class:`DeclarationError` naming the declaration's line and how to fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import sympy
+
+from .functions import ACTIVATIONS, GATE_ACTIVATIONS, tanh
+
+__all__ = [
+    "Cell",
+    "CellSpec",
+    "DeclarationError",
+    "Dense",
+    "Equation",
+    "GateRangeWarning",
+    "Param",
+    "Size",
+    "State",
+]
+
+#: Names the generated code uses for itself; a declared name may not take one.
+RESERVED = frozenset({"t", "b", "j", "np", "math", "numba", "njit", "params", "tape", "dtype"})
+RESERVED_PREFIXES = ("d_", "tmp", "_", "acc_", "save_", "seq_", "dseq_", "k_")
+
+
+class DeclarationError(ValueError):
+    """A cell declaration that cannot be derived; the message names the line and the fix."""
+
+
+class GateRangeWarning(UserWarning):
+    """A gate whose activation does not map into [0, 1]."""
+
+
+def _caller() -> str:
+    """``file:line`` of the declaration statement that called into the builder."""
+    frame = sys._getframe(1)
+    here = os.path.dirname(__file__)
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == here:
+        frame = frame.f_back
+    if frame is None:  # pragma: no cover - only when called from this module itself
+        return "<declaration>"
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+@dataclass(frozen=True)
+class Size:
+    """A named dimension: ``I`` (input), ``H`` (hidden), or one a cell adds (``P``)."""
+
+    name: str
+    argument: str
+    latex: str
+
+
+@dataclass(frozen=True)
+class Param:
+    """A trainable tensor.
+
+    ``kind`` is ``"weight"`` (rows: ``len(blocks)`` blocks of ``block_size``; columns ``cols``),
+    ``"bias"`` (``len(blocks)`` blocks of ``block_size``) or ``"vector"`` (one value per unit of
+    ``block_size``, used inside pointwise equations, such as a peephole).
+    """
+
+    name: str
+    kind: str
+    blocks: tuple[str, ...]
+    block_size: str
+    cols: str | None
+    latex: str
+    where: str = field(default="", compare=False)
+
+    def shape(self, sizes: dict[str, int]) -> tuple[int, ...]:
+        rows = len(self.blocks) * sizes[self.block_size]
+        return (rows, sizes[self.cols]) if self.cols else (rows,)
+
+    def shape_formula(self) -> tuple[tuple[int, str], ...]:
+        """Each dimension as ``(multiplier, size name)``."""
+        rows = ((len(self.blocks), self.block_size),)
+        return rows + ((1, self.cols),) if self.cols else rows
+
+    def block_symbol(self, block: str) -> sympy.Symbol:
+        """The per-unit scalar of a vector parameter (only ``kind == "vector"``)."""
+        return sympy.Symbol(self.name)
+
+
+@dataclass(frozen=True)
+class State:
+    """A carried state: ``prev`` is its value at ``t-1``, ``new`` at ``t``."""
+
+    name: str
+    size: str
+    latex: str
+    where: str = field(default="", compare=False)
+
+    @property
+    def prev(self) -> sympy.Symbol:
+        return sympy.Symbol(f"{self.name}_prev")
+
+    @property
+    def new(self) -> sympy.Symbol:
+        return sympy.Symbol(f"{self.name}_new")
+
+
+@dataclass(frozen=True)
+class Dense:
+    """``W[blocks] @ source + bias[blocks]``: one scalar symbol per block and unit."""
+
+    name: str
+    weight: str
+    source: sympy.Symbol
+    bias: str | None
+    blocks: tuple[str, ...]
+    first_block: int
+    block_size: str
+    where: str = field(default="", compare=False)
+
+    @property
+    def symbols(self) -> tuple[sympy.Symbol, ...]:
+        return tuple(sympy.Symbol(f"{self.name}_{blk}") for blk in self.blocks)
+
+    def __getattr__(self, block: str) -> sympy.Symbol:
+        # attribute access to block symbols, so declarations read ``wx.i + wh.i``
+        if block.startswith("__") or block not in self.__dict__.get("blocks", ()):
+            raise AttributeError(block)
+        return sympy.Symbol(f"{self.__dict__['name']}_{block}")
+
+
+@dataclass(frozen=True)
+class Equation:
+    """``target = expr`` for every unit; ``role`` is ``pre`` (a pre-activation), ``let``,
+    ``gate`` or ``state`` (a state's new value)."""
+
+    target: sympy.Symbol
+    expr: sympy.Expr
+    size: str
+    role: str
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """What a symbol of the step stands for."""
+
+    kind: str  # input, prev, new, let, dense, vector
+    owner: str  # the state, parameter, dense or equation it belongs to
+    size: str
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """A checked, frozen cell declaration."""
+
+    name: str
+    title: str
+    citation: str
+    description: str
+    conventions: tuple[str, ...]
+    sizes: tuple[Size, ...]
+    input: sympy.Symbol
+    input_size: str
+    states: tuple[State, ...]
+    output: str
+    params: tuple[Param, ...]
+    denses: tuple[Dense, ...]
+    equations: tuple[Equation, ...]
+    latex_names: MappingProxyType
+    constraints: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.states)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def param(self, name: str) -> Param:
+        return next(p for p in self.params if p.name == name)
+
+    def state(self, name: str) -> State:
+        return next(s for s in self.states if s.name == name)
+
+    @property
+    def quantities(self) -> dict[sympy.Symbol, Quantity]:
+        """Every symbol that may appear in a pointwise equation, with what it stands for."""
+        table = {self.input: Quantity("input", "x", self.input_size)}
+        for s in self.states:
+            table[s.prev] = Quantity("prev", s.name, s.size)
+            table[s.new] = Quantity("new", s.name, s.size)
+        for p in self.params:
+            if p.kind == "vector":
+                table[sympy.Symbol(p.name)] = Quantity("vector", p.name, p.block_size)
+        for d in self.denses:
+            for sym in d.symbols:
+                table[sym] = Quantity("dense", d.name, d.block_size)
+        for eq in self.equations:
+            if eq.role != "state":
+                table[eq.target] = Quantity("let", eq.target.name, eq.size)
+        return table
+
+    def fingerprint(self) -> str:
+        """A hash of everything that shapes the generated files (not the source lines)."""
+        parts = [
+            self.name, self.title, self.citation, self.description, repr(self.conventions),
+            repr(self.sizes), sympy.srepr(self.input), self.input_size, self.output,
+            repr(tuple((s.name, s.size, s.latex) for s in self.states)),
+            repr(tuple((p.name, p.kind, p.blocks, p.block_size, p.cols, p.latex) for p in self.params)),
+            repr(tuple((d.name, d.weight, str(d.source), d.bias, d.blocks, d.first_block) for d in self.denses)),
+            repr(tuple((sympy.srepr(e.target), sympy.srepr(e.expr), e.size, e.role) for e in self.equations)),
+            repr(sorted(self.latex_names.items())), repr(self.constraints),
+        ]  # fmt: skip
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+class Cell:
+    """Builder of a :class:`CellSpec`; each method reads like one line of the paper's equations."""
+
+    def __init__(self, name: str, *, title: str, citation: str, description: str = "",
+                 conventions: tuple[str, ...] | list[str] = ()):  # fmt: skip
+        self._where = _caller()
+        _check_name(name, "cell", self._where)
+        self.name = name
+        self.title = title
+        self.citation = citation
+        self.description = description
+        self.conventions = tuple(conventions)
+        self._sizes = {
+            "I": Size("I", "input_size", "I"),
+            "H": Size("H", "hidden_size", "H"),
+        }
+        self._input: sympy.Symbol | None = None
+        self._states: dict[str, State] = {}
+        self._params: dict[str, Param] = {}
+        self._denses: dict[str, Dense] = {}
+        self._equations: list[Equation] = []
+        self._latex: dict[str, str] = {}
+        self._output = "h"
+
+    # -- sizes, input, states, parameters -------------------------------------------------
+
+    def size(self, name: str, argument: str, latex: str | None = None) -> str:
+        """Declare an extra dimension, given to ``param_shapes`` as ``argument=``."""
+        where = _caller()
+        if name in self._sizes:
+            raise DeclarationError(f"{where}: size {name!r} is declared twice; give it another name.")
+        _check_name(argument, "size argument", where)
+        self._sizes[name] = Size(name, argument, latex or name)
+        return name
+
+    def input(self, latex: str = "x") -> sympy.Symbol:
+        """The input vector ``x_t`` (size ``I``)."""
+        self._input = sympy.Symbol("x")
+        self._latex["x"] = latex
+        return self._input
+
+    def state(self, name: str, size: str = "H", latex: str | None = None, output: bool = False) -> State:
+        """A carried state; ``output=True`` makes it the sequence output (default: ``h``)."""
+        where = _caller()
+        _check_name(name, "state", where)
+        self._check_size(size, where)
+        if name in self._states:
+            raise DeclarationError(f"{where}: state {name!r} is declared twice; give it another name.")
+        state = State(name, size, latex or name, where)
+        self._states[name] = state
+        self._latex[state.prev.name] = rf"{state.latex}_{{t-1}}"
+        self._latex[state.new.name] = rf"{state.latex}_{{t}}"
+        if output:
+            self._output = name
+        return state
+
+    def weight(self, name: str, blocks: str, cols: str, block_size: str = "H",
+               latex: str | None = None) -> Param:  # fmt: skip
+        """A weight matrix of ``len(blocks)`` row blocks of ``block_size`` rows and ``cols`` columns."""
+        return self._param(name, "weight", blocks, block_size, cols, latex)
+
+    def bias(self, name: str, blocks: str, block_size: str = "H", latex: str | None = None) -> Param:
+        """A bias vector of ``len(blocks)`` blocks of ``block_size``."""
+        return self._param(name, "bias", blocks, block_size, None, latex)
+
+    def vector(self, name: str, size: str = "H", latex: str | None = None) -> sympy.Symbol:
+        """A per-unit parameter (a diagonal matrix, such as a peephole); returns its scalar symbol."""
+        param = self._param(name, "vector", name, size, None, latex)
+        return param.block_symbol(name)
+
+    def pytorch_params(self, gates: str) -> tuple[Param, Param, Param, Param]:
+        """``weight_ih, weight_hh, bias_ih, bias_hh`` with PyTorch's shapes and gate order."""
+        return (
+            self.weight("weight_ih", gates, cols="I", latex=r"W_{i\cdot}"),
+            self.weight("weight_hh", gates, cols="H", latex=r"W_{h\cdot}"),
+            self.bias("bias_ih", gates, latex=r"b_{i\cdot}"),
+            self.bias("bias_hh", gates, latex=r"b_{h\cdot}"),
+        )
+
+    def _param(self, name, kind, blocks, block_size, cols, latex) -> Param:
+        where = _caller()
+        _check_name(name, "parameter", where)
+        if name in self._params:
+            raise DeclarationError(f"{where}: parameter {name!r} is declared twice; give it another name.")
+        block_names = tuple(blocks.split())
+        if not block_names:
+            raise DeclarationError(f"{where}: parameter {name!r} has no blocks; name at least one.")
+        for blk in block_names:
+            _check_name(blk, "block", where)
+        if len(set(block_names)) != len(block_names):
+            raise DeclarationError(f"{where}: parameter {name!r} names a block twice: {blocks!r}.")
+        self._check_size(block_size, where)
+        if cols is not None:
+            self._check_size(cols, where)
+        param = Param(name, kind, block_names, block_size, cols, latex or name, where)
+        self._params[name] = param
+        if kind == "vector":
+            self._latex[name] = param.latex
+        return param
+
+    # -- the step -----------------------------------------------------------------------------
+
+    def dense(self, weight: Param, source: sympy.Symbol, bias: Param | None = None,
+              blocks: str | None = None, name: str | None = None) -> Dense:  # fmt: skip
+        """``weight[blocks] @ source + bias[blocks]``; ``blocks`` defaults to all, in order."""
+        where = _caller()
+        if not isinstance(weight, Param) or weight.kind != "weight":
+            raise DeclarationError(f"{where}: dense() takes a parameter made by cell.weight(); got {weight!r}.")
+        chosen = tuple(blocks.split()) if blocks else weight.blocks
+        if any(b not in weight.blocks for b in chosen):
+            raise DeclarationError(
+                f"{where}: dense() asks for blocks {chosen} of {weight.name!r}, which has {weight.blocks}."
+            )
+        first = weight.blocks.index(chosen[0])
+        if weight.blocks[first : first + len(chosen)] != chosen:
+            raise DeclarationError(
+                f"{where}: the blocks {chosen} of {weight.name!r} must be consecutive and in the "
+                f"parameter's order {weight.blocks}."
+            )
+        if bias is not None and (bias.kind != "bias" or bias.blocks != weight.blocks
+                                 or bias.block_size != weight.block_size):  # fmt: skip
+            raise DeclarationError(
+                f"{where}: bias {bias.name!r} must be a cell.bias() with the blocks {weight.blocks} "
+                f"of {weight.name!r}."
+            )
+        if name is None:
+            name = weight.name.removeprefix("weight_")
+        _check_name(name, "dense projection", where)
+        for d in self._denses.values():
+            if d.name == name and set(d.blocks) & set(chosen):
+                raise DeclarationError(
+                    f"{where}: a dense projection named {name!r} already has blocks {d.blocks}; "
+                    "pass name= to tell them apart."
+                )
+        dense = Dense(name, weight.name, source, bias.name if bias else None, chosen, first,
+                      weight.block_size, where)  # fmt: skip
+        self._denses[f"{name}:{' '.join(chosen)}"] = dense
+        for blk, sym in zip(chosen, dense.symbols):
+            self._latex[sym.name] = rf"({weight.latex}_{{{blk}}} {_source_latex(self, source)})"
+        return dense
+
+    def let(self, name: str, expr, latex: str | None = None) -> sympy.Symbol:
+        """A named intermediate vector, one scalar per unit."""
+        return self._equation(name, expr, "let", latex, _caller())
+
+    def gate(self, name: str, expr, latex: str | None = None) -> sympy.Symbol:
+        """A gate: like :meth:`let`, and warned about when its activation leaves [0, 1]."""
+        where = _caller()
+        expr = sympy.sympify(expr)
+        if not (isinstance(expr, sympy.Function) and isinstance(expr, GATE_ACTIVATIONS)) and not (
+            expr.is_number and 0 <= expr <= 1
+        ):
+            warnings.warn(
+                f"{where}: gate {name!r} = {expr} is not a sigmoid, so its values can leave [0, 1]; "
+                "a gate scales what passes through it and should stay in that range.",
+                GateRangeWarning,
+                stacklevel=2,
+            )
+        return self._equation(name, expr, "gate", latex, where)
+
+    def update(self, state: State, expr) -> sympy.Symbol:
+        """The state's new value ``state.new = expr``."""
+        where = _caller()
+        if not isinstance(state, State) or state.name not in self._states:
+            raise DeclarationError(f"{where}: update() takes a state made by cell.state(); got {state!r}.")
+        if any(eq.target == state.new for eq in self._equations):
+            raise DeclarationError(f"{where}: state {state.name!r} is updated twice; update it once.")
+        self._equation(state.new.name, expr, "state", None, where)
+        return state.new
+
+    def _equation(self, name, expr, role, latex, where) -> sympy.Symbol:
+        if role != "state":
+            _check_name(name, "intermediate", where)
+        target = sympy.Symbol(name)
+        if target.name in self._latex and role != "state":
+            raise DeclarationError(f"{where}: the name {name!r} is already taken; choose another.")
+        expr = sympy.sympify(expr)
+        # An activation of a compound argument gets its pre-activation named, so the adjoint of
+        # the pre-activation (the paper's delta-bar) is one statement the kernel and text share.
+        if isinstance(expr, sympy.Function) and type(expr) in set(ACTIVATIONS.values()) \
+                and not expr.args[0].is_Symbol:  # fmt: skip
+            pre = sympy.Symbol(f"{name}_pre")
+            base = latex or self._latex.get(name) or _plain_latex(name)
+            self._latex[pre.name] = rf"\bar{{{_strip_t(base)}}}_t"
+            self._equations.append(Equation(pre, expr.args[0], "", "pre", where))
+            expr = expr.func(pre)
+        if role != "state":
+            self._latex[name] = latex + "_t" if latex else _plain_latex(name) + "_t"
+        self._equations.append(Equation(target, expr, "", role, where))
+        return target
+
+    def output(self, state: State) -> None:
+        """Make ``state`` the sequence output (default: the state named ``h``)."""
+        self._output = state.name
+
+    # -- checking -----------------------------------------------------------------------------
+
+    def _check_size(self, size: str, where: str) -> None:
+        if size not in self._sizes:
+            raise DeclarationError(
+                f"{where}: unknown size {size!r}; known sizes are {sorted(self._sizes)}. "
+                "Declare a new one with cell.size()."
+            )
+
+    def build(self) -> CellSpec:
+        """Check the declaration and freeze it."""
+        if self._input is None:
+            raise DeclarationError(f"{self._where}: cell {self.name!r} has no input; call cell.input().")
+        if not self._states:
+            raise DeclarationError(f"{self._where}: cell {self.name!r} has no state; call cell.state().")
+        if self._output not in self._states:
+            raise DeclarationError(
+                f"{self._where}: the output state {self._output!r} is not declared; "
+                "declare it with cell.state(name, output=True)."
+            )
+        spec = CellSpec(
+            name=self.name, title=self.title, citation=self.citation, description=self.description,
+            conventions=self.conventions, sizes=tuple(self._sizes.values()), input=self._input,
+            input_size="I", states=tuple(self._states.values()), output=self._output,
+            params=tuple(self._params.values()), denses=tuple(self._denses.values()),
+            equations=(), latex_names=MappingProxyType(dict(self._latex)),
+        )  # fmt: skip
+        equations, constraints = _size_equations(spec, self._equations)
+        spec = CellSpec(**{**spec.__dict__, "equations": equations, "constraints": constraints})
+        _check_usage(spec, self._where)
+        return spec
+
+
+def _size_equations(spec: CellSpec, equations: list[Equation]):
+    """Give every equation its size, checking that each reads vectors of one size only."""
+    known = spec.quantities  # inputs, states, vectors and dense blocks so far
+    constraints: set[tuple[str, str]] = set()
+    defined: set[sympy.Symbol] = {spec.input} | {s.prev for s in spec.states}
+    defined |= {sym for sym, q in known.items() if q.kind in ("vector", "dense")}
+    sized: list[Equation] = []
+    sizes: dict[sympy.Symbol, str] = {sym: q.size for sym, q in known.items() if q.kind != "let"}
+    for d in spec.denses:
+        if d.source not in sizes and d.source not in {eq.target for eq in equations}:
+            raise DeclarationError(
+                f"{d.where}: dense() reads {d.source}, which is not the input, a state's previous "
+                "value or a named intermediate (cell.let)."
+            )
+    for eq in equations:
+        free = eq.expr.free_symbols
+        unknown = sorted(str(s) for s in free - defined)
+        if unknown:
+            names = ", ".join(unknown)
+            raise DeclarationError(
+                f"{eq.where}: {eq.target} = {eq.expr} uses {names}, which is not defined before this "
+                "line. Define it first (cell.let, cell.state, cell.vector or a dense projection), or "
+                "use a state's .prev for its value at t-1."
+            )
+        own = {sizes[s] for s in free}
+        if eq.role == "state":
+            target_size = spec.state(eq.target.name.removesuffix("_new")).size
+            own.add(target_size)
+        if len(own) > 1:
+            if spec.input_size in own and len(own) == 2:
+                other = (own - {spec.input_size}).pop()
+                constraints.add((spec.input_size, other))
+                own = {other}
+            else:
+                detail = ", ".join(f"{s} ({sizes[s]})" for s in sorted(free, key=str))
+                raise DeclarationError(
+                    f"{eq.where}: {eq.target} = {eq.expr} mixes vectors of different sizes: {detail}. "
+                    "A pointwise equation reads vectors of one size; project with cell.dense() first."
+                )
+        size = own.pop() if own else "H"
+        sizes[eq.target] = size
+        defined.add(eq.target)
+        sized.append(Equation(eq.target, eq.expr, size, eq.role, eq.where))
+    for d in spec.denses:
+        weight = spec.param(d.weight)
+        if sizes.get(d.source) != weight.cols:
+            raise DeclarationError(
+                f"{d.where}: {d.weight} has {weight.cols} columns but reads {d.source} of size "
+                f"{sizes.get(d.source)}; the sizes must match."
+            )
+    return tuple(sized), tuple(sorted(constraints))
+
+
+def _check_usage(spec: CellSpec, where: str) -> None:
+    updated = {eq.target for eq in spec.equations if eq.role == "state"}
+    for s in spec.states:
+        if s.new not in updated:
+            raise DeclarationError(
+                f"{s.where}: state {s.name!r} is never updated; add cell.update({s.name}, ...)."
+            )
+    used = {d.weight for d in spec.denses} | {d.bias for d in spec.denses if d.bias}
+    for eq in spec.equations:
+        used |= {s.name for s in eq.expr.free_symbols}
+    for p in spec.params:
+        if p.name not in used:
+            raise DeclarationError(
+                f"{p.where}: parameter {p.name!r} is never used; use it in a dense projection or "
+                "an equation, or remove it."
+            )
+    blocks_used = {(d.weight, b) for d in spec.denses for b in d.blocks}
+    for p in spec.params:
+        if p.kind == "weight":
+            unused = [b for b in p.blocks if (p.name, b) not in blocks_used]
+            if unused:
+                raise DeclarationError(
+                    f"{p.where}: blocks {unused} of {p.name!r} are never projected; "
+                    "use them in cell.dense() or drop them from the parameter."
+                )
+    read = set().union(*(eq.expr.free_symbols for eq in spec.equations)) | {d.source for d in spec.denses}
+    for d in spec.denses:
+        for sym in d.symbols:
+            if sym not in read:
+                raise DeclarationError(f"{d.where}: the projection {sym} is computed but never used.")
+
+
+def _check_name(name: str, what: str, where: str) -> None:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise DeclarationError(
+            f"{where}: {what} name {name!r} is not a valid Python identifier; use letters, digits "
+            "and underscores, not starting with a digit, and not a Python keyword."
+        )
+    if name in RESERVED or name.startswith(RESERVED_PREFIXES):
+        raise DeclarationError(
+            f"{where}: {what} name {name!r} is reserved for the generated code (names {sorted(RESERVED)} "
+            f"and names starting with {RESERVED_PREFIXES}); choose another."
+        )
+
+
+def _plain_latex(name: str) -> str:
+    head, _, tail = name.partition("_")
+    return rf"{head}_{{\mathrm{{{tail}}}}}" if tail else head
+
+
+def _strip_t(latex: str) -> str:
+    return latex.removesuffix("_t")
+
+
+def _source_latex(cell: Cell, source: sympy.Symbol) -> str:
+    return cell._latex.get(source.name, source.name)
+
+
+# ``tanh`` re-exported for declarations that import everything from here
+__all__ += ["tanh"]
