@@ -185,15 +185,18 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     def size_of(sym):
         return q[sym].size if sym in q else spec.equations[eq_index[sym]].size
 
-    def forward_value(sym, step="t"):
-        """Where the backward pass (or a later forward loop) reads a forward value."""
+    def forward_value(sym):
+        """Where the backward pass (or a later forward loop) reads a forward value.
+
+        Sequences are flat, one row per (step, batch row): ``row = t * batch + b``; a state
+        sequence starts with the initial state, so its value at t lies ``batch`` rows on."""
         if sym == spec.input:
-            return f"seq_x[{step}, b, j]"
+            return "seq_x[row, j]"
         if sym in state_prev:
-            return f"seq_{state_prev[sym].name}[{step}, b, j]"
+            return f"seq_{state_prev[sym].name}[row, j]"
         if sym in state_new:
-            return f"seq_{state_new[sym].name}[{step} + 1, b, j]"
-        return f"save_{sym.name}[{step}, b, j]"
+            return f"seq_{state_new[sym].name}[row + batch, j]"
+        return f"save_{sym.name}[row, j]"
 
     indexed = {p.name: f"{p.name}[j]" for p in spec.params if p.kind == "vector"}
 
@@ -206,7 +209,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     def dense_read(sym):
         d = dense_of[sym]
         blk = d.symbols.index(sym)
-        arr = f"k_{keys[d]}[t, b, {_offset(blk, d.block_size)}]" if dense_stage[d] == 0 and d.source == spec.input \
+        arr = f"k_{keys[d]}[row, {_offset(blk, d.block_size)}]" if d.source == spec.input \
             else f"k_{keys[d]}[b, {_offset(blk, d.block_size)}]"  # fmt: skip
         if d.bias:
             arr += f" + {d.bias}[{_offset(d.first_block + blk, d.block_size)}]"
@@ -229,14 +232,14 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     def source_arrays(d):
         src = d.source
         if src == spec.input:
-            return "seq_x", "seq_x[t]", "dx"
+            return "seq_x", "seq_x[first:last]", "dx"
         if src in state_prev:
             name = state_prev[src].name
-            return f"seq_{name}[:-1]", f"seq_{name}[t]", f"dprev_{name}"
+            return f"seq_{name}[:-batch]", f"seq_{name}[first:last]", f"dprev_{name}"
         if src in state_new:
             name = state_new[src].name
-            return f"seq_{name}[1:]", f"seq_{name}[t + 1]", f"acc_{src.name}"
-        return f"save_{src.name}", f"save_{src.name}[t]", f"acc_{src.name}"
+            return f"seq_{name}[batch:]", f"seq_{name}[last : last + batch]", f"acc_{src.name}"
+        return f"save_{src.name}", f"save_{src.name}[first:last]", f"acc_{src.name}"
 
     projections = []
     for d in spec.denses:
@@ -268,10 +271,10 @@ def lower(adjoint: Adjoint) -> KernelPlan:
             if e.target in state_new:
                 stores.append(Line(forward_value(e.target), "=", e.target.name))
             elif e.target in saved_fwd:
-                stores.append(Line(f"save_{e.target.name}[t, b, j]", "=", e.target.name))
+                stores.append(Line(f"save_{e.target.name}[row, j]", "=", e.target.name))
         for sym in sorted(needed & set(saves), key=sympy.default_sort_key):
             if sym in dense_of:
-                stores.append(Line(f"save_{sym.name}[t, b, j]", "=", sym.name))
+                stores.append(Line(f"save_{sym.name}[row, j]", "=", sym.name))
         return Loop(s, _size(size), tuple(loads + body + stores))
 
     # -- backward loops ------------------------------------------------------------------------
@@ -289,7 +292,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
                 continue
             written.add(adjoint_array[d])
             for blk, sym in enumerate(d.symbols):
-                stores.append((f"{adjoint_array[d]}[t, b, {_offset(blk, size)}]", "=", complete_adjoint(sym, s), ""))
+                stores.append((f"{adjoint_array[d]}[row, {_offset(blk, size)}]", "=", complete_adjoint(sym, s), ""))
         # contributions to values completed elsewhere: previous states, the input, vector
         # parameters, and values of earlier stages
         for var, ts in adjoint.terms.items():
@@ -323,12 +326,12 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         stages.append(Stage(s, tuple(p for p in projections if p.stage == s), fwd, bwd))
 
     # -- arrays and signatures -----------------------------------------------------------------
-    sequences = tuple(Array(f"seq_{st.name}", f"(steps + 1, batch, {_size(st.size)})") for st in spec.states)
-    save_arrays = tuple(Array(f"save_{s.name}", f"(steps, batch, {_size(size_of(s))})") for s in saves)
+    sequences = tuple(Array(f"seq_{st.name}", f"((steps + 1) * batch, {_size(st.size)})") for st in spec.states)
+    save_arrays = tuple(Array(f"save_{s.name}", f"(steps * batch, {_size(size_of(s))})") for s in saves)
     adjoint_arrays = []
     for p in projections:
         if p.adjoint not in [a.name for a in adjoint_arrays]:
-            adjoint_arrays.append(Array(p.adjoint, f"(steps, batch, {p.width})"))
+            adjoint_arrays.append(Array(p.adjoint, f"(steps * batch, {p.width})"))
     accumulators = tuple(
         Array(f"acc_{v.name}", f"(batch, {_size(size_of(v))})")
         for v in [*[e.target for e in spec.equations], *dense_of]
@@ -367,7 +370,7 @@ def _constant_lines(printer: NumbaPrinter) -> tuple[Line, ...]:
 
 def _accumulator(spec, var, state_prev, indexed) -> str:
     if var == spec.input:
-        return "dx[t, b, j]"
+        return "dx[row, j]"
     if var in state_prev:
         return f"dprev_{state_prev[var].name}[b, j]"
     if var.name in indexed:
@@ -381,14 +384,18 @@ def _external_read(spec, var, state_new, dense_sources, later_uses) -> str:
         name = state_new[var].name
         parts.append(f"dnext_{name}[b, j]")
         if name == spec.output:
-            parts.append("d_seq_y[t, b, j]")
+            parts.append("d_seq_y[row, j]")
     if var in dense_sources or var in later_uses:
         parts.append(f"acc_{var.name}[b, j]")
     return " + ".join(parts)
 
 
 def _size_lines(spec: CellSpec, state_prefix: str) -> tuple[Line, ...]:
-    lines = [Line("steps, batch, size_I", "=", "seq_x.shape")]
+    first = spec.states[0]
+    lines = [
+        Line("batch", "=", f"{state_prefix}{first.name}.shape[0]"),
+        Line("steps", "=", "seq_x.shape[0] // batch"),
+    ]
     known = {"I"}
     for st in spec.states:
         if st.size not in known:

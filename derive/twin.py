@@ -1,0 +1,81 @@
+"""The twin reference: any declared cell run with PyTorch, so autograd can check its kernel.
+
+The twin is built from the same declaration as the kernel, but shares nothing else with it: it
+evaluates the forward equations with PyTorch tensors step by step, and PyTorch's autograd (not
+the derived adjoint) gives the gradients. Importing this module needs ``torch``, which is a test
+dependency, not a runtime one.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from .declare import CellSpec
+from .functions import relu, sigmoid
+
+__all__ = ["twin_forward"]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the twin reference needs PyTorch: pip install torch==2.13.0 (or gatesmith[test])"
+        ) from error
+    return torch
+
+
+def _evaluate(expr, env, torch):
+    if expr.is_Symbol:
+        return env[expr]
+    if expr.is_Number:
+        return float(expr)
+    args = [_evaluate(a, env, torch) for a in expr.args]
+    if expr.is_Add:
+        return sum(args[1:], args[0])
+    if expr.is_Mul:
+        out = args[0]
+        for a in args[1:]:
+            out = out * a
+        return out
+    if expr.is_Pow:
+        return args[0] ** args[1]
+    functions = {sigmoid: torch.sigmoid, sympy.tanh: torch.tanh, relu: torch.relu}
+    if type(expr) in functions:
+        return functions[type(expr)](args[0])
+    raise NotImplementedError(f"the twin reference cannot evaluate {expr.func.__name__}")
+
+
+def twin_forward(spec: CellSpec, x, initial_states, params):
+    """Run ``spec`` over ``x`` ``(T, B, I)`` with torch tensors.
+
+    ``initial_states`` is a tuple in ``spec.state_names`` order, ``params`` a dict of tensors.
+    Returns ``(ys, final_states)``, differentiable by autograd.
+    """
+    torch = _torch()
+    states = dict(zip(spec.state_names, initial_states, strict=True))
+    vectors = {sympy.Symbol(p.name): params[p.name] for p in spec.params if p.kind == "vector"}
+    ys = []
+    for t in range(x.shape[0]):
+        env = dict(vectors)
+        env[spec.input] = x[t]
+        for s in spec.states:
+            env[s.prev] = states[s.name]
+        pending = list(spec.denses)
+        for eq in spec.equations:
+            for d in list(pending):
+                if d.source in env:  # a projection runs once its source is known
+                    block = params[d.weight].shape[0] // len(spec.param(d.weight).blocks)
+                    rows = slice(d.first_block * block, (d.first_block + len(d.blocks)) * block)
+                    value = env[d.source] @ params[d.weight][rows].T
+                    if d.bias:
+                        value = value + params[d.bias][rows]
+                    for n, sym in enumerate(d.symbols):
+                        env[sym] = value[:, n * block : (n + 1) * block]
+                    pending.remove(d)
+            env[eq.target] = _evaluate(eq.expr, env, torch)
+        for s in spec.states:
+            states[s.name] = env[s.new]
+        ys.append(states[spec.output])
+    return torch.stack(ys), tuple(states[s] for s in spec.state_names)

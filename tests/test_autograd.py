@@ -1,0 +1,77 @@
+"""Twin computations: every kernel against PyTorch autograd.
+
+Outputs, final states and every gradient (input, initial states, each parameter) are compared,
+with random non-zero initial states and a loss on both the outputs and the final states.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import DTYPES, PYTORCH_MODULES, VARIANTS, Problem, assert_close, load_generated
+from derive import registry
+
+torch = pytest.importorskip("torch")
+
+
+def _compare(problem, ys_t, finals_t, leaves):
+    x, states, params = leaves
+    loss = problem.torch_loss(ys_t, finals_t)
+    loss.backward()
+    ys, finals, dx, dstates, dparams = problem.run()
+    dtype = problem.dtype
+    assert_close("ys", ys, ys_t.detach().numpy(), dtype)
+    for name, got, want in zip(problem.cell.STATES, finals, finals_t, strict=True):
+        assert_close(f"final {name}", got, want.detach().numpy(), dtype)
+    assert_close("dx", dx, x.grad.numpy(), dtype)
+    for name, got, want in zip(problem.cell.STATES, dstates, states, strict=True):
+        assert_close(f"d initial {name}", got, want.grad.numpy(), dtype)
+    for name in problem.cell.PARAMS:
+        assert_close(f"d {name}", dparams[name], params[name].grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kernel_matches_twin_autograd(variant, dtype):
+    from derive.twin import twin_forward
+
+    problem = Problem(load_generated(variant), dtype)
+    leaves = problem.torch_leaves()
+    ys_t, finals_t = twin_forward(registry.get(variant), *leaves)
+    _compare(problem, ys_t, finals_t, leaves)
+
+
+def _torch_module(variant, input_size, hidden_size):
+    if variant == "lstm":
+        return torch.nn.LSTM(input_size, hidden_size)
+    if variant == "gru":
+        return torch.nn.GRU(input_size, hidden_size)
+    return torch.nn.RNN(input_size, hidden_size, nonlinearity=variant.removeprefix("rnn_"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("variant", sorted(PYTORCH_MODULES))
+def test_kernel_matches_torch_nn(variant, dtype):
+    problem = Problem(load_generated(variant), dtype, steps=5)
+    x, states, params = problem.torch_leaves()
+    module = _torch_module(variant, x.shape[2], states[0].shape[1]).double()
+    # the state_dict names of one layer, `_l0` dropped, load without reshuffling
+    module.load_state_dict({f"{k}_l0": v.detach() for k, v in params.items()})
+    for name, p in module.named_parameters():
+        params[name.removesuffix("_l0")] = p
+    init = tuple(s.unsqueeze(0) for s in states)
+    ys_t, finals_t = module(x, init if len(init) > 1 else init[0])
+    finals_t = finals_t if isinstance(finals_t, tuple) else (finals_t,)
+    _compare(problem, ys_t, finals_t, (x, states, params))
+
+
+def test_lstm_and_rnn_biases_get_equal_gradients_and_both_are_checked():
+    problem = Problem(load_generated("lstm"), np.float64)
+    *_, dparams = problem.run()
+    np.testing.assert_allclose(dparams["bias_ih"], dparams["bias_hh"], rtol=1e-12)
+    problem = Problem(load_generated("gru"), np.float64)
+    *_, dparams = problem.run()
+    # GRU's b_hn sits inside r * (W_hn h + b_hn): its gradient differs from b_in's
+    H = dparams["bias_ih"].shape[0] // 3
+    assert not np.allclose(dparams["bias_ih"][2 * H :], dparams["bias_hh"][2 * H :])

@@ -1,0 +1,172 @@
+"""The generated modules' interface: shapes, defaults, bad input, NaN and extreme values."""
+
+from __future__ import annotations
+
+import warnings
+
+import numba
+import numpy as np
+import pytest
+
+from conftest import VARIANTS, Problem, load_generated, sizes_for
+
+
+@pytest.fixture(params=VARIANTS)
+def cell(request):
+    return load_generated(request.param)
+
+
+def test_interface_names(cell):
+    assert cell.STATES[0] == "h" and cell.OUTPUT in cell.STATES
+    shapes = cell.param_shapes(**sizes_for(cell))
+    assert tuple(shapes) == cell.PARAMS
+    params = cell.init_params(**sizes_for(cell), dtype=np.float32, seed=0)
+    assert {k: v.shape for k, v in params.items()} == shapes
+    assert all(v.dtype == np.float32 for v in params.values())
+    bound = 1 / np.sqrt(sizes_for(cell)["hidden_size"])
+    assert all(np.abs(v).max() <= bound for v in params.values())
+
+
+def test_lstm_interface_is_pytorchs():
+    cell = load_generated("lstm")
+    assert cell.STATES == ("h", "c")
+    assert cell.PARAMS == ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    assert cell.param_shapes(10, 20) == {
+        "weight_ih": (80, 10), "weight_hh": (80, 20), "bias_ih": (80,), "bias_hh": (80,),
+    }  # fmt: skip
+
+
+def test_none_means_zeros(cell):
+    problem = Problem(cell, np.float64)
+    zeros = tuple(np.zeros_like(s) for s in problem.states)
+    ys1, finals1, tape1 = cell.forward(problem.x, None, problem.params)
+    ys2, finals2, tape2 = cell.forward(problem.x, zeros, problem.params)
+    np.testing.assert_array_equal(ys1, ys2)
+    grads1 = cell.backward(problem.dys, None, tape1)
+    grads2 = cell.backward(problem.dys, tuple(np.zeros_like(f) for f in finals2), tape2)
+    np.testing.assert_array_equal(grads1[0], grads2[0])
+    dx, dstates, dparams = cell.backward(None, None, tape1)
+    assert not dx.any() and not any(d.any() for d in dstates)
+
+
+def test_outputs_do_not_alias_the_tape(cell):
+    problem = Problem(cell, np.float64)
+    ys, finals, tape = cell.forward(problem.x, problem.states, problem.params)
+    before = cell.backward(problem.dys, problem.dfinal, tape)
+    ys[:] = 1e6
+    for f in finals:
+        f[:] = 1e6
+    after = cell.backward(problem.dys, problem.dfinal, tape)
+    np.testing.assert_array_equal(before[0], after[0])
+
+
+def _good(cell):
+    problem = Problem(cell, np.float32)
+    return problem.x, problem.states, dict(problem.params)
+
+
+@pytest.mark.parametrize(
+    "mutate, error, words",
+    [
+        (lambda x, s, p: (x[0], s, p), ValueError, "x must have 3 dimensions"),
+        (lambda x, s, p: (x.astype(np.float64), s, p), TypeError, "must have dtype float64 like the other arrays; got float32"),
+        (lambda x, s, p: (x.astype(np.int32), s, p), TypeError, "float32 or float64"),
+        (lambda x, s, p: (x.tolist(), s, p), TypeError, "numpy.ndarray"),
+        (lambda x, s, p: (np.asfortranarray(x), s, p), ValueError, "C-contiguous"),
+        (lambda x, s, p: (x[:, :, :-1].copy(), s, p), ValueError, "params['weight_ih']"),
+        (lambda x, s, p: (x, s[:-1] or None, p) if len(s) > 1 else (x, (s[0], s[0]), p), ValueError, "initial_states"),
+        (lambda x, s, p: (x, tuple(a[:-1] for a in s), p), ValueError, "initial_states[0] (h)"),
+        (lambda x, s, p: (x, s, {k: v for k, v in p.items() if k != "bias_hh"}), ValueError, "missing ['bias_hh']"),
+        (lambda x, s, p: (x, s, {**p, "bias_xx": p["bias_hh"]}), ValueError, "unexpected ['bias_xx']"),
+        (lambda x, s, p: (x, s, {**p, "weight_hh": p["weight_hh"][:, :-1].copy()}), ValueError, "params['weight_hh'] must have shape"),
+        (lambda x, s, p: (x, s, {**p, "bias_ih": p["bias_ih"].astype(np.float64)}), TypeError, "params['bias_ih']"),
+        (lambda x, s, p: (x, s, [p]), TypeError, "params must be a dict"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_named_before_numba_sees_it(cell, mutate, error, words):
+    x, states, params = mutate(*_good(cell))
+    with pytest.raises(error) as info:
+        cell.forward(x, states, params)
+    assert words in str(info.value)
+    assert str(info.value).startswith("forward: ")
+
+
+def test_bad_backward_input(cell):
+    x, states, params = _good(cell)
+    ys, finals, tape = cell.forward(x, states, params)
+    with pytest.raises(ValueError, match=r"backward: dys must have shape"):
+        cell.backward(ys[:-1], None, tape)
+    with pytest.raises(TypeError, match="dys must have dtype float32"):
+        cell.backward(ys.astype(np.float64), None, tape)
+    with pytest.raises(ValueError, match="d_final_states"):
+        cell.backward(ys, (finals[0][:1],) * len(finals), tape)
+    with pytest.raises(ValueError, match="tape must be the tape"):
+        cell.backward(ys, None, {"variant": "other"})
+
+
+def test_bad_sizes(cell):
+    with pytest.raises(ValueError, match="hidden_size must be a positive integer; got 0"):
+        cell.param_shapes(**{**sizes_for(cell), "hidden_size": 0})
+    with pytest.raises(ValueError, match="input_size must be a positive integer; got 2.5"):
+        cell.init_params(**{**sizes_for(cell), "input_size": 2.5})
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cell.init_params(**sizes_for(cell), dtype=np.int64)
+
+
+def test_unknown_generated_variant():
+    import generated
+
+    with pytest.raises(ValueError, match="unknown variant 'lstmx'; generated variants: rnn_tanh"):
+        generated.load("lstmx")
+    assert generated.load("lstm") is load_generated("lstm")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+def test_nan_propagates(cell, dtype):
+    problem = Problem(cell, dtype)
+    x = problem.x.copy()
+    x[1, 0, 0] = np.nan
+    ys, finals, tape = cell.forward(x, problem.states, problem.params)
+    assert np.isnan(ys[1:, 0]).any() and np.isfinite(ys[0]).all() and np.isfinite(ys[:, 1:]).all()
+    dx, _, _ = cell.backward(problem.dys, problem.dfinal, tape)
+    # ReLU's derivative is 0 where its output is NaN (NaN > 0 is false), as in torch
+    assert np.isnan(dx).any() or cell.VARIANT == "rnn_relu"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+def test_extreme_pre_activations_do_not_overflow(cell, dtype):
+    problem = Problem(cell, dtype)
+    params = {k: np.zeros_like(v) for k, v in problem.params.items()}
+    for name in params:
+        if name.startswith("bias"):
+            params[name][::2] = 1000
+            params[name][1::2] = -1000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise"):
+            ys, finals, tape = cell.forward(problem.x, problem.states, params)
+            grads = cell.backward(problem.dys, problem.dfinal, tape)
+    assert np.isfinite(ys).all() and all(np.isfinite(g).all() for g in grads[2].values())
+
+
+def test_float32_kernels_stay_float32(cell):
+    problem = Problem(cell, np.float32)
+    ys, finals, tape = cell.forward(problem.x, problem.states, problem.params)
+    arrays = tape["arrays"]
+    forward_args = [arrays["seq_x"], *problem.states, *(arrays[p] for p in cell.PARAMS)]
+    flat_dys = problem.dys.reshape(-1, problem.dys.shape[2])
+    backward_args = [flat_dys, *problem.dfinal, *(arrays[n] for n in cell._BACKWARD_TAPE)]
+    for kernel, args in ((cell.forward_kernel, forward_args), (cell.backward_kernel, backward_args)):
+        # a fresh dispatcher: code loaded from Numba's cache cannot be inspected
+        fresh = numba.njit(error_model="numpy")(kernel.py_func)
+        fresh(*args)
+        ir = fresh.inspect_llvm(fresh.signatures[0])
+        assert "float" in ir
+        assert "double" not in ir, f"{kernel.__name__} of {cell.VARIANT} widens to double"
+
+
+def test_batch_rows_are_independent(cell):
+    problem = Problem(cell, np.float64, batch=3)
+    ys, finals, _ = cell.forward(problem.x, problem.states, problem.params)
+    one = cell.forward(problem.x[:, 1:2].copy(), tuple(s[1:2].copy() for s in problem.states), problem.params)
+    np.testing.assert_allclose(one[0][:, 0], ys[:, 1], rtol=1e-12)

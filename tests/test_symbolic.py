@@ -1,0 +1,86 @@
+"""Layer 1: the derived adjoint equals ``sympy.diff`` of the composed step at random points."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import sympy
+
+from conftest import VARIANTS
+from derive import registry
+from derive.adjoint import adjoint_symbol, derive_adjoint, external_symbol
+from derive.functions import relu, relu_step, sigmoid
+
+
+def _numeric(expr):
+    """Replace the project's functions by closed forms SymPy can evaluate."""
+    return expr.replace(sigmoid, lambda a: 1 / (1 + sympy.exp(-a))).replace(
+        relu, lambda a: sympy.Max(a, 0)
+    ).replace(relu_step, lambda y: sympy.Piecewise((1, y > 0), (0, True)))
+
+
+def _check_step(spec, seed):
+    rng = random.Random(seed)
+    adjoint = derive_adjoint(spec)
+    q = spec.quantities
+    inputs = [s for s, k in q.items() if k.kind in ("input", "prev", "vector", "dense")]
+    point = {s: sympy.Float(rng.uniform(-1.5, 1.5), 30) for s in inputs}
+    # the composed step: every equation as a function of the step's inputs
+    composed = {}
+    for eq in spec.equations:
+        composed[eq.target] = eq.expr.xreplace(composed)
+    exported = [s.new for s in spec.states] + sorted(
+        {d.source for d in spec.denses} - set(inputs), key=sympy.default_sort_key
+    )
+    seeds = {v: sympy.Float(rng.uniform(-1, 1), 30) for v in exported}
+    # reference: the vector-Jacobian product by sympy.diff of the composed step
+    reference = {
+        u: sum(seeds[v] * sympy.diff(_numeric(composed[v]), u) for v in exported) for u in inputs
+    }
+    # derived: run the adjoint statements backwards at the same point
+    values = dict(point)
+    for eq in spec.equations:
+        values[eq.target] = _numeric(eq.expr).xreplace(values).evalf(30)
+    for eq in reversed(spec.equations):
+        total = adjoint.total(eq.target, with_external=eq.target in seeds)
+        env = {**values, external_symbol(eq.target): seeds.get(eq.target, 0)}
+        values[adjoint_symbol(eq.target)] = _numeric(total).xreplace(env).evalf(30)
+    for u in inputs:
+        derived = _numeric(adjoint.total(u, with_external=False)).xreplace(values).evalf(30)
+        want = reference[u].xreplace(point).evalf(30)
+        assert abs(derived - want) <= 1e-20 * max(1, abs(want)), (spec.name, u, derived, want)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_adjoint_equals_sympy_diff_of_composed_step(variant):
+    spec = registry.get(variant)
+    for seed in range(3):
+        _check_step(spec, seed)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_derivatives_are_written_through_saved_values(variant):
+    adjoint = derive_adjoint(registry.get(variant))
+    for terms in adjoint.terms.values():
+        for term in terms:
+            assert not term.expr.has(sympy.cosh, sympy.exp, sigmoid), term.expr
+            # pre-activations are never read back: their functions' outputs are
+            forward = {s for s in term.expr.free_symbols if not s.name.startswith("d_")}
+            assert not any(s.name.endswith("_pre") for s in forward), term.expr
+
+
+def test_sigmoid_and_tanh_derivatives_use_outputs():
+    spec = registry.get("lstm")
+    adjoint = derive_adjoint(spec)
+    i, d_i = sympy.Symbol("i"), sympy.Symbol("d_i")
+    (term,) = adjoint.terms[sympy.Symbol("i_pre")]
+    assert sympy.simplify(term.expr - d_i * i * (1 - i)) == 0
+    g, d_g = sympy.Symbol("g"), sympy.Symbol("d_g")
+    (term,) = adjoint.terms[sympy.Symbol("g_pre")]
+    assert sympy.simplify(term.expr - d_g * (1 - g**2)) == 0
+
+
+def test_relu_derivative_at_zero_is_zero():
+    assert relu(sympy.Symbol("a")).diff(sympy.Symbol("a")) == relu_step(relu(sympy.Symbol("a")))
+    assert _numeric(relu_step(sympy.Integer(0))) == 0
