@@ -47,8 +47,14 @@ __all__ = [
 ]
 
 #: Names the generated code uses for itself; a declared name may not take one.
-RESERVED = frozenset({"t", "b", "j", "np", "math", "numba", "njit", "params", "tape", "dtype"})
-RESERVED_PREFIXES = ("d_", "tmp", "_", "acc_", "save_", "seq_", "dseq_", "k_")
+RESERVED = frozenset({
+    "t", "b", "j", "row", "first", "last", "steps", "batch", "real", "np", "numba", "njit",
+    "dx", "os", "CACHE",
+})  # fmt: skip
+RESERVED_PREFIXES = (
+    "d_", "tmp", "_", "acc_", "buf_", "save_", "seq_", "k_", "dk_", "size_", "const_", "init_",
+    "dfinal_", "dnext_", "dprev_",
+)  # fmt: skip
 
 
 class DeclarationError(ValueError):

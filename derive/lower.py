@@ -98,7 +98,7 @@ class KernelPlan:
     sequences: tuple[Array, ...]  # state sequences, (T + 1, B, size)
     saves: tuple[Array, ...]  # values saved per step for the backward pass
     adjoints: tuple[Array, ...]  # per-step adjoints of projections, (T, B, rows)
-    accumulators: tuple[Array, ...]  # per-step adjoint buffers, zeroed at each step
+    accumulators: tuple[Array, ...]  # per-step adjoint buffers (buf_*), zeroed at each step
     forward_args: tuple[str, ...]
     forward_returns: tuple[str, ...]
     backward_args: tuple[str, ...]
@@ -238,8 +238,8 @@ def lower(adjoint: Adjoint) -> KernelPlan:
             return f"seq_{name}[:-batch]", f"seq_{name}[first:last]", f"dprev_{name}"
         if src in state_new:
             name = state_new[src].name
-            return f"seq_{name}[batch:]", f"seq_{name}[last : last + batch]", f"acc_{src.name}"
-        return f"save_{src.name}", f"save_{src.name}[first:last]", f"acc_{src.name}"
+            return f"seq_{name}[batch:]", f"seq_{name}[last : last + batch]", f"buf_{src.name}"
+        return f"save_{src.name}", f"save_{src.name}[first:last]", f"buf_{src.name}"
 
     projections = []
     for d in spec.denses:
@@ -333,7 +333,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         if p.adjoint not in [a.name for a in adjoint_arrays]:
             adjoint_arrays.append(Array(p.adjoint, f"(steps * batch, {p.width})"))
     accumulators = tuple(
-        Array(f"acc_{v.name}", f"(batch, {_size(size_of(v))})")
+        Array(f"buf_{v.name}", f"(batch, {_size(size_of(v))})")
         for v in [*[e.target for e in spec.equations], *dense_of]
         if (v in dense_sources or v in later_uses) and v not in state_new
     )
@@ -375,7 +375,7 @@ def _accumulator(spec, var, state_prev, indexed) -> str:
         return f"dprev_{state_prev[var].name}[b, j]"
     if var.name in indexed:
         return f"d_{var.name}[j]"
-    return f"acc_{var.name}[b, j]"
+    return f"buf_{var.name}[b, j]"
 
 
 def _external_read(spec, var, state_new, dense_sources, later_uses) -> str:
@@ -386,7 +386,7 @@ def _external_read(spec, var, state_new, dense_sources, later_uses) -> str:
         if name == spec.output:
             parts.append("d_seq_y[row, j]")
     if var in dense_sources or var in later_uses:
-        parts.append(f"acc_{var.name}[b, j]")
+        parts.append(f"buf_{var.name}[b, j]")
     return " + ".join(parts)
 
 
