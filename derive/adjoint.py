@@ -60,7 +60,9 @@ class Adjoint:
 def derive_adjoint(spec: CellSpec) -> Adjoint:
     """Differentiate the step: for each equation in reverse, push its adjoint to its arguments."""
     by_value = {
-        eq.expr: eq.target for eq in spec.equations if isinstance(eq.expr, sympy.Function)
+        eq.expr: eq.target
+        for eq in spec.equations
+        if isinstance(eq.expr, sympy.Function)
     }
     terms: dict[sympy.Symbol, list[Term]] = {}
     for index in reversed(range(len(spec.equations))):
@@ -72,6 +74,9 @@ def derive_adjoint(spec: CellSpec) -> Adjoint:
                 terms.setdefault(arg, []).append(Term(d_target * partial, index))
     quantities = spec.quantities
     forward = set(quantities) | {eq.target for eq in spec.equations}
-    read = set().union(*(t.expr.free_symbols for ts in terms.values() for t in ts)) & forward
+    read = (
+        set().union(*(t.expr.free_symbols for ts in terms.values() for t in ts))
+        & forward
+    )
     saved = tuple(sorted(read, key=sympy.default_sort_key))
     return Adjoint(spec, {k: tuple(v) for k, v in terms.items()}, saved)

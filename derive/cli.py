@@ -25,7 +25,9 @@ def _cmd_list(args) -> int:
     for spec in specs:
         states = ", ".join(s.name for s in spec.states)
         params = ", ".join(_describe_shape(p) for p in spec.params)
-        print(f"{spec.name:<{width}}  states: {states}; params: {params}; {spec.citation}")
+        print(
+            f"{spec.name:<{width}}  states: {states}; params: {params}; {spec.citation}"
+        )
     return 0
 
 
@@ -82,21 +84,35 @@ def _parser() -> argparse.ArgumentParser:
         prog="gatesmith",
         description="Recurrent cells declared in SymPy: derive BPTT, emit Numba kernels.",
     )
-    parser.add_argument("--version", action="version", version=f"gatesmith {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"gatesmith {__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="the declared variants, one line each")
     p.set_defaults(run=_cmd_list)
 
-    p = sub.add_parser("generate", help="regenerate the kernels (silent about unchanged files)")
+    p = sub.add_parser(
+        "generate", help="regenerate the kernels (silent about unchanged files)"
+    )
     p.add_argument("variants", nargs="*", help="variants to generate (default: all)")
-    p.add_argument("--out", metavar="DIR", help="output package folder (default: generated/)")
-    p.add_argument("-v", "--verbose", action="store_true", help="print the time of each stage")
+    p.add_argument(
+        "--out", metavar="DIR", help="output package folder (default: generated/)"
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="print the time of each stage"
+    )
     p.set_defaults(run=_cmd_generate)
 
-    p = sub.add_parser("check", help="exit 1 with a diff when the generated files are stale")
-    p.add_argument("--out", metavar="DIR", help="generated package folder (default: generated/)")
-    p.add_argument("-v", "--verbose", action="store_true", help="print the time of each stage")
+    p = sub.add_parser(
+        "check", help="exit 1 with a diff when the generated files are stale"
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="generated package folder (default: generated/)"
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="print the time of each stage"
+    )
     p.set_defaults(run=_cmd_check)
     return parser
 

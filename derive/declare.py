@@ -32,7 +32,7 @@ from types import MappingProxyType
 
 import sympy
 
-from .functions import ACTIVATIONS, GATE_ACTIVATIONS, tanh
+from .functions import ACTIVATIONS, GATE_ACTIVATIONS
 
 __all__ = [
     "Cell",
@@ -111,8 +111,9 @@ class Param:
         rows = ((len(self.blocks), self.block_size),)
         return rows + ((1, self.cols),) if self.cols else rows
 
-    def block_symbol(self, block: str) -> sympy.Symbol:
-        """The per-unit scalar of a vector parameter (only ``kind == "vector"``)."""
+    @property
+    def symbol(self) -> sympy.Symbol:
+        """The per-unit scalar of a vector parameter (``kind == "vector"``)."""
         return sympy.Symbol(self.name)
 
 
@@ -275,7 +276,9 @@ class Cell:
         """Declare an extra dimension, given to ``param_shapes`` as ``argument=``."""
         where = _caller()
         if name in self._sizes:
-            raise DeclarationError(f"{where}: size {name!r} is declared twice; give it another name.")
+            raise DeclarationError(
+                f"{where}: size {name!r} is declared twice; give it another name."
+            )
         _check_name(argument, "size argument", where)
         self._sizes[name] = Size(name, argument, latex or name)
         return name
@@ -286,13 +289,17 @@ class Cell:
         self._latex["x"] = latex
         return self._input
 
-    def state(self, name: str, size: str = "H", latex: str | None = None, output: bool = False) -> State:
+    def state(
+        self, name: str, size: str = "H", latex: str | None = None, output: bool = False
+    ) -> State:
         """A carried state; ``output=True`` makes it the sequence output (default: ``h``)."""
         where = _caller()
         _check_name(name, "state", where)
         self._check_size(size, where)
         if name in self._states:
-            raise DeclarationError(f"{where}: state {name!r} is declared twice; give it another name.")
+            raise DeclarationError(
+                f"{where}: state {name!r} is declared twice; give it another name."
+            )
         state = State(name, size, latex or name, where)
         self._states[name] = state
         self._latex[state.prev.name] = rf"{state.latex}_{{t-1}}"
@@ -306,14 +313,17 @@ class Cell:
         """A weight matrix of ``len(blocks)`` row blocks of ``block_size`` rows and ``cols`` columns."""
         return self._param(name, "weight", blocks, block_size, cols, latex)
 
-    def bias(self, name: str, blocks: str, block_size: str = "H", latex: str | None = None) -> Param:
+    def bias(
+        self, name: str, blocks: str, block_size: str = "H", latex: str | None = None
+    ) -> Param:
         """A bias vector of ``len(blocks)`` blocks of ``block_size``."""
         return self._param(name, "bias", blocks, block_size, None, latex)
 
-    def vector(self, name: str, size: str = "H", latex: str | None = None) -> sympy.Symbol:
+    def vector(
+        self, name: str, size: str = "H", latex: str | None = None
+    ) -> sympy.Symbol:
         """A per-unit parameter (a diagonal matrix, such as a peephole); returns its scalar symbol."""
-        param = self._param(name, "vector", name, size, None, latex)
-        return param.block_symbol(name)
+        return self._param(name, "vector", name, size, None, latex).symbol
 
     def pytorch_params(self, gates: str) -> tuple[Param, Param, Param, Param]:
         """``weight_ih, weight_hh, bias_ih, bias_hh`` with PyTorch's shapes and gate order."""
@@ -328,14 +338,20 @@ class Cell:
         where = _caller()
         _check_name(name, "parameter", where)
         if name in self._params:
-            raise DeclarationError(f"{where}: parameter {name!r} is declared twice; give it another name.")
+            raise DeclarationError(
+                f"{where}: parameter {name!r} is declared twice; give it another name."
+            )
         block_names = tuple(blocks.split())
         if not block_names:
-            raise DeclarationError(f"{where}: parameter {name!r} has no blocks; name at least one.")
+            raise DeclarationError(
+                f"{where}: parameter {name!r} has no blocks; name at least one."
+            )
         for blk in block_names:
             _check_name(blk, "block", where)
         if len(set(block_names)) != len(block_names):
-            raise DeclarationError(f"{where}: parameter {name!r} names a block twice: {blocks!r}.")
+            raise DeclarationError(
+                f"{where}: parameter {name!r} names a block twice: {blocks!r}."
+            )
         self._check_size(block_size, where)
         if cols is not None:
             self._check_size(cols, where)
@@ -352,7 +368,9 @@ class Cell:
         """``weight[blocks] @ source + bias[blocks]``; ``blocks`` defaults to all, in order."""
         where = _caller()
         if not isinstance(weight, Param) or weight.kind != "weight":
-            raise DeclarationError(f"{where}: dense() takes a parameter made by cell.weight(); got {weight!r}.")
+            raise DeclarationError(
+                f"{where}: dense() takes a parameter made by cell.weight(); got {weight!r}."
+            )
         chosen = tuple(blocks.split()) if blocks else weight.blocks
         if any(b not in weight.blocks for b in chosen):
             raise DeclarationError(
@@ -382,8 +400,10 @@ class Cell:
         dense = Dense(name, weight.name, source, bias.name if bias else None, chosen, first,
                       weight.block_size, where)  # fmt: skip
         self._denses[f"{name}:{' '.join(chosen)}"] = dense
-        for blk, sym in zip(chosen, dense.symbols):
-            self._latex[sym.name] = rf"({weight.latex}_{{{blk}}} {_source_latex(self, source)})"
+        for blk, sym in zip(chosen, dense.symbols, strict=True):
+            self._latex[sym.name] = (
+                rf"({weight.latex}_{{{blk}}} {_source_latex(self, source)})"
+            )
         return dense
 
     def let(self, name: str, expr, latex: str | None = None) -> sympy.Symbol:
@@ -394,9 +414,9 @@ class Cell:
         """A gate: like :meth:`let`, and warned about when its activation leaves [0, 1]."""
         where = _caller()
         expr = sympy.sympify(expr)
-        if not (isinstance(expr, sympy.Function) and isinstance(expr, GATE_ACTIVATIONS)) and not (
-            expr.is_number and 0 <= expr <= 1
-        ):
+        if not (
+            isinstance(expr, sympy.Function) and isinstance(expr, GATE_ACTIVATIONS)
+        ) and not (expr.is_number and 0 <= expr <= 1):
             warnings.warn(
                 f"{where}: gate {name!r} = {expr} is not a sigmoid, so its values can leave [0, 1]; "
                 "a gate scales what passes through it and should stay in that range.",
@@ -409,9 +429,13 @@ class Cell:
         """The state's new value ``state.new = expr``."""
         where = _caller()
         if not isinstance(state, State) or state.name not in self._states:
-            raise DeclarationError(f"{where}: update() takes a state made by cell.state(); got {state!r}.")
+            raise DeclarationError(
+                f"{where}: update() takes a state made by cell.state(); got {state!r}."
+            )
         if any(eq.target == state.new for eq in self._equations):
-            raise DeclarationError(f"{where}: state {state.name!r} is updated twice; update it once.")
+            raise DeclarationError(
+                f"{where}: state {state.name!r} is updated twice; update it once."
+            )
         self._equation(state.new.name, expr, "state", None, where)
         return state.new
 
@@ -419,8 +443,11 @@ class Cell:
         if role != "state":
             _check_name(name, "intermediate", where)
         target = sympy.Symbol(name)
-        if target.name in self._latex and role != "state":
-            raise DeclarationError(f"{where}: the name {name!r} is already taken; choose another.")
+        taken = name in self._latex or name in self._params or name in self._states
+        if taken and role != "state":
+            raise DeclarationError(
+                f"{where}: the name {name!r} is already taken; choose another."
+            )
         expr = sympy.sympify(expr)
         # An activation of a compound argument gets its pre-activation named, so the adjoint of
         # the pre-activation (the paper's delta-bar) is one statement the kernel and text share.
@@ -452,9 +479,13 @@ class Cell:
     def build(self) -> CellSpec:
         """Check the declaration and freeze it."""
         if self._input is None:
-            raise DeclarationError(f"{self._where}: cell {self.name!r} has no input; call cell.input().")
+            raise DeclarationError(
+                f"{self._where}: cell {self.name!r} has no input; call cell.input()."
+            )
         if not self._states:
-            raise DeclarationError(f"{self._where}: cell {self.name!r} has no state; call cell.state().")
+            raise DeclarationError(
+                f"{self._where}: cell {self.name!r} has no state; call cell.state()."
+            )
         if self._output not in self._states:
             raise DeclarationError(
                 f"{self._where}: the output state {self._output!r} is not declared; "
@@ -468,7 +499,9 @@ class Cell:
             equations=(), latex_names=MappingProxyType(dict(self._latex)),
         )  # fmt: skip
         equations, constraints = _size_equations(spec, self._equations)
-        spec = CellSpec(**{**spec.__dict__, "equations": equations, "constraints": constraints})
+        spec = CellSpec(
+            **{**spec.__dict__, "equations": equations, "constraints": constraints}
+        )
         _check_usage(spec, self._where)
         return spec
 
@@ -480,7 +513,9 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
     defined: set[sympy.Symbol] = {spec.input} | {s.prev for s in spec.states}
     defined |= {sym for sym, q in known.items() if q.kind in ("vector", "dense")}
     sized: list[Equation] = []
-    sizes: dict[sympy.Symbol, str] = {sym: q.size for sym, q in known.items() if q.kind != "let"}
+    sizes: dict[sympy.Symbol, str] = {
+        sym: q.size for sym, q in known.items() if q.kind != "let"
+    }
     for d in spec.denses:
         if d.source not in sizes and d.source not in {eq.target for eq in equations}:
             raise DeclarationError(
@@ -551,11 +586,15 @@ def _check_usage(spec: CellSpec, where: str) -> None:
                     f"{p.where}: blocks {unused} of {p.name!r} are never projected; "
                     "use them in cell.dense() or drop them from the parameter."
                 )
-    read = set().union(*(eq.expr.free_symbols for eq in spec.equations)) | {d.source for d in spec.denses}
+    read = set().union(*(eq.expr.free_symbols for eq in spec.equations)) | {
+        d.source for d in spec.denses
+    }
     for d in spec.denses:
         for sym in d.symbols:
             if sym not in read:
-                raise DeclarationError(f"{d.where}: the projection {sym} is computed but never used.")
+                raise DeclarationError(
+                    f"{d.where}: the projection {sym} is computed but never used."
+                )
 
 
 def _check_name(name: str, what: str, where: str) -> None:
@@ -582,7 +621,3 @@ def _strip_t(latex: str) -> str:
 
 def _source_latex(cell: Cell, source: sympy.Symbol) -> str:
     return cell._latex.get(source.name, source.name)
-
-
-# ``tanh`` re-exported for declarations that import everything from here
-__all__ += ["tanh"]

@@ -56,7 +56,9 @@ class relu(sympy.Function):  # noqa: N801
         return relu_step(self)
 
 
-tanh = sympy.tanh  # its derivative, 1 - tanh(a)**2, is already written through its output
+tanh = (
+    sympy.tanh
+)  # its derivative, 1 - tanh(a)**2, is already written through its output
 
 
 def identity(arg):

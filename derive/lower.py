@@ -37,7 +37,9 @@ class Line:
     op: str
     value: str
     comment: str = ""
-    terms: tuple[tuple[str, str], ...] = ()  # the value's terms with signs, for line wrapping
+    terms: tuple[
+        tuple[str, str], ...
+    ] = ()  # the value's terms with signs, for line wrapping
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,9 @@ class KernelPlan:
     spec: CellSpec
     states: tuple[str, ...]
     params: tuple[str, ...]
-    forward_sizes: tuple[Line, ...]  # how each kernel reads the sizes from its arguments
+    forward_sizes: tuple[
+        Line, ...
+    ]  # how each kernel reads the sizes from its arguments
     backward_sizes: tuple[Line, ...]
     forward_constants: tuple[Line, ...]
     backward_constants: tuple[Line, ...]
@@ -98,13 +102,17 @@ class KernelPlan:
     sequences: tuple[Array, ...]  # state sequences, (T + 1, B, size)
     saves: tuple[Array, ...]  # values saved per step for the backward pass
     adjoints: tuple[Array, ...]  # per-step adjoints of projections, (T, B, rows)
-    accumulators: tuple[Array, ...]  # per-step adjoint buffers (buf_*), zeroed at each step
+    accumulators: tuple[
+        Array, ...
+    ]  # per-step adjoint buffers (buf_*), zeroed at each step
     forward_args: tuple[str, ...]
     forward_returns: tuple[str, ...]
     backward_args: tuple[str, ...]
     backward_returns: tuple[str, ...]
     output: str
-    saved_per_step: tuple[tuple[int, str], ...]  # (count, size) of saved scalars per batch row
+    saved_per_step: tuple[
+        tuple[int, str], ...
+    ]  # (count, size) of saved scalars per batch row
 
 
 def _size(name: str) -> str:
@@ -129,7 +137,11 @@ def _rows(first: int, count: int, total: int, size: str) -> tuple[str, str]:
     if first == 0 and count == total:
         return "", width
     start, stop = bound(first), bound(first + count)
-    sep = ":" if (" " not in start and " " not in stop) else (": " if not start else " : ")
+    sep = (
+        ":"
+        if (" " not in start and " " not in stop)
+        else (": " if not start else " : ")
+    )
     return f"[{start}{sep}{stop}]", width
 
 
@@ -157,7 +169,10 @@ def lower(adjoint: Adjoint) -> KernelPlan:
 
     for eq in spec.equations:
         stage_of[eq.target] = max((stage(s) for s in eq.expr.free_symbols), default=0)
-    dense_stage = {d: (0 if d.source not in eq_index else stage_of[d.source] + 1) for d in spec.denses}
+    dense_stage = {
+        d: (0 if d.source not in eq_index else stage_of[d.source] + 1)
+        for d in spec.denses
+    }
     n_stages = 1 + max([*stage_of.values(), *dense_stage.values()])
 
     def use_stage(term):
@@ -168,12 +183,19 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         v
         for v, ts in adjoint.terms.items()
         if v in eq_index or v in dense_of
-        if any(use_stage(t) > (stage_of[v] if v in eq_index else dense_stage[dense_of[v]]) for t in ts)
+        if any(
+            use_stage(t) > (stage_of[v] if v in eq_index else dense_stage[dense_of[v]])
+            for t in ts
+        )
     }
     saved_fwd = set(adjoint.saved) | dense_sources
-    for eq in spec.equations:  # values read by a later forward stage must outlive their loop
+    for (
+        eq
+    ) in spec.equations:  # values read by a later forward stage must outlive their loop
         for s in eq.expr.free_symbols:
-            if (s in eq_index and stage_of[s] < stage_of[eq.target]) or (s in dense_of and dense_stage[dense_of[s]] < stage_of[eq.target]):
+            if (s in eq_index and stage_of[s] < stage_of[eq.target]) or (
+                s in dense_of and dense_stage[dense_of[s]] < stage_of[eq.target]
+            ):
                 saved_fwd.add(s)  # fmt: skip
     saves = tuple(
         s for s in [*[sym for d in spec.denses for sym in d.symbols], *[e.target for e in spec.equations]]
@@ -217,7 +239,10 @@ def lower(adjoint: Adjoint) -> KernelPlan:
 
     # The adjoint of each projection output, per block: shared arrays where they agree.
     def complete_adjoint(sym, home):
-        total = sum((t.expr for t in adjoint.terms.get(sym, ()) if use_stage(t) == home), sympy.Integer(0))
+        total = sum(
+            (t.expr for t in adjoint.terms.get(sym, ()) if use_stage(t) == home),
+            sympy.Integer(0),
+        )
         return total + external_symbol(sym) if _external(sym) else total
 
     def _external(sym):
@@ -226,7 +251,11 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     adjoint_array: dict[Dense, str] = {}
     seen: dict[tuple, str] = {}
     for d in spec.denses:
-        signature = (dense_stage[d], d.block_size, tuple(complete_adjoint(s, dense_stage[d]) for s in d.symbols))
+        signature = (
+            dense_stage[d],
+            d.block_size,
+            tuple(complete_adjoint(s, dense_stage[d]) for s in d.symbols),
+        )
         adjoint_array[d] = seen.setdefault(signature, f"dk_{keys[d]}")
 
     def source_arrays(d):
@@ -238,12 +267,18 @@ def lower(adjoint: Adjoint) -> KernelPlan:
             return f"seq_{name}[:-batch]", f"seq_{name}[first:last]", f"dprev_{name}"
         if src in state_new:
             name = state_new[src].name
-            return f"seq_{name}[batch:]", f"seq_{name}[last : last + batch]", f"buf_{src.name}"
+            return (
+                f"seq_{name}[batch:]",
+                f"seq_{name}[last : last + batch]",
+                f"buf_{src.name}",
+            )
         return f"save_{src.name}", f"save_{src.name}[first:last]", f"buf_{src.name}"
 
     projections = []
     for d in spec.denses:
-        rows, width = _rows(d.first_block, len(d.blocks), len(spec.param(d.weight).blocks), d.block_size)
+        rows, width = _rows(
+            d.first_block, len(d.blocks), len(spec.param(d.weight).blocks), d.block_size
+        )
         seq, step, dsrc = source_arrays(d)
         projections.append(Projection(
             key=keys[d], adjoint=adjoint_array[d], weight=d.weight, bias=d.bias, rows=rows, width=width,
@@ -260,7 +295,11 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         if not eqs:
             return None
         defined = {e.target for e in eqs}
-        needed = set().union(*(e.expr.free_symbols for e in eqs)) - defined - set(map(sympy.Symbol, indexed))
+        needed = (
+            set().union(*(e.expr.free_symbols for e in eqs))
+            - defined
+            - set(map(sympy.Symbol, indexed))
+        )
         loads = []
         for sym in sorted(needed, key=sympy.default_sort_key):
             value = dense_read(sym) if sym in dense_of else forward_value(sym)
@@ -280,11 +319,20 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     # -- backward loops ------------------------------------------------------------------------
     def backward_loop(s, size):
         eqs = [e for e in spec.equations if stage_of[e.target] == s and e.size == size]
-        denses = [d for d in spec.denses if dense_stage[d] == s and d.block_size == size]
+        denses = [
+            d for d in spec.denses if dense_stage[d] == s and d.block_size == size
+        ]
         statements = []
         for e in reversed(eqs):
             total = complete_adjoint(e.target, s)
-            statements.append((adjoint_symbol(e.target).name, "=", total, f"adjoint of {_eq_comment(e)}"))
+            statements.append(
+                (
+                    adjoint_symbol(e.target).name,
+                    "=",
+                    total,
+                    f"adjoint of {_eq_comment(e)}",
+                )
+            )
         stores = []
         written = set()
         for d in denses:
@@ -292,16 +340,33 @@ def lower(adjoint: Adjoint) -> KernelPlan:
                 continue
             written.add(adjoint_array[d])
             for blk, sym in enumerate(d.symbols):
-                stores.append((f"{adjoint_array[d]}[row, {_offset(blk, size)}]", "=", complete_adjoint(sym, s), ""))
+                stores.append(
+                    (
+                        f"{adjoint_array[d]}[row, {_offset(blk, size)}]",
+                        "=",
+                        complete_adjoint(sym, s),
+                        "",
+                    )
+                )
         # contributions to values completed elsewhere: previous states, the input, vector
         # parameters, and values of earlier stages
         for var, ts in adjoint.terms.items():
-            if var in eq_index and stage_of[var] == s or var in dense_of and dense_stage[dense_of[var]] == s:
+            if (
+                var in eq_index
+                and stage_of[var] == s
+                or var in dense_of
+                and dense_stage[dense_of[var]] == s
+            ):
                 continue
-            part = sum((t.expr for t in ts if use_stage(t) == s and size_of(var) == size), sympy.Integer(0))
+            part = sum(
+                (t.expr for t in ts if use_stage(t) == s and size_of(var) == size),
+                sympy.Integer(0),
+            )
             if part == 0:
                 continue
-            stores.append((_accumulator(spec, var, state_prev, indexed), "+=", part, ""))
+            stores.append(
+                (_accumulator(spec, var, state_prev, indexed), "+=", part, "")
+            )
         if not statements and not stores:
             return None
         lines = _cse_lines(back_printer, statements + stores)
@@ -310,15 +375,25 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         for st in statements + stores:
             free |= st[2].free_symbols
         loads = []
-        for sym in sorted(free - defined - set(map(sympy.Symbol, indexed)), key=sympy.default_sort_key):
+        for sym in sorted(
+            free - defined - set(map(sympy.Symbol, indexed)), key=sympy.default_sort_key
+        ):
             if sym.name.startswith("acc_"):
                 var = sympy.Symbol(sym.name.removeprefix("acc_"))
-                loads.append(Line(sym.name, "=", _external_read(spec, var, state_new, dense_sources, later_uses)))
+                loads.append(
+                    Line(
+                        sym.name,
+                        "=",
+                        _external_read(spec, var, state_new, dense_sources, later_uses),
+                    )
+                )
             else:
                 loads.append(Line(sym.name, "=", forward_value(sym)))
         return Loop(s, _size(size), tuple(loads + lines))
 
-    sizes_used = sorted({e.size for e in spec.equations} | {d.block_size for d in spec.denses})
+    sizes_used = sorted(
+        {e.size for e in spec.equations} | {d.block_size for d in spec.denses}
+    )
     stages = []
     for s in range(n_stages):
         fwd = tuple(lp for size in sizes_used if (lp := forward_loop(s, size)))
@@ -326,8 +401,13 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         stages.append(Stage(s, tuple(p for p in projections if p.stage == s), fwd, bwd))
 
     # -- arrays and signatures -----------------------------------------------------------------
-    sequences = tuple(Array(f"seq_{st.name}", f"((steps + 1) * batch, {_size(st.size)})") for st in spec.states)
-    save_arrays = tuple(Array(f"save_{s.name}", f"(steps * batch, {_size(size_of(s))})") for s in saves)
+    sequences = tuple(
+        Array(f"seq_{st.name}", f"((steps + 1) * batch, {_size(st.size)})")
+        for st in spec.states
+    )
+    save_arrays = tuple(
+        Array(f"save_{s.name}", f"(steps * batch, {_size(size_of(s))})") for s in saves
+    )
     adjoint_arrays = []
     for p in projections:
         if p.adjoint not in [a.name for a in adjoint_arrays]:
@@ -341,8 +421,18 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     states = spec.state_names
     forward_args = ("seq_x", *[f"init_{s}" for s in states], *params)
     forward_returns = (*[a.name for a in sequences], *[a.name for a in save_arrays])
-    backward_args = ("d_seq_y", *[f"dfinal_{s}" for s in states], "seq_x", *params, *forward_returns)
-    backward_returns = ("dx", *[f"dnext_{s}" for s in states], *[f"d_{p}" for p in params])
+    backward_args = (
+        "d_seq_y",
+        *[f"dfinal_{s}" for s in states],
+        "seq_x",
+        *params,
+        *forward_returns,
+    )
+    backward_returns = (
+        "dx",
+        *[f"dnext_{s}" for s in states],
+        *[f"d_{p}" for p in params],
+    )
     per_step = {}
     for s in saves:
         per_step[size_of(s)] = per_step.get(size_of(s), 0) + 1
@@ -365,7 +455,9 @@ def _eq_comment(eq) -> str:
 
 def _constant_lines(printer: NumbaPrinter) -> tuple[Line, ...]:
     """Typed constants of a kernel: ``real`` is the kernel's float type."""
-    return tuple(Line(constant_name(c), "=", f"real({c})") for c in sorted(printer.constants))
+    return tuple(
+        Line(constant_name(c), "=", f"real({c})") for c in sorted(printer.constants)
+    )
 
 
 def _accumulator(spec, var, state_prev, indexed) -> str:
@@ -413,7 +505,9 @@ def _size_lines(spec: CellSpec, state_prefix: str) -> tuple[Line, ...]:
 def _cse_lines(printer: NumbaPrinter, statements) -> list[Line]:
     """CSE over a loop's statements; each temporary is printed just before its first use."""
     exprs = [st[2] for st in statements]
-    temps, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols("tmp"), order="canonical")
+    temps, reduced = sympy.cse(
+        exprs, symbols=sympy.numbered_symbols("tmp"), order="canonical"
+    )
     names = _temp_names(temps)
     rename = {t: sympy.Symbol(names[t]) for t, _ in temps}
     temp_expr = {rename[t]: e.xreplace(rename) for t, e in temps}
@@ -427,7 +521,7 @@ def _cse_lines(printer: NumbaPrinter, statements) -> list[Line]:
                 emitted.add(sym)
                 lines.append(_line(printer, sym.name, "=", temp_expr[sym]))
 
-    for (target, op, _, comment), expr in zip(statements, reduced):
+    for (target, op, _, comment), expr in zip(statements, reduced, strict=True):
         expr = expr.xreplace(rename)
         emit_temps(expr)
         lines.append(_line(printer, target, op, expr, comment))
@@ -435,7 +529,9 @@ def _cse_lines(printer: NumbaPrinter, statements) -> list[Line]:
 
 
 def _line(printer: NumbaPrinter, target: str, op: str, expr, comment: str = "") -> Line:
-    return Line(target, op, printer.statement(expr), comment, tuple(printer.terms(expr)))
+    return Line(
+        target, op, printer.statement(expr), comment, tuple(printer.terms(expr))
+    )
 
 
 def _temp_names(temps) -> dict:
@@ -444,7 +540,11 @@ def _temp_names(temps) -> dict:
     taken = set()
     for n, (sym, expr) in enumerate(temps):
         name = f"tmp{n}"
-        if isinstance(expr, sympy.Function) and len(expr.args) == 1 and expr.args[0].is_Symbol:
+        if (
+            isinstance(expr, sympy.Function)
+            and len(expr.args) == 1
+            and expr.args[0].is_Symbol
+        ):
             candidate = f"{type(expr).__name__}_{expr.args[0].name}"
             if candidate not in taken:
                 name = candidate

@@ -24,7 +24,9 @@ STAGES = ("declare", "derive", "lower", "render", "write")
 class Run:
     """What a run did and how long each stage took (seconds)."""
 
-    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    timings: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(STAGES, 0.0)
+    )
     written: list[Path] = field(default_factory=list)
     removed: list[Path] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
@@ -52,7 +54,9 @@ def specs_for(names: Iterable[str] | None, run: Run) -> list[CellSpec]:
         return [registry.get(n) for n in (names or registry.names())]
 
 
-def kernel_files(specs: list[CellSpec], run: Run, package: bool = True) -> dict[str, str]:
+def kernel_files(
+    specs: list[CellSpec], run: Run, package: bool = True
+) -> dict[str, str]:
     """Derive, lower and render every spec: relative path -> file text."""
     files = {}
     for spec in specs:

@@ -6,8 +6,8 @@ Overrides are ``_print_<Function>`` methods; printed code is never edited as tex
 from __future__ import annotations
 
 import sympy
-from sympy.printing.pycode import PythonCodePrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.pycode import PythonCodePrinter
 
 from .functions import relu, relu_step
 
@@ -20,7 +20,9 @@ def constant_name(value: sympy.Number) -> str:
         return f"const_{int(value)}"
     if value.is_Rational:
         return f"const_{value.p}_{value.q}"
-    raise ValueError(f"the kernel printer takes integer and rational constants only, got {value}")
+    raise ValueError(
+        f"the kernel printer takes integer and rational constants only, got {value}"
+    )
 
 
 class NumbaPrinter(PythonCodePrinter):
@@ -54,7 +56,9 @@ class NumbaPrinter(PythonCodePrinter):
     _print_NegativeOne = _print_Integer
 
     def _print_Float(self, expr):
-        raise ValueError(f"a declaration must use exact numbers (Integer, Rational), not the float {expr}")
+        raise ValueError(
+            f"a declaration must use exact numbers (Integer, Rational), not the float {expr}"
+        )
 
     def _print_Symbol(self, expr):
         return self.indexed.get(expr.name, expr.name)

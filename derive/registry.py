@@ -43,7 +43,9 @@ def get(name: str) -> CellSpec:
         raise UnknownVariantError(f"unknown variant {name!r}; known variants: {known}")
     spec = _DECLARATIONS[name]()
     if spec.name != name:
-        raise ValueError(f"the declaration registered as {name!r} builds a cell named {spec.name!r}")
+        raise ValueError(
+            f"the declaration registered as {name!r} builds a cell named {spec.name!r}"
+        )
     return spec
 
 

@@ -23,7 +23,9 @@ def template_dir() -> Path:
     for candidate in (here / "templates", here.parent / "templates"):
         if (candidate / "kernel.py.j2").is_file():
             return candidate
-    raise FileNotFoundError(f"{TOOL}: the templates folder is missing (looked in {here})")
+    raise FileNotFoundError(
+        f"{TOOL}: the templates folder is missing (looked in {here})"
+    )
 
 
 def version() -> str:
@@ -120,7 +122,9 @@ def render_kernel(plan: KernelPlan) -> str:
         (p.name, "(" + ", ".join(f'({m}, "{s}")' for m, s in p.shape_formula()) + (",)" if not p.cols else ")"))
         for p in spec.params
     ]  # fmt: skip
-    sizes_dict = "{" + ", ".join(f'"{s.name}": "{s.argument}"' for s in spec.sizes) + "}"
+    sizes_dict = (
+        "{" + ", ".join(f'"{s.name}": "{s.argument}"' for s in spec.sizes) + "}"
+    )
     state_sizes = "{" + ", ".join(f'"{s.name}": "{s.size}"' for s in spec.states) + "}"
     constraints = "(" + "".join(f'("{a}", "{b}"),' for a, b in spec.constraints) + ")"
     saved = "(" + "".join(f'({n}, "{s}"),' for n, s in plan.saved_per_step) + ")"
@@ -139,7 +143,9 @@ def render_kernel(plan: KernelPlan) -> str:
         saved_per_step=saved,
         saved_text=saved_text,
         forward_returns=_tuple(plan.forward_returns, "_FORWARD_RETURNS"),
-        backward_tape=_tuple(plan.backward_args[1 + len(plan.states) :], "_BACKWARD_TAPE"),
+        backward_tape=_tuple(
+            plan.backward_args[1 + len(plan.states) :], "_BACKWARD_TAPE"
+        ),
         hoisted=[p for p in projections if p.hoisted],
         projections=projections,
         size_args=", ".join(s.argument for s in spec.sizes),

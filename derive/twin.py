@@ -44,7 +44,9 @@ def _evaluate(expr, env, torch):
     functions = {sigmoid: torch.sigmoid, sympy.tanh: torch.tanh, relu: torch.relu}
     if type(expr) in functions:
         return functions[type(expr)](args[0])
-    raise NotImplementedError(f"the twin reference cannot evaluate {expr.func.__name__}")
+    raise NotImplementedError(
+        f"the twin reference cannot evaluate {expr.func.__name__}"
+    )
 
 
 def twin_forward(spec: CellSpec, x, initial_states, params):
@@ -55,7 +57,9 @@ def twin_forward(spec: CellSpec, x, initial_states, params):
     """
     torch = _torch()
     states = dict(zip(spec.state_names, initial_states, strict=True))
-    vectors = {sympy.Symbol(p.name): params[p.name] for p in spec.params if p.kind == "vector"}
+    vectors = {
+        sympy.Symbol(p.name): params[p.name] for p in spec.params if p.kind == "vector"
+    }
     ys = []
     for t in range(x.shape[0]):
         env = dict(vectors)
@@ -66,8 +70,12 @@ def twin_forward(spec: CellSpec, x, initial_states, params):
         for eq in spec.equations:
             for d in list(pending):
                 if d.source in env:  # a projection runs once its source is known
-                    block = params[d.weight].shape[0] // len(spec.param(d.weight).blocks)
-                    rows = slice(d.first_block * block, (d.first_block + len(d.blocks)) * block)
+                    block = params[d.weight].shape[0] // len(
+                        spec.param(d.weight).blocks
+                    )
+                    rows = slice(
+                        d.first_block * block, (d.first_block + len(d.blocks)) * block
+                    )
                     value = env[d.source] @ params[d.weight][rows].T
                     if d.bias:
                         value = value + params[d.bias][rows]

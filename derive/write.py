@@ -31,7 +31,9 @@ def stale_files(files: dict[str, str], out: Path, pattern: str) -> list[Path]:
         return []
     wanted = {Path(name) for name in files}
     return sorted(
-        p for p in out.glob(pattern) if p.relative_to(out) not in wanted and _is_generated(p)
+        p
+        for p in out.glob(pattern)
+        if p.relative_to(out) not in wanted and _is_generated(p)
     )
 
 
@@ -64,7 +66,9 @@ def write_tree(files: dict[str, str], out: Path, stale_pattern: str | None = Non
     return written, removed
 
 
-def diff_tree(files: dict[str, str], out: Path, stale_pattern: str | None = None) -> list[str]:
+def diff_tree(
+    files: dict[str, str], out: Path, stale_pattern: str | None = None
+) -> list[str]:
     """Unified diffs between ``files`` and what lies under ``out``; empty when they agree."""
     diffs = []
     for name, text in sorted(files.items()):
@@ -82,5 +86,7 @@ def diff_tree(files: dict[str, str], out: Path, stale_pattern: str | None = None
                 )
             )
     for path in stale_files(files, out, stale_pattern) if stale_pattern else []:
-        diffs.append(f"{out.name}/{path.relative_to(out)}: generated file with no declaration\n")
+        diffs.append(
+            f"{out.name}/{path.relative_to(out)}: generated file with no declaration\n"
+        )
     return diffs

@@ -18,7 +18,9 @@ TEXT = "hello"
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="lstm", help="a generated variant (default: lstm)")
+    parser.add_argument(
+        "--variant", default="lstm", help="a generated variant (default: lstm)"
+    )
     parser.add_argument("--steps", type=int, default=300, help="training iterations")
     parser.add_argument("--hidden", type=int, default=16, help="hidden size")
     args = parser.parse_args(argv)
@@ -61,7 +63,9 @@ def main(argv=None) -> int:
             m, v = moments[k]
             m[:] = 0.9 * m + 0.1 * g
             v[:] = 0.999 * v + 0.001 * g * g
-            params[k] -= 0.05 * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+            params[k] -= (
+                0.05 * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+            )
         if step == 1 or step % 100 == 0:
             print(f"step {step:4d}  loss {loss:.4f}")
     elapsed = time.perf_counter() - start
@@ -71,8 +75,12 @@ def main(argv=None) -> int:
     for _ in range(len(TEXT) - 1):
         step_x = np.eye(V)[[index[out[-1]]]][:, None, :]
         ys, state, _ = cell.forward(step_x, state, {k: params[k] for k in cell.PARAMS})
-        out += chars[int(np.argmax(params["readout"] @ ys[0, 0] + params["readout_bias"]))]
-    print(f"{args.variant}: trained {args.steps} steps in {elapsed:.1f} s (compile included)")
+        out += chars[
+            int(np.argmax(params["readout"] @ ys[0, 0] + params["readout_bias"]))
+        ]
+    print(
+        f"{args.variant}: trained {args.steps} steps in {elapsed:.1f} s (compile included)"
+    )
     print(f"sample from 'h': {out!r}")
     return 0
 

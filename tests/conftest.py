@@ -61,7 +61,9 @@ class Problem:
         )
         out = by_name[cell.STATE_SIZES[cell.OUTPUT]]
         self.dys = rng.standard_normal((steps, batch, out)).astype(dtype)
-        self.dfinal = tuple(rng.standard_normal(s.shape).astype(dtype) for s in self.states)
+        self.dfinal = tuple(
+            rng.standard_normal(s.shape).astype(dtype) for s in self.states
+        )
 
     def run(self):
         """Forward and backward with the generated kernel."""
@@ -85,7 +87,9 @@ class Problem:
         torch = pytest.importorskip("torch")
         loss = (ys * torch.tensor(self.dys.astype(np.float64))).sum()
         for f, d in zip(finals, self.dfinal, strict=True):
-            loss = loss + (f.reshape(d.shape) * torch.tensor(d.astype(np.float64))).sum()
+            loss = (
+                loss + (f.reshape(d.shape) * torch.tensor(d.astype(np.float64))).sum()
+            )
         return loss
 
 
@@ -104,5 +108,7 @@ def relative_error(got, want) -> float:
 
 def assert_close(name, got, want, dtype):
     err = relative_error(got, want)
-    assert err <= TOLERANCE[dtype], f"{name}: relative error {err:.3g} > {TOLERANCE[dtype]:g}"
+    assert err <= TOLERANCE[dtype], (
+        f"{name}: relative error {err:.3g} > {TOLERANCE[dtype]:g}"
+    )
     return err

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import (
+    DTYPES,
+    PYTORCH_MODULES,
+    VARIANTS,
+    Problem,
+    assert_close,
+    load_generated,
+)
 
-from conftest import DTYPES, PYTORCH_MODULES, VARIANTS, Problem, assert_close, load_generated
 from derive import registry
 
 torch = pytest.importorskip("torch")
@@ -47,7 +54,9 @@ def _torch_module(variant, input_size, hidden_size):
         return torch.nn.LSTM(input_size, hidden_size)
     if variant == "gru":
         return torch.nn.GRU(input_size, hidden_size)
-    return torch.nn.RNN(input_size, hidden_size, nonlinearity=variant.removeprefix("rnn_"))
+    return torch.nn.RNN(
+        input_size, hidden_size, nonlinearity=variant.removeprefix("rnn_")
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)

@@ -9,20 +9,30 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import VARIANTS, Problem, load_generated
 
 
 def _flatten(problem):
-    return [problem.x, *problem.states, *(problem.params[k] for k in problem.cell.PARAMS)]
+    return [
+        problem.x,
+        *problem.states,
+        *(problem.params[k] for k in problem.cell.PARAMS),
+    ]
 
 
 def _objective(problem, arrays):
     cell = problem.cell
     n = len(cell.STATES)
-    x, states, params = arrays[0], tuple(arrays[1 : 1 + n]), dict(zip(cell.PARAMS, arrays[1 + n :], strict=True))
+    x, states, params = (
+        arrays[0],
+        tuple(arrays[1 : 1 + n]),
+        dict(zip(cell.PARAMS, arrays[1 + n :], strict=True)),
+    )
     ys, finals, _ = cell.forward(x, states, params)
-    return float(np.sum(ys * problem.dys) + sum(np.sum(f * d) for f, d in zip(finals, problem.dfinal, strict=True)))
+    return float(
+        np.sum(ys * problem.dys)
+        + sum(np.sum(f * d) for f, d in zip(finals, problem.dfinal, strict=True))
+    )
 
 
 def _gradient(problem):
@@ -39,10 +49,17 @@ def test_random_direction_matches_central_differences(variant):
     grad = _gradient(problem)
     analytic = sum(float(np.sum(g * v)) for g, v in zip(grad, direction, strict=True))
     eps = 1e-6
-    plus = _objective(problem, [a + eps * v for a, v in zip(base, direction, strict=True)])
-    minus = _objective(problem, [a - eps * v for a, v in zip(base, direction, strict=True)])
+    plus = _objective(
+        problem, [a + eps * v for a, v in zip(base, direction, strict=True)]
+    )
+    minus = _objective(
+        problem, [a - eps * v for a, v in zip(base, direction, strict=True)]
+    )
     numeric = (plus - minus) / (2 * eps)
-    assert abs(numeric - analytic) <= 1e-6 * max(1.0, abs(analytic)), (numeric, analytic)
+    assert abs(numeric - analytic) <= 1e-6 * max(1.0, abs(analytic)), (
+        numeric,
+        analytic,
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -52,11 +69,15 @@ def test_taylor_remainders_have_slopes_one_and_two(variant):
     base = _flatten(problem)
     direction = [rng.standard_normal(a.shape) * 0.1 for a in base]
     f0 = _objective(problem, base)
-    slope = sum(float(np.sum(g * v)) for g, v in zip(_gradient(problem), direction, strict=True))
+    slope = sum(
+        float(np.sum(g * v)) for g, v in zip(_gradient(problem), direction, strict=True)
+    )
     hs = np.array([1e-1, 5e-2, 2.5e-2, 1.25e-2, 6.25e-3])
     first, second = [], []
     for h in hs:
-        fh = _objective(problem, [a + h * v for a, v in zip(base, direction, strict=True)])
+        fh = _objective(
+            problem, [a + h * v for a, v in zip(base, direction, strict=True)]
+        )
         first.append(abs(fh - f0))
         second.append(abs(fh - f0 - h * slope))
     fit1 = np.polyfit(np.log(hs), np.log(first), 1)[0]

@@ -7,7 +7,6 @@ import warnings
 import numba
 import numpy as np
 import pytest
-
 from conftest import VARIANTS, Problem, load_generated, sizes_for
 
 
@@ -105,9 +104,13 @@ def test_bad_backward_input(cell):
 
 
 def test_bad_sizes(cell):
-    with pytest.raises(ValueError, match="hidden_size must be a positive integer; got 0"):
+    with pytest.raises(
+        ValueError, match="hidden_size must be a positive integer; got 0"
+    ):
         cell.param_shapes(**{**sizes_for(cell), "hidden_size": 0})
-    with pytest.raises(ValueError, match="input_size must be a positive integer; got 2.5"):
+    with pytest.raises(
+        ValueError, match="input_size must be a positive integer; got 2.5"
+    ):
         cell.init_params(**{**sizes_for(cell), "input_size": 2.5})
     with pytest.raises(TypeError, match="float32 or float64"):
         cell.init_params(**sizes_for(cell), dtype=np.int64)
@@ -116,7 +119,9 @@ def test_bad_sizes(cell):
 def test_unknown_generated_variant():
     import generated
 
-    with pytest.raises(ValueError, match="unknown variant 'lstmx'; generated variants: rnn_tanh"):
+    with pytest.raises(
+        ValueError, match="unknown variant 'lstmx'; generated variants: rnn_tanh"
+    ):
         generated.load("lstmx")
     assert generated.load("lstm") is load_generated("lstm")
 
@@ -127,7 +132,11 @@ def test_nan_propagates(cell, dtype):
     x = problem.x.copy()
     x[1, 0, 0] = np.nan
     ys, finals, tape = cell.forward(x, problem.states, problem.params)
-    assert np.isnan(ys[1:, 0]).any() and np.isfinite(ys[0]).all() and np.isfinite(ys[:, 1:]).all()
+    assert (
+        np.isnan(ys[1:, 0]).any()
+        and np.isfinite(ys[0]).all()
+        and np.isfinite(ys[:, 1:]).all()
+    )
     dx, _, _ = cell.backward(problem.dys, problem.dfinal, tape)
     # ReLU's derivative is 0 where its output is NaN (NaN > 0 is false), as in torch
     assert np.isnan(dx).any() or cell.VARIANT == "rnn_relu"
@@ -146,7 +155,9 @@ def test_extreme_pre_activations_do_not_overflow(cell, dtype):
         with np.errstate(all="raise"):
             ys, finals, tape = cell.forward(problem.x, problem.states, params)
             grads = cell.backward(problem.dys, problem.dfinal, tape)
-    assert np.isfinite(ys).all() and all(np.isfinite(g).all() for g in grads[2].values())
+    assert np.isfinite(ys).all() and all(
+        np.isfinite(g).all() for g in grads[2].values()
+    )
 
 
 def test_float32_kernels_stay_float32(cell):
@@ -155,18 +166,31 @@ def test_float32_kernels_stay_float32(cell):
     arrays = tape["arrays"]
     forward_args = [arrays["seq_x"], *problem.states, *(arrays[p] for p in cell.PARAMS)]
     flat_dys = problem.dys.reshape(-1, problem.dys.shape[2])
-    backward_args = [flat_dys, *problem.dfinal, *(arrays[n] for n in cell._BACKWARD_TAPE)]
-    for kernel, args in ((cell.forward_kernel, forward_args), (cell.backward_kernel, backward_args)):
+    backward_args = [
+        flat_dys,
+        *problem.dfinal,
+        *(arrays[n] for n in cell._BACKWARD_TAPE),
+    ]
+    for kernel, args in (
+        (cell.forward_kernel, forward_args),
+        (cell.backward_kernel, backward_args),
+    ):
         # a fresh dispatcher: code loaded from Numba's cache cannot be inspected
         fresh = numba.njit(error_model="numpy")(kernel.py_func)
         fresh(*args)
         ir = fresh.inspect_llvm(fresh.signatures[0])
         assert "float" in ir
-        assert "double" not in ir, f"{kernel.__name__} of {cell.VARIANT} widens to double"
+        assert "double" not in ir, (
+            f"{kernel.__name__} of {cell.VARIANT} widens to double"
+        )
 
 
 def test_batch_rows_are_independent(cell):
     problem = Problem(cell, np.float64, batch=3)
     ys, finals, _ = cell.forward(problem.x, problem.states, problem.params)
-    one = cell.forward(problem.x[:, 1:2].copy(), tuple(s[1:2].copy() for s in problem.states), problem.params)
+    one = cell.forward(
+        problem.x[:, 1:2].copy(),
+        tuple(s[1:2].copy() for s in problem.states),
+        problem.params,
+    )
     np.testing.assert_allclose(one[0][:, 0], ys[:, 1], rtol=1e-12)

@@ -6,8 +6,8 @@ import random
 
 import pytest
 import sympy
-
 from conftest import VARIANTS
+
 from derive import registry
 from derive.adjoint import adjoint_symbol, derive_adjoint, external_symbol
 from derive.functions import relu, relu_step, sigmoid
@@ -15,9 +15,11 @@ from derive.functions import relu, relu_step, sigmoid
 
 def _numeric(expr):
     """Replace the project's functions by closed forms SymPy can evaluate."""
-    return expr.replace(sigmoid, lambda a: 1 / (1 + sympy.exp(-a))).replace(
-        relu, lambda a: sympy.Max(a, 0)
-    ).replace(relu_step, lambda y: sympy.Piecewise((1, y > 0), (0, True)))
+    return (
+        expr.replace(sigmoid, lambda a: 1 / (1 + sympy.exp(-a)))
+        .replace(relu, lambda a: sympy.Max(a, 0))
+        .replace(relu_step, lambda y: sympy.Piecewise((1, y > 0), (0, True)))
+    )
 
 
 def _check_step(spec, seed):
@@ -36,7 +38,8 @@ def _check_step(spec, seed):
     seeds = {v: sympy.Float(rng.uniform(-1, 1), 30) for v in exported}
     # reference: the vector-Jacobian product by sympy.diff of the composed step
     reference = {
-        u: sum(seeds[v] * sympy.diff(_numeric(composed[v]), u) for v in exported) for u in inputs
+        u: sum(seeds[v] * sympy.diff(_numeric(composed[v]), u) for v in exported)
+        for u in inputs
     }
     # derived: run the adjoint statements backwards at the same point
     values = dict(point)
@@ -47,9 +50,16 @@ def _check_step(spec, seed):
         env = {**values, external_symbol(eq.target): seeds.get(eq.target, 0)}
         values[adjoint_symbol(eq.target)] = _numeric(total).xreplace(env).evalf(30)
     for u in inputs:
-        derived = _numeric(adjoint.total(u, with_external=False)).xreplace(values).evalf(30)
+        derived = (
+            _numeric(adjoint.total(u, with_external=False)).xreplace(values).evalf(30)
+        )
         want = reference[u].xreplace(point).evalf(30)
-        assert abs(derived - want) <= 1e-20 * max(1, abs(want)), (spec.name, u, derived, want)
+        assert abs(derived - want) <= 1e-20 * max(1, abs(want)), (
+            spec.name,
+            u,
+            derived,
+            want,
+        )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -82,5 +92,7 @@ def test_sigmoid_and_tanh_derivatives_use_outputs():
 
 
 def test_relu_derivative_at_zero_is_zero():
-    assert relu(sympy.Symbol("a")).diff(sympy.Symbol("a")) == relu_step(relu(sympy.Symbol("a")))
+    assert relu(sympy.Symbol("a")).diff(sympy.Symbol("a")) == relu_step(
+        relu(sympy.Symbol("a"))
+    )
     assert _numeric(relu_step(sympy.Integer(0))) == 0

@@ -32,13 +32,18 @@ def _elman(name: str, activation, act_name: str, convention: str) -> CellSpec:
 
 @register
 def rnn_tanh() -> CellSpec:
-    return _elman("rnn_tanh", tanh, "Tanh", "The activation is tanh, differentiable everywhere.")
+    return _elman(
+        "rnn_tanh", tanh, "Tanh", "The activation is tanh, differentiable everywhere."
+    )
 
 
 @register
 def rnn_relu() -> CellSpec:
     return _elman(
-        "rnn_relu", relu, "ReLU", "The activation is ReLU; its derivative at 0 is taken as 0, as in PyTorch."
+        "rnn_relu",
+        relu,
+        "ReLU",
+        "The activation is ReLU; its derivative at 0 is taken as 0, as in PyTorch.",
     )
 
 
