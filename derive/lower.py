@@ -156,23 +156,17 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     # -- stages ---------------------------------------------------------------------------
     stage_of: dict[sympy.Symbol, int] = {}
 
+    def dense_stage_of(d):
+        return 0 if d.source not in eq_index else stage_of[d.source] + 1
+
     def stage(sym):
-        if sym in stage_of:
-            return stage_of[sym]
-        kind = q[sym].kind if sym in q else "new"
-        if kind in ("input", "prev", "vector"):
-            return 0
-        if kind == "dense":
-            d = dense_of[sym]
-            return 0 if d.source not in eq_index else stage(d.source) + 1
-        return stage_of[sym]
+        if sym in dense_of:
+            return dense_stage_of(dense_of[sym])
+        return stage_of.get(sym, 0)  # the input, previous states and vectors: stage 0
 
     for eq in spec.equations:
         stage_of[eq.target] = max((stage(s) for s in eq.expr.free_symbols), default=0)
-    dense_stage = {
-        d: (0 if d.source not in eq_index else stage_of[d.source] + 1)
-        for d in spec.denses
-    }
+    dense_stage = {d: dense_stage_of(d) for d in spec.denses}
     n_stages = 1 + max([*stage_of.values(), *dense_stage.values()])
 
     def use_stage(term):
@@ -189,19 +183,21 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         )
     }
     saved_fwd = set(adjoint.saved) | dense_sources
-    for (
-        eq
-    ) in spec.equations:  # values read by a later forward stage must outlive their loop
-        for s in eq.expr.free_symbols:
-            if (s in eq_index and stage_of[s] < stage_of[eq.target]) or (
-                s in dense_of and dense_stage[dense_of[s]] < stage_of[eq.target]
-            ):
-                saved_fwd.add(s)  # fmt: skip
-    saves = tuple(
-        s for s in [*[sym for d in spec.denses for sym in d.symbols], *[e.target for e in spec.equations]]
-        if s in saved_fwd and not (s in q and q[s].kind in ("new",)) and s not in {st.new for st in spec.states}
-    )  # fmt: skip
+    # values read by a later forward stage must outlive their loop
+    for eq in spec.equations:
+        for sym in eq.expr.free_symbols:
+            if (sym in eq_index or sym in dense_of) and stage(sym) < stage_of[
+                eq.target
+            ]:
+                saved_fwd.add(sym)
     state_new = {st.new: st for st in spec.states}
+    candidates = [
+        *(sym for d in spec.denses for sym in d.symbols),
+        *(e.target for e in spec.equations),
+    ]
+    saves = tuple(
+        sym for sym in candidates if sym in saved_fwd and sym not in state_new
+    )
     state_prev = {st.prev: st for st in spec.states}
 
     def size_of(sym):
