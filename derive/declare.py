@@ -49,7 +49,7 @@ __all__ = [
 #: Names the generated code uses for itself; a declared name may not take one.
 RESERVED = frozenset({
     "t", "b", "j", "row", "first", "last", "steps", "batch", "real", "np", "numba", "njit",
-    "dx", "os", "CACHE",
+    "dx", "os", "CACHE", "grad",
 })  # fmt: skip
 RESERVED_PREFIXES = (
     "d_", "tmp", "_", "acc_", "buf_", "save_", "seq_", "k_", "dk_", "size_", "const_", "init_",
@@ -325,11 +325,15 @@ class Cell:
         """A per-unit parameter (a diagonal matrix, such as a peephole); returns its scalar symbol."""
         return self._param(name, "vector", name, size, None, latex).symbol
 
-    def pytorch_params(self, gates: str) -> tuple[Param, Param, Param, Param]:
-        """``weight_ih, weight_hh, bias_ih, bias_hh`` with PyTorch's shapes and gate order."""
+    def pytorch_params(
+        self, gates: str, recurrent: str = "H"
+    ) -> tuple[Param, Param, Param, Param]:
+        """``weight_ih, weight_hh, bias_ih, bias_hh`` with PyTorch's shapes and gate order.
+
+        ``recurrent`` is the size ``weight_hh`` reads (``P`` for a projected LSTM)."""
         return (
             self.weight("weight_ih", gates, cols="I", latex=r"W_{i\cdot}"),
-            self.weight("weight_hh", gates, cols="H", latex=r"W_{h\cdot}"),
+            self.weight("weight_hh", gates, cols=recurrent, latex=r"W_{h\cdot}"),
             self.bias("bias_ih", gates, latex=r"b_{i\cdot}"),
             self.bias("bias_hh", gates, latex=r"b_{h\cdot}"),
         )

@@ -24,6 +24,7 @@ import sympy
 
 from .adjoint import Adjoint, adjoint_symbol, external_symbol
 from .declare import CellSpec, Dense
+from .functions import relu, relu_step
 from .printing import NumbaPrinter, constant_name
 
 __all__ = ["KernelPlan", "Line", "Loop", "Projection", "lower"]
@@ -200,8 +201,11 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     )
     state_prev = {st.prev: st for st in spec.states}
 
+    same_size = dict(spec.constraints)  # (I, H): the input is read unit by unit as an H-vector
+
     def size_of(sym):
-        return q[sym].size if sym in q else spec.equations[eq_index[sym]].size
+        size = q[sym].size if sym in q else spec.equations[eq_index[sym]].size
+        return same_size.get(size, size)
 
     def forward_value(sym):
         """Where the backward pass (or a later forward loop) reads a forward value.
@@ -507,6 +511,9 @@ def _cse_lines(printer: NumbaPrinter, statements) -> list[Line]:
     names = _temp_names(temps)
     rename = {t: sympy.Symbol(names[t]) for t, _ in temps}
     temp_expr = {rename[t]: e.xreplace(rename) for t, e in temps}
+    reduced = _lift_conditionals(
+        [e.xreplace(rename) for e in reduced], temp_expr, set(names.values())
+    )
     lines: list[Line] = []
     emitted: set[sympy.Symbol] = set()
 
@@ -518,10 +525,45 @@ def _cse_lines(printer: NumbaPrinter, statements) -> list[Line]:
                 lines.append(_line(printer, sym.name, "=", temp_expr[sym]))
 
     for (target, op, _, comment), expr in zip(statements, reduced, strict=True):
-        expr = expr.xreplace(rename)
         emit_temps(expr)
         lines.append(_line(printer, target, op, expr, comment))
     return lines
+
+
+def _lift_conditionals(exprs, temp_expr, taken) -> list:
+    """Give every ReLU (and ReLU step) inside a larger expression a line of its own.
+
+    A conditional expression reads best, and formats predictably, as a whole right-hand side:
+    ``relu_step_c = const_1 if c > const_0 else const_0``. ``temp_expr`` gains the new
+    temporaries; the expressions are returned with the conditionals replaced.
+    """
+    lifted: dict[sympy.Expr, sympy.Symbol] = {}
+
+    def lift(node):
+        if node in lifted:
+            return lifted[node]
+        inner = node.func(*(_replace(a) for a in node.args))
+        arg = inner.args[0]
+        name = f"{node.func.__name__}_{arg.name}" if arg.is_Symbol else ""
+        if not name or name in taken:
+            name = f"tmp_{node.func.__name__}{len(lifted)}"
+        taken.add(name)
+        lifted[node] = sympy.Symbol(name)
+        temp_expr[lifted[node]] = inner
+        return lifted[node]
+
+    def _replace(expr):
+        nodes = sorted(expr.atoms(relu, relu_step), key=sympy.count_ops)
+        return expr.xreplace({n: lift(n) for n in nodes})
+
+    def top(expr):
+        if isinstance(expr, (relu, relu_step)):
+            return expr.func(*(_replace(a) for a in expr.args))
+        return _replace(expr)
+
+    for sym in list(temp_expr):
+        temp_expr[sym] = top(temp_expr[sym])
+    return [top(e) for e in exprs]
 
 
 def _line(printer: NumbaPrinter, target: str, op: str, expr, comment: str = "") -> Line:

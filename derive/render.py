@@ -57,10 +57,14 @@ def statement(line: Line, indent: int) -> str:
     if indent + len(text) <= LINE_LENGTH or len(line.terms) < 2:
         return text
     pad = " " * (indent + 4)
+    close = " " * indent + ")"
+    flat = f"{pad}{line.value}"
+    if len(flat) <= LINE_LENGTH:
+        return f"{line.target} {line.op} (\n{flat}\n{close}"
     (sign, first), *rest = line.terms
     body = [f"{pad}{'-' if sign == '-' else ''}{first}"]
     body += [f"{pad}{sign} {term}" for sign, term in rest]
-    return f"{line.target} {line.op} (\n" + "\n".join(body) + "\n" + " " * indent + ")"
+    return f"{line.target} {line.op} (\n" + "\n".join(body) + "\n" + close
 
 
 def bracket(items, head: str, tail: str = "", indent: int = 0) -> str:
@@ -104,8 +108,9 @@ def _templates_digest(names: tuple[str, ...]) -> bytes:
     return b"".join((root / name).read_bytes() for name in names)
 
 
-def _tuple(items, name: str) -> str:
-    items = [f'"{item}"' for item in items]
+def _tuple(items, name: str, quote: bool = True) -> str:
+    """``name = (items)``, as the formatter lays it out (no trailing comma on one line)."""
+    items = [f'"{item}"' if quote else item for item in items]
     if len(items) == 1:
         return f"{name} = ({items[0]},)"
     return bracket(items, f"{name} = (", ")")
@@ -126,8 +131,8 @@ def render_kernel(plan: KernelPlan) -> str:
         "{" + ", ".join(f'"{s.name}": "{s.argument}"' for s in spec.sizes) + "}"
     )
     state_sizes = "{" + ", ".join(f'"{s.name}": "{s.size}"' for s in spec.states) + "}"
-    constraints = "(" + "".join(f'("{a}", "{b}"),' for a, b in spec.constraints) + ")"
-    saved = "(" + "".join(f'({n}, "{s}"),' for n, s in plan.saved_per_step) + ")"
+    constraints = [f'("{a}", "{b}")' for a, b in spec.constraints]
+    saved = [f'({n}, "{s}")' for n, s in plan.saved_per_step]
     saved_text = " + ".join(f"{n} {s}" if n != 1 else s for n, s in plan.saved_per_step)
     return env.get_template("kernel.py.j2").render(
         stamp=stamp("#", f'the declaration of "{spec.name}"', digest),
@@ -139,8 +144,8 @@ def render_kernel(plan: KernelPlan) -> str:
         sizes_dict=sizes_dict,
         state_sizes_dict=state_sizes,
         param_shapes=param_shapes,
-        constraints=constraints,
-        saved_per_step=saved,
+        constraints=_tuple(constraints, "SIZE_CONSTRAINTS", quote=False),
+        saved_per_step=_tuple(saved, "SAVED_PER_STEP", quote=False),
         saved_text=saved_text,
         forward_returns=_tuple(plan.forward_returns, "_FORWARD_RETURNS"),
         backward_tape=_tuple(
@@ -148,6 +153,7 @@ def render_kernel(plan: KernelPlan) -> str:
         ),
         hoisted=[p for p in projections if p.hoisted],
         projections=projections,
+        per_step=any(not p.hoisted for p in projections),
         size_args=", ".join(s.argument for s in spec.sizes),
     )
 

@@ -83,4 +83,6 @@ def test_taylor_remainders_have_slopes_one_and_two(variant):
     fit1 = np.polyfit(np.log(hs), np.log(first), 1)[0]
     fit2 = np.polyfit(np.log(hs), np.log(second), 1)[0]
     assert 0.8 < fit1 < 1.2, fit1
-    assert 1.8 < fit2 < 2.2, fit2
+    # a wrong gradient leaves a first-order remainder (slope 1); a right one shrinks at least
+    # quadratically (faster where the second-order term happens to be small)
+    assert fit2 > 1.8, fit2
