@@ -1,13 +1,15 @@
-"""The ``gatesmith`` command: list, generate and check the generated kernels."""
+"""The ``gatesmith`` command: list, generate, check and verify kernels; start a declaration."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from . import __version__, pipeline, registry
 from .declare import DeclarationError
+from .render import render_new_cell
 
 __all__ = ["main"]
 
@@ -49,11 +51,22 @@ def _report_timings(run: pipeline.Run, verbose: bool) -> None:
         print(f"{stages}; total {total:.2f}s", file=sys.stderr)
 
 
+def _names(args) -> list[str] | None:
+    """The variants a command acts on: those named, else those of ``--spec`` files, else all."""
+    if args.spec and args.out is None and getattr(args, "needs_out", True):
+        raise SystemExit(
+            "gatesmith: --spec needs --out DIR, so that the built-in generated/ is left alone"
+        )
+    from_files = [n for path in args.spec or () for n in registry.load_file(path)]
+    return list(args.variants) or from_files or None
+
+
 def _cmd_generate(args) -> int:
+    names = _names(args)
     out = _out_dir(args)
     run = pipeline.Run()
-    specs = pipeline.specs_for(args.variants or None, run)
-    pipeline.generate(out, specs, run, prune=not args.variants)
+    specs = pipeline.specs_for(names, run)
+    pipeline.generate(out, specs, run, prune=names is None)
     for path in run.written:
         print(f"wrote {path}")
     for path in run.removed:
@@ -79,6 +92,50 @@ def _cmd_check(args) -> int:
     return 0
 
 
+def _cmd_verify(args) -> int:
+    from . import verify
+
+    names = _names(args)
+    run = pipeline.Run()
+    specs = pipeline.specs_for(names, run)
+    failed = 0
+    print(
+        f"{'variant':<16}{'dtype':<9}{'max relative error':>20}  {'tolerance':>9}  worst"
+    )
+    with tempfile.TemporaryDirectory(prefix="gatesmith-verify-") as folder:
+        for spec in specs:
+            files = pipeline.kernel_files([spec], run, package=False)
+            path = Path(folder) / f"{spec.name}.py"
+            path.write_text(files[f"{spec.name}.py"])
+            kernel = verify.import_kernel(path, spec.name)
+            for report in verify.verify(spec, kernel, seed=args.seed):
+                worst, error = report.worst
+                failed += not report.ok
+                verdict = "" if report.ok else "  FAILED"
+                print(f"{spec.name:<16}{report.dtype:<9}{error:>20.2e}  "
+                      f"{report.tolerance:>9.0e}  {worst}{verdict}")  # fmt: skip
+                if args.verbose:
+                    for name, value in report.errors.items():
+                        print(f"{'':<25}{value:>20.2e}  {'':>9}  {name}")
+    if failed:
+        print(
+            f"gatesmith verify: {failed} comparison(s) over tolerance", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def _cmd_new(args) -> int:
+    path = Path(args.out or ".") / f"{args.name}.py"
+    if path.exists() and not args.force:
+        raise SystemExit(f"gatesmith: {path} exists; pass --force to replace it")
+    text = render_new_cell(args.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatesmith",
@@ -96,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         "generate", help="regenerate the kernels (silent about unchanged files)"
     )
     p.add_argument("variants", nargs="*", help="variants to generate (default: all)")
+    _spec_argument(p)
     p.add_argument(
         "--out", metavar="DIR", help="output package folder (default: generated/)"
     )
@@ -103,6 +161,23 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="print the time of each stage"
     )
     p.set_defaults(run=_cmd_generate)
+
+    p = sub.add_parser(
+        "verify", help="compare freshly generated kernels with PyTorch autograd"
+    )
+    p.add_argument("variants", nargs="*", help="variants to verify (default: all)")
+    _spec_argument(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random problem")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="print every output's error"
+    )
+    p.set_defaults(run=_cmd_verify, out=None, needs_out=False)
+
+    p = sub.add_parser("new", help="write NAME.py, a commented declaration to edit")
+    p.add_argument("name", help="the variant's name (a Python identifier)")
+    p.add_argument("--out", metavar="DIR", help="folder to write into (default: .)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(run=_cmd_new)
 
     p = sub.add_parser(
         "check", help="exit 1 with a diff when the generated files are stale"
@@ -117,12 +192,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _spec_argument(parser) -> None:
+    parser.add_argument(
+        "--spec",
+        metavar="FILE",
+        action="append",
+        help="a Python file declaring cells with @register (repeatable)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (registry.UnknownVariantError, DeclarationError) as error:
+    except (
+        registry.UnknownVariantError,
+        registry.SpecFileError,
+        DeclarationError,
+    ) as error:
         print(f"gatesmith: {error}", file=sys.stderr)
         return 2
 

@@ -201,7 +201,8 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     )
     state_prev = {st.prev: st for st in spec.states}
 
-    same_size = dict(spec.constraints)  # (I, H): the input is read unit by unit as an H-vector
+    # (I, H): the input is read unit by unit as an H-vector
+    same_size = dict(spec.constraints)
 
     def size_of(sym):
         size = q[sym].size if sym in q else spec.equations[eq_index[sym]].size

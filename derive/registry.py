@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import traceback
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 
-from .declare import CellSpec
+from .declare import CellSpec, DeclarationError
 
-__all__ = ["UnknownVariantError", "declare", "get", "names", "register"]
+__all__ = [
+    "SpecFileError",
+    "UnknownVariantError",
+    "declare",
+    "get",
+    "load_file",
+    "names",
+    "register",
+]
 
 _DECLARATIONS: dict[str, Callable[[], CellSpec]] = {}
+_ORIGINS: dict[str, Path] = {}  # the file a user's variant was loaded from
 
 
 class UnknownVariantError(KeyError):
@@ -19,11 +32,18 @@ class UnknownVariantError(KeyError):
         return self.args[0]
 
 
+class SpecFileError(ValueError):
+    """A user's declaration file that cannot be loaded; the message names the file and line."""
+
+
 def register(function: Callable[[], CellSpec]) -> Callable[[], CellSpec]:
     """Decorator: register a declaration under the function's name."""
     name = function.__name__
     if name in _DECLARATIONS:
-        raise ValueError(f"variant {name!r} is registered twice")
+        raise ValueError(
+            f"variant {name!r} is registered twice (it is already declared, perhaps as a "
+            "built-in variant); give the declaring function another name"
+        )
     _DECLARATIONS[name] = function
     return function
 
@@ -41,7 +61,19 @@ def get(name: str) -> CellSpec:
     if name not in _DECLARATIONS:
         known = ", ".join(_DECLARATIONS)
         raise UnknownVariantError(f"unknown variant {name!r}; known variants: {known}")
-    spec = _DECLARATIONS[name]()
+    function = _DECLARATIONS[name]
+    try:
+        spec = function()
+    except DeclarationError:
+        raise
+    except Exception as error:  # a user's declaration that fails outside the builder
+        home = Path(function.__code__.co_filename).resolve()
+        frames = [f for f in traceback.extract_tb(error.__traceback__)
+                  if Path(f.filename).resolve() == home]  # fmt: skip
+        where = f"{home.name}:{frames[-1].lineno}" if frames else home.name
+        raise SpecFileError(
+            f"{where}: declaring {name!r} failed: {type(error).__name__}: {error}"
+        ) from error
     if spec.name != name:
         raise ValueError(
             f"the declaration registered as {name!r} builds a cell named {spec.name!r}"
@@ -56,3 +88,41 @@ def declare(function: Callable[[], CellSpec]) -> CellSpec:
 
 def _load_catalog() -> None:
     from . import cells  # noqa: F401  (importing registers the built-in variants)
+
+
+def load_file(path: str | Path) -> tuple[str, ...]:
+    """Run a user's declaration file; returns the names of the variants it registers.
+
+    The file declares cells as the built-in catalog does: functions decorated with
+    ``@register`` whose names are the variants' names.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpecFileError(f"--spec {path}: no such file")
+    _load_catalog()
+    # loading a file again replaces what it declared before
+    for name in [n for n, origin in _ORIGINS.items() if origin == path.resolve()]:
+        del _DECLARATIONS[name], _ORIGINS[name]
+    get.cache_clear()
+    before = set(_DECLARATIONS)
+    module_name = f"_gatesmith_spec_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise SpecFileError(f"--spec {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        frames = [f for f in traceback.extract_tb(error.__traceback__)
+                  if Path(f.filename).resolve() == path.resolve()]  # fmt: skip
+        where = f"{path.name}:{frames[-1].lineno}" if frames else str(path)
+        raise SpecFileError(f"{where}: {type(error).__name__}: {error}") from error
+    added = tuple(n for n in _DECLARATIONS if n not in before)
+    _ORIGINS.update(dict.fromkeys(added, path.resolve()))
+    if not added:
+        raise SpecFileError(
+            f"{path}: declares no variant; decorate each declaring function with "
+            "@register (from derive.registry import register)"
+        )
+    return added

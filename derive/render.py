@@ -11,7 +11,14 @@ import sympy
 
 from .lower import KernelPlan, Line
 
-__all__ = ["LINE_LENGTH", "render_kernel", "render_package", "stamp", "template_dir"]
+__all__ = [
+    "LINE_LENGTH",
+    "render_kernel",
+    "render_new_cell",
+    "render_package",
+    "stamp",
+    "template_dir",
+]
 
 LINE_LENGTH = 88
 TOOL = "gatesmith"
@@ -165,3 +172,14 @@ def render_package(variants: tuple[str, ...], fingerprints: tuple[str, ...]) -> 
     return env.get_template("package.py.j2").render(
         stamp=stamp("#", "the registered declarations", digest), variants=variants
     )
+
+
+def render_new_cell(name: str) -> str:
+    """A user's starting declaration (``gatesmith new NAME``): a commented minimal gated unit."""
+    from .declare import DeclarationError, _check_name
+
+    try:
+        _check_name(name, "variant", "gatesmith new")
+    except DeclarationError as error:
+        raise SystemExit(f"gatesmith: {error}") from None
+    return _environment().get_template("new_cell.py.j2").render(name=name)

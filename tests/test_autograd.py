@@ -13,29 +13,13 @@ from conftest import (
     PYTORCH_MODULES,
     VARIANTS,
     Problem,
-    assert_close,
+    compare_with_torch,
     load_generated,
 )
 
 from derive import registry
 
 torch = pytest.importorskip("torch")
-
-
-def _compare(problem, ys_t, finals_t, leaves):
-    x, states, params = leaves
-    loss = problem.torch_loss(ys_t, finals_t)
-    loss.backward()
-    ys, finals, dx, dstates, dparams = problem.run()
-    dtype = problem.dtype
-    assert_close("ys", ys, ys_t.detach().numpy(), dtype)
-    for name, got, want in zip(problem.cell.STATES, finals, finals_t, strict=True):
-        assert_close(f"final {name}", got, want.detach().numpy(), dtype)
-    assert_close("dx", dx, x.grad.numpy(), dtype)
-    for name, got, want in zip(problem.cell.STATES, dstates, states, strict=True):
-        assert_close(f"d initial {name}", got, want.grad.numpy(), dtype)
-    for name in problem.cell.PARAMS:
-        assert_close(f"d {name}", dparams[name], params[name].grad.numpy(), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
@@ -46,7 +30,7 @@ def test_kernel_matches_twin_autograd(variant, dtype):
     problem = Problem(load_generated(variant), dtype)
     leaves = problem.torch_leaves()
     ys_t, finals_t = twin_forward(registry.get(variant), *leaves)
-    _compare(problem, ys_t, finals_t, leaves)
+    compare_with_torch(problem, ys_t, finals_t, leaves)
 
 
 def _torch_module(variant, input_size, hidden_size):
@@ -72,7 +56,7 @@ def test_kernel_matches_torch_nn(variant, dtype):
     init = tuple(s.unsqueeze(0) for s in states)
     ys_t, finals_t = module(x, init if len(init) > 1 else init[0])
     finals_t = finals_t if isinstance(finals_t, tuple) else (finals_t,)
-    _compare(problem, ys_t, finals_t, (x, states, params))
+    compare_with_torch(problem, ys_t, finals_t, (x, states, params))
 
 
 def test_lstm_and_rnn_biases_get_equal_gradients_and_both_are_checked():

@@ -10,12 +10,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, Problem, assert_close, load_package
+from conftest import ROOT, Problem, load_package
 
 from derive import pipeline, registry
 from derive.cli import main
 from derive.declare import Cell, DeclarationError, GateRangeWarning
-from derive.functions import relu, sigmoid, tanh
+from derive.functions import relu, tanh
 
 
 def _files():
@@ -134,64 +134,68 @@ def test_failed_generation_leaves_old_files(tmp_path, monkeypatch):
 # -- declarations ------------------------------------------------------------------------------
 
 
-def gru_cho():
-    """Two projection stages: W_hn reads the gated vector r * h (Cho et al. 2014)."""
-    cell = Cell(
-        "gru_cho", title="GRU, reset before the projection", citation="Cho et al. 2014"
-    )
-    x = cell.input()
-    h = cell.state("h")
-    W_ih, W_hh, b_ih, b_hh = cell.pytorch_params("r z n")
-    wx = cell.dense(W_ih, x, bias=b_ih)
-    wh = cell.dense(W_hh, h.prev, bias=b_hh, blocks="r z")
-    r = cell.gate("r", sigmoid(wx.r + wh.r))
-    z = cell.gate("z", sigmoid(wx.z + wh.z))
-    rh = cell.let("rh", r * h.prev)
-    wr = cell.dense(W_hh, rh, bias=b_hh, blocks="n", name="hr")
-    n = cell.let("n", tanh(wx.n + wr.n))
-    cell.update(h, (1 - z) * n + z * h.prev)
-    return cell.build()
+def test_a_projection_of_an_intermediate_is_a_second_stage():
+    # GRU-Cho's W_hn reads r * h: a per-step product after the gates' loop
+    text = (ROOT / "generated" / "gru_cho.py").read_text()
+    assert "np.dot(save_rh[first:last]" in text
+    assert "buf_rh += np.dot(dk_hn[first:last]" in text
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
-def test_multi_stage_declaration_matches_autograd(tmp_path, dtype):
-    torch = pytest.importorskip("torch")
-    from derive.twin import twin_forward
+# -- user declarations -------------------------------------------------------------------------
 
-    spec = gru_cho()
-    run = pipeline.Run()
-    pipeline.generate(tmp_path / "stage_kernels", [spec], run)
-    cell = load_package(tmp_path, "stage_kernels", "gru_cho")
+
+@pytest.mark.usefixtures("user_registry")
+def test_user_declaration_workflow(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    assert main(["new", "mycell"]) == 0
+    with pytest.raises(SystemExit, match="exists; pass --force"):
+        main(["new", "mycell"])
+    assert main(["generate", "--spec", "mycell.py", "--out", "mykernels"]) == 0
+    assert (tmp_path / "mykernels" / "mycell.py").is_file()
+    cell = load_package(tmp_path, "mykernels", "mycell")
+    assert cell.VARIANT == "mycell"
+    capsys.readouterr()
+    assert main(["verify", "--spec", "mycell.py"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [row.split()[:2] for row in table[1:]] == [
+        ["mycell", "float64"],
+        ["mycell", "float32"],
+    ]
+    assert all(float(row.split()[2]) <= 1e-4 for row in table[1:])
+
+
+@pytest.mark.parametrize(
+    "old, new, words",
+    [
+        ("def mycell", "def lstm", "variant 'lstm' is registered twice"),
+        ("f * n)", "f * q)", "declaring 'mycell' failed: NameError: name 'q'"),
+        ("return cell.build()", "cell.state('c')\n    return cell.build()", "state 'c' is never updated"),
+        ("import register", "import nothing", "ImportError"),
+        ("@register", "", "declares no variant"),
+    ],
+)  # fmt: skip
+@pytest.mark.usefixtures("user_registry")
+def test_bad_user_declaration_writes_nothing(tmp_path, capsys, old, new, words):
+    assert main(["new", "mycell", "--out", str(tmp_path)]) == 0
+    path = tmp_path / "mycell.py"
+    path.write_text(path.read_text().replace(old, new))
+    out = tmp_path / "kernels"
+    capsys.readouterr()
+    assert main(["generate", "--spec", str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
     assert (
-        "np.dot(save_rh[first:last]"
-        in (tmp_path / "stage_kernels" / "gru_cho.py").read_text()
-    )
-    problem = Problem(cell, dtype)
-    x, states, params = problem.torch_leaves()
-    ys_t, finals_t = twin_forward(spec, x, states, params)
-    problem.torch_loss(ys_t, finals_t).backward()
-    ys, finals, dx, dstates, dparams = problem.run()
-    assert_close("ys", ys, ys_t.detach().numpy(), dtype)
-    assert_close("dx", dx, x.grad.numpy(), dtype)
-    assert_close("dh0", dstates[0], states[0].grad.numpy(), dtype)
-    for name in cell.PARAMS:
-        assert_close(name, dparams[name], params[name].grad.numpy(), dtype)
-    # and by hand, straight from the paper: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
-    H = states[0].shape[1]
-    W_ih, W_hh, b_ih, b_hh = (params[k].detach() for k in cell.PARAMS)
-    h = states[0].detach()
-    xt = x.detach()[0]
-    r = torch.sigmoid(xt @ W_ih[:H].T + b_ih[:H] + h @ W_hh[:H].T + b_hh[:H])
-    z = torch.sigmoid(
-        xt @ W_ih[H : 2 * H].T
-        + b_ih[H : 2 * H]
-        + h @ W_hh[H : 2 * H].T
-        + b_hh[H : 2 * H]
-    )
-    n = torch.tanh(
-        xt @ W_ih[2 * H :].T + b_ih[2 * H :] + (r * h) @ W_hh[2 * H :].T + b_hh[2 * H :]
-    )
-    assert_close("step 0", ys[0], ((1 - z) * n + z * h).numpy(), dtype)
+        words in error
+        and error.startswith("gatesmith: mycell.py:")
+        or (words == "declares no variant" and words in error)
+    ), error
+    assert not out.exists()
+
+
+def test_spec_without_out_leaves_generated_alone(tmp_path):
+    assert main(["new", "mycell", "--out", str(tmp_path)]) == 0
+    with pytest.raises(SystemExit, match="--spec needs --out"):
+        main(["generate", "--spec", str(tmp_path / "mycell.py")])
 
 
 def _declare(body):
@@ -240,3 +244,19 @@ def test_gate_outside_unit_interval_warns():
 
     with pytest.warns(GateRangeWarning, match="gate 'g' = relu"):
         _declare(body)
+
+
+def test_every_registered_variant_has_a_kernel_and_tests():
+    import test_autograd
+    import test_papers
+
+    names = set(registry.names())
+    assert len(names) == 22
+    assert {p.stem for p in (ROOT / "generated").glob("*.py")} - {"__init__"} == names
+    # every variant runs through the twin comparison (parametrized over the registry) ...
+    assert set(test_autograd.VARIANTS) == names
+    # ... and these against references written from their papers, or against torch.nn
+    papers = {n.removeprefix("test_").split("_matches")[0] for n in dir(test_papers)}
+    independent = {"lstm_peephole", "lstm_cifg", "gru_cho", "mgu", "lstm_proj"}
+    assert independent <= papers | {"mut"} and "lstm_np_equals_lstm" in papers
+    assert test_autograd.PYTORCH_MODULES <= names

@@ -70,25 +70,24 @@ def _good(cell):
 @pytest.mark.parametrize(
     "mutate, error, words",
     [
-        (lambda x, s, p: (x[0], s, p), ValueError, "x must have 3 dimensions"),
-        (lambda x, s, p: (x.astype(np.float64), s, p), TypeError, "must have dtype float64 like the other arrays; got float32"),
-        (lambda x, s, p: (x.astype(np.int32), s, p), TypeError, "float32 or float64"),
-        (lambda x, s, p: (x.tolist(), s, p), TypeError, "numpy.ndarray"),
-        (lambda x, s, p: (np.asfortranarray(x), s, p), ValueError, "C-contiguous"),
-        (lambda x, s, p: (x[:, :, :-1].copy(), s, p), ValueError, "params['weight_ih']"),
-        (lambda x, s, p: (x, s[:-1] or None, p) if len(s) > 1 else (x, (s[0], s[0]), p), ValueError, "initial_states"),
-        (lambda x, s, p: (x, tuple(a[:-1] for a in s), p), ValueError, "initial_states[0] (h)"),
-        (lambda x, s, p: (x, s, {k: v for k, v in p.items() if k != LAST}), ValueError, "missing ['{last}']"),
-        (lambda x, s, p: (x, s, {**p, "bias_xx": p[LAST]}), ValueError, "unexpected ['bias_xx']"),
-        (lambda x, s, p: (x, s, {**p, LAST: p[LAST][..., :-1].copy()}), ValueError, "params['{last}'] must have shape"),
-        (lambda x, s, p: (x, s, {**p, LAST: p[LAST].astype(np.float64)}), TypeError, "params['{last}']"),
-        (lambda x, s, p: (x, s, [p]), TypeError, "params must be a dict"),
+        (lambda x, s, p, k: (x[0], s, p), ValueError, "x must have 3 dimensions"),
+        (lambda x, s, p, k: (x.astype(np.float64), s, p), TypeError, "must have dtype float64 like the other arrays; got float32"),
+        (lambda x, s, p, k: (x.astype(np.int32), s, p), TypeError, "float32 or float64"),
+        (lambda x, s, p, k: (x.tolist(), s, p), TypeError, "numpy.ndarray"),
+        (lambda x, s, p, k: (np.asfortranarray(x), s, p), ValueError, "C-contiguous"),
+        (lambda x, s, p, k: (x[:, :, :-1].copy(), s, p), ValueError, "params['weight_ih']"),
+        (lambda x, s, p, k: (x, s[:-1] or None, p) if len(s) > 1 else (x, (s[0], s[0]), p), ValueError, "initial_states"),
+        (lambda x, s, p, k: (x, tuple(a[:-1] for a in s), p), ValueError, "initial_states[0] (h)"),
+        (lambda x, s, p, k: (x, s, {k: v for k, v in p.items() if k != k}), ValueError, "missing ['{last}']"),
+        (lambda x, s, p, k: (x, s, {**p, "bias_xx": p[k]}), ValueError, "unexpected ['bias_xx']"),
+        (lambda x, s, p, k: (x, s, {**p, k: p[k][..., :-1].copy()}), ValueError, "params['{last}'] must have shape"),
+        (lambda x, s, p, k: (x, s, {**p, k: p[k].astype(np.float64)}), TypeError, "params['{last}']"),
+        (lambda x, s, p, k: (x, s, [p]), TypeError, "params must be a dict"),
     ],
 )  # fmt: skip
-def test_bad_input_is_named_before_numba_sees_it(cell, mutate, error, words, monkeypatch):
-    # LAST: the cell's last parameter, which the mutations above remove, widen or retype
-    monkeypatch.setitem(globals(), "LAST", cell.PARAMS[-1])
-    x, states, params = mutate(*_good(cell))
+def test_bad_input_is_named_before_numba_sees_it(cell, mutate, error, words):
+    # k: the cell's last parameter, which some mutations remove, narrow or retype
+    x, states, params = mutate(*_good(cell), cell.PARAMS[-1])
     with pytest.raises(error) as info:
         cell.forward(x, states, params)
     assert words.replace("{last}", cell.PARAMS[-1]) in str(info.value)
@@ -202,3 +201,22 @@ def test_batch_rows_are_independent(cell):
         problem.params,
     )
     np.testing.assert_allclose(one[0][:, 0], ys[:, 1], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "variant", [v for v in VARIANTS if load_generated(v).SIZE_CONSTRAINTS]
+)
+def test_cells_that_add_the_input_to_a_state_need_equal_sizes(variant):
+    cell = load_generated(variant)
+    words = "must be equal; got input_size=4, hidden_size=5"
+    with pytest.raises(ValueError, match=f"param_shapes: {variant} adds .* {words}"):
+        cell.param_shapes(input_size=4, hidden_size=5)
+    with pytest.raises(ValueError, match=f"init_params: .*{words}"):
+        cell.init_params(input_size=4, hidden_size=5)
+    sizes = {"I": 4, "H": 5}
+    params = {
+        name: np.zeros(tuple(m * sizes[size] for m, size in formula))
+        for name, formula in cell.PARAM_SHAPES.items()
+    }
+    with pytest.raises(ValueError, match=f"forward: .*{words}"):
+        cell.forward(np.zeros((3, 2, 4)), None, params)

@@ -1,5 +1,10 @@
-"""The built-in variants; importing this package registers them, in catalog order."""
+"""The built-in variants; importing this package registers them.
 
-from . import pytorch  # noqa: F401  (rnn_tanh, rnn_relu, lstm, gru)
-from . import lstm_family  # noqa: F401  (peepholes, Greff's ablations, 1997, projection, ReLU)
-from . import gru_family  # noqa: F401  (GRU-Cho, MGU, MUT1-3, IndRNN)
+The import order is the catalog order that ``gatesmith list`` shows: PyTorch's four cells
+(rnn_tanh, rnn_relu, lstm, gru), the LSTM family (peepholes, Greff's ablations, 1997,
+projection, ReLU), then the GRU family and minimal cells (GRU-Cho, MGU, MUT1-3, IndRNN).
+"""
+
+from . import pytorch  # noqa: I001, F401
+from . import lstm_family  # noqa: F401
+from . import gru_family  # noqa: F401

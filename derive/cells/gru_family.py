@@ -14,9 +14,7 @@ _CHUNG_SIDE = (
     "The update gate selects the candidate (Chung et al.'s side): "
     "h_t = (1 - z) * h_{t-1} + z * candidate."
 )
-_RESET_BEFORE = (
-    "The reset gate multiplies the state before the recurrent projection: W (r * h_{t-1})."
-)
+_RESET_BEFORE = "The reset gate multiplies the state before the recurrent projection: W (r * h_{t-1})."
 
 
 @register
@@ -149,7 +147,8 @@ def mut2() -> CellSpec:
 @register
 def mut3() -> CellSpec:
     cell, x, h = _mut(
-        "mut3", "The update gate reads tanh of the previous state through its projection."
+        "mut3",
+        "The update gate reads tanh of the previous state through its projection.",
     )
     W_ih = cell.weight("weight_ih", "z r h", cols="I", latex=r"W_{x\cdot}")
     W_hh = cell.weight("weight_hh", "z r h", cols="H", latex=r"W_{h\cdot}")

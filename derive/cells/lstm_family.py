@@ -17,7 +17,9 @@ GREFF = (
     "Odyssey, IEEE TNNLS 28(10)"
 )
 GERS = "Gers and Schmidhuber 2000, Recurrent nets that time and count"
-HOCHREITER = "Hochreiter and Schmidhuber 1997, Long short-term memory, Neural Computation 9(8)"
+HOCHREITER = (
+    "Hochreiter and Schmidhuber 1997, Long short-term memory, Neural Computation 9(8)"
+)
 
 _LAYOUT = (
     "Gate order and bias layout are PyTorch's, restricted to the gates this cell has: "
@@ -75,7 +77,9 @@ def _lstm(
     wh = cell.dense(W_hh, h.prev, bias=b_hh)
     recurrences = [
         cell.dense(
-            cell.weight(f"weight_r{src}", "i f o", cols="H", latex=rf"R_{{\cdot {src}}}"),
+            cell.weight(
+                f"weight_r{src}", "i f o", cols="H", latex=rf"R_{{\cdot {src}}}"
+            ),
             state.prev,
         )
         for src, state in carried.items()

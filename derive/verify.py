@@ -1,0 +1,168 @@
+"""Verification: a generated kernel against PyTorch autograd, through the twin reference.
+
+A :class:`Problem` is a random sequence with random non-zero initial states, parameters larger
+than the default initialisation (so every nonlinearity leaves its linear range) and a loss on the
+outputs and on the final states. :func:`compare` runs the kernel forward and backward and
+measures, for every output and gradient, ``max |kernel - torch| / max |torch|``.
+
+Needs ``torch`` (a test dependency, not a runtime one); the kernels themselves do not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .declare import CellSpec
+from .twin import _torch, twin_forward
+
+__all__ = [
+    "TOLERANCE",
+    "Problem",
+    "Report",
+    "compare",
+    "import_kernel",
+    "relative_error",
+    "sizes_for",
+    "verify",
+]
+
+#: Relative tolerances against autograd, per dtype.
+TOLERANCE = {np.float64: 1e-9, np.float32: 1e-4}
+
+
+def sizes_for(cell, input_size: int = 4, hidden_size: int = 5, extra: int = 3) -> dict:
+    """Keyword sizes for ``cell.param_shapes``: ``extra`` for a cell's own sizes (such as
+    ``proj_size``), and the input size equal to the hidden size where the cell needs it."""
+    sizes = {"input_size": input_size, "hidden_size": hidden_size}
+    for argument in list(cell.SIZES.values())[2:]:
+        sizes[argument] = extra
+    if cell.SIZE_CONSTRAINTS:
+        sizes["input_size"] = sizes["hidden_size"]
+    return sizes
+
+
+class Problem:
+    """A random sequence, non-zero initial states, parameters and loss weights for ``cell``."""
+
+    def __init__(self, cell, dtype, steps=4, batch=3, seed=0, **size_overrides):
+        rng = np.random.default_rng(seed)
+        self.cell = cell
+        self.dtype = dtype
+        sizes = sizes_for(cell, **size_overrides)
+        params = cell.init_params(**sizes, dtype=dtype, seed=seed + 1)
+        # larger weights than the default init, so that every nonlinearity is exercised
+        self.params = {k: (v * 2).astype(dtype) for k, v in params.items()}
+        by_name = {name: sizes[argument] for name, argument in cell.SIZES.items()}
+        self.x = rng.standard_normal((steps, batch, by_name["I"])).astype(dtype)
+        self.states = tuple(
+            rng.standard_normal((batch, by_name[cell.STATE_SIZES[s]])).astype(dtype)
+            for s in cell.STATES
+        )
+        out = by_name[cell.STATE_SIZES[cell.OUTPUT]]
+        self.dys = rng.standard_normal((steps, batch, out)).astype(dtype)
+        self.dfinal = tuple(
+            rng.standard_normal(s.shape).astype(dtype) for s in self.states
+        )
+
+    def run(self):
+        """Forward and backward with the generated kernel."""
+        ys, finals, tape = self.cell.forward(self.x, self.states, self.params)
+        dx, dstates, dparams = self.cell.backward(self.dys, self.dfinal, tape)
+        return ys, finals, dx, dstates, dparams
+
+    def torch_leaves(self):
+        """``x``, the initial states and the parameters as float64 torch leaves."""
+        torch = _torch()
+
+        def leaf(a):
+            return torch.tensor(a.astype(np.float64), requires_grad=True)
+
+        return (
+            leaf(self.x),
+            tuple(leaf(s) for s in self.states),
+            {k: leaf(v) for k, v in self.params.items()},
+        )
+
+    def torch_loss(self, ys, finals):
+        """The loss whose gradient the kernel's backward pass computes."""
+        torch = _torch()
+        loss = (ys * torch.tensor(self.dys.astype(np.float64))).sum()
+        for f, d in zip(finals, self.dfinal, strict=True):
+            weights = torch.tensor(d.astype(np.float64))
+            loss = loss + (f.reshape(d.shape) * weights).sum()
+        return loss
+
+
+def relative_error(got, want) -> float:
+    """max |got - want| / max |want|: the error relative to the reference's scale."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64).reshape(got.shape)
+    scale = max(np.abs(want).max(), 1e-30)
+    return float(np.abs(got - want).max() / scale)
+
+
+def compare(problem: Problem, ys_t, finals_t, leaves) -> dict[str, float]:
+    """Backpropagate the problem's loss through torch's ``ys_t, finals_t`` (computed from
+    ``leaves``); the relative error of every output and gradient of the kernel, by name."""
+    x, states, params = leaves
+    problem.torch_loss(ys_t, finals_t).backward()
+    ys, finals, dx, dstates, dparams = problem.run()
+    cell = problem.cell
+    errors = {"ys": relative_error(ys, ys_t.detach().numpy())}
+    for name, got, want in zip(cell.STATES, finals, finals_t, strict=True):
+        errors[f"final {name}"] = relative_error(got, want.detach().numpy())
+    errors["dx"] = relative_error(dx, x.grad.numpy())
+    for name, got, want in zip(cell.STATES, dstates, states, strict=True):
+        errors[f"d initial {name}"] = relative_error(got, want.grad.numpy())
+    for name in cell.PARAMS:
+        errors[f"d {name}"] = relative_error(dparams[name], params[name].grad.numpy())
+    return errors
+
+
+@dataclass(frozen=True)
+class Report:
+    """The errors of one kernel in one dtype."""
+
+    variant: str
+    dtype: str
+    errors: dict[str, float]
+    tolerance: float
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        return max(self.errors.items(), key=lambda item: item[1])
+
+    @property
+    def ok(self) -> bool:
+        return self.worst[1] <= self.tolerance
+
+
+def verify(
+    spec: CellSpec, cell, dtypes=(np.float64, np.float32), seed=0
+) -> list[Report]:
+    """Compare the kernel module ``cell`` with autograd through the twin of ``spec``."""
+    reports = []
+    for dtype in dtypes:
+        problem = Problem(cell, dtype, steps=5, seed=seed)
+        leaves = problem.torch_leaves()
+        ys_t, finals_t = twin_forward(spec, *leaves)
+        errors = compare(problem, ys_t, finals_t, leaves)
+        reports.append(
+            Report(spec.name, np.dtype(dtype).name, errors, TOLERANCE[dtype])
+        )
+    return reports
+
+
+def import_kernel(path: Path, name: str):
+    """Import the generated module at ``path`` (self-contained) under a private name."""
+    module_name = f"_gatesmith_kernel_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
