@@ -9,7 +9,8 @@ from pathlib import Path
 
 from . import __version__, pipeline, registry
 from .declare import DeclarationError
-from .render import render_new_cell
+from .pdf import PdfError
+from .render import FORMATS, render_new_cell
 
 __all__ = ["main"]
 
@@ -78,7 +79,8 @@ def _cmd_generate(args) -> int:
 def _cmd_check(args) -> int:
     out = _out_dir(args)
     run = pipeline.Run()
-    pipeline.check(out, pipeline.specs_for(None, run), run)
+    docs = pipeline.default_docs() if args.out is None else None
+    pipeline.check(out, pipeline.specs_for(None, run), run, docs=docs)
     _report_timings(run, args.verbose)
     if run.diffs:
         sys.stdout.write("".join(run.diffs))
@@ -88,7 +90,42 @@ def _cmd_check(args) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"gatesmith check: {out} matches the declarations")
+    where = f"{out} and {docs}" if docs else str(out)
+    print(f"gatesmith check: {where} match the declarations")
+    return 0
+
+
+def _cmd_docs(args) -> int:
+    from .pdf import compile_pdf, pdflatex
+
+    if args.pdf and args.format != "latex":
+        raise SystemExit(
+            "gatesmith: --pdf compiles LaTeX; it cannot go with --format markdown"
+        )
+    if args.pdf:
+        pdflatex()  # a missing pdflatex is reported before anything is written
+    names = _names(args)
+    out = Path(args.out) if args.out else pipeline.default_docs()
+    if out is None:
+        raise SystemExit(
+            "gatesmith: no source checkout found to hold docs/; pass --out DIR"
+        )
+    run = pipeline.Run()
+    specs = pipeline.specs_for(names, run)
+    files = pipeline.doc_files(specs, run, args.format, catalog=names is None)
+    pipeline.write_docs(out, files, run, prune=names is None)
+    for path in run.written:
+        print(f"wrote {path}")
+    for path in run.removed:
+        print(f"removed {path} (no declaration left)")
+    if args.pdf:
+        for name in files:
+            result = compile_pdf(out / name, runs=2 if name == pipeline.CATALOG else 1)
+            pages = f"{result.pages} page{'s' if result.pages != 1 else ''}"
+            print(f"wrote {result.pdf} ({pages}, {result.seconds:.1f}s)")
+            for line in result.overfull:
+                print(f"  warning: {line}", file=sys.stderr)
+    _report_timings(run, args.verbose)
     return 0
 
 
@@ -163,6 +200,22 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_generate)
 
     p = sub.add_parser(
+        "docs",
+        help="write the derivation documents (docs/derivations/), optionally PDFs",
+    )
+    p.add_argument("variants", nargs="*", help="variants to document (default: all)")
+    _spec_argument(p)
+    p.add_argument("--out", metavar="DIR", help="folder (default: docs/derivations/)")
+    p.add_argument(
+        "--format", choices=sorted(FORMATS), default="latex", help="default: latex"
+    )
+    p.add_argument("--pdf", action="store_true", help="also compile PDFs with pdflatex")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="print the time of each stage"
+    )
+    p.set_defaults(run=_cmd_docs)
+
+    p = sub.add_parser(
         "verify", help="compare freshly generated kernels with PyTorch autograd"
     )
     p.add_argument("variants", nargs="*", help="variants to verify (default: all)")
@@ -210,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         registry.UnknownVariantError,
         registry.SpecFileError,
         DeclarationError,
+        PdfError,
     ) as error:
         print(f"gatesmith: {error}", file=sys.stderr)
         return 2

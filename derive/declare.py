@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import keyword
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class Param:
     block_size: str
     cols: str | None
     latex: str
+    block_latex: tuple[str, ...] = ()  # each block's LaTeX name
     where: str = field(default="", compare=False)
 
     def shape(self, sizes: dict[str, int]) -> tuple[int, ...]:
@@ -238,7 +240,8 @@ class CellSpec:
             self.name, self.title, self.citation, self.description, repr(self.conventions),
             repr(self.sizes), sympy.srepr(self.input), self.input_size, self.output,
             repr(tuple((s.name, s.size, s.latex) for s in self.states)),
-            repr(tuple((p.name, p.kind, p.blocks, p.block_size, p.cols, p.latex) for p in self.params)),
+            repr(tuple((p.name, p.kind, p.blocks, p.block_size, p.cols, p.latex, p.block_latex)
+                       for p in self.params)),
             repr(tuple((d.name, d.weight, str(d.source), d.bias, d.blocks, d.first_block) for d in self.denses)),
             repr(tuple((sympy.srepr(e.target), sympy.srepr(e.expr), e.size, e.role) for e in self.equations)),
             repr(sorted(self.latex_names.items())), repr(self.constraints),
@@ -267,7 +270,10 @@ class Cell:
         self._params: dict[str, Param] = {}
         self._denses: dict[str, Dense] = {}
         self._equations: list[Equation] = []
-        self._latex: dict[str, str] = {}
+        self._latex: dict[
+            str, tuple[str, str | None]
+        ] = {}  # symbol -> (base, time index)
+        self._taken: set[str] = set()  # names of dense projection outputs
         self._output = "h"
 
     # -- sizes, input, states, parameters -------------------------------------------------
@@ -286,7 +292,7 @@ class Cell:
     def input(self, latex: str = "x") -> sympy.Symbol:
         """The input vector ``x_t`` (size ``I``)."""
         self._input = sympy.Symbol("x")
-        self._latex["x"] = latex
+        self._latex["x"] = (latex, "t")
         return self._input
 
     def state(
@@ -302,15 +308,19 @@ class Cell:
             )
         state = State(name, size, latex or name, where)
         self._states[name] = state
-        self._latex[state.prev.name] = rf"{state.latex}_{{t-1}}"
-        self._latex[state.new.name] = rf"{state.latex}_{{t}}"
+        self._latex[state.prev.name] = (state.latex, "t-1")
+        self._latex[state.new.name] = (state.latex, "t")
         if output:
             self._output = name
         return state
 
     def weight(self, name: str, blocks: str, cols: str, block_size: str = "H",
                latex: str | None = None) -> Param:  # fmt: skip
-        """A weight matrix of ``len(blocks)`` row blocks of ``block_size`` rows and ``cols`` columns."""
+        """A weight matrix of ``len(blocks)`` row blocks of ``block_size`` rows and ``cols`` columns.
+
+        ``latex`` names it in the derivation; a ``\\cdot`` in it marks where a block's name goes
+        (``W_{h\\cdot}``: blocks ``W_{hi}``, ``W_{hf}``, ...). Without one, the blocks of a
+        multi-block parameter print as ``W^{(i)}``."""
         return self._param(name, "weight", blocks, block_size, cols, latex)
 
     def bias(
@@ -350,8 +360,8 @@ class Cell:
             raise DeclarationError(
                 f"{where}: parameter {name!r} has no blocks; name at least one."
             )
-        for blk in block_names:
-            _check_name(blk, "block", where)
+        for blk in block_names:  # a block only names the symbols of its projections
+            _check_name(blk, "block", where, reserved=False)
         if len(set(block_names)) != len(block_names):
             raise DeclarationError(
                 f"{where}: parameter {name!r} names a block twice: {blocks!r}."
@@ -359,10 +369,23 @@ class Cell:
         self._check_size(block_size, where)
         if cols is not None:
             self._check_size(cols, where)
-        param = Param(name, kind, block_names, block_size, cols, latex or name, where)
+        latex = latex or _plain_latex(name)
+        if r"\cdot" in latex:
+            block_latex = tuple(
+                latex.replace(r"\cdot", _plain_latex(b)) for b in block_names
+            )
+        elif len(block_names) == 1:
+            block_latex = (latex,)
+        else:
+            block_latex = tuple(
+                rf"{latex}^{{({_plain_latex(b)})}}" for b in block_names
+            )
+        param = Param(
+            name, kind, block_names, block_size, cols, latex, block_latex, where
+        )
         self._params[name] = param
         if kind == "vector":
-            self._latex[name] = param.latex
+            self._latex[name] = (param.latex, None)
         return param
 
     # -- the step -----------------------------------------------------------------------------
@@ -404,10 +427,7 @@ class Cell:
         dense = Dense(name, weight.name, source, bias.name if bias else None, chosen, first,
                       weight.block_size, where)  # fmt: skip
         self._denses[f"{name}:{' '.join(chosen)}"] = dense
-        for blk, sym in zip(chosen, dense.symbols, strict=True):
-            self._latex[sym.name] = (
-                rf"({weight.latex}_{{{blk}}} {_source_latex(self, source)})"
-            )
+        self._taken.update(sym.name for sym in dense.symbols)
         return dense
 
     def let(self, name: str, expr, latex: str | None = None) -> sympy.Symbol:
@@ -447,7 +467,12 @@ class Cell:
         if role != "state":
             _check_name(name, "intermediate", where)
         target = sympy.Symbol(name)
-        taken = name in self._latex or name in self._params or name in self._states
+        taken = (
+            name in self._latex
+            or name in self._taken
+            or name in self._params
+            or name in self._states
+        )
         if taken and role != "state":
             raise DeclarationError(
                 f"{where}: the name {name!r} is already taken; choose another."
@@ -458,12 +483,15 @@ class Cell:
         if isinstance(expr, sympy.Function) and type(expr) in set(ACTIVATIONS.values()) \
                 and not expr.args[0].is_Symbol:  # fmt: skip
             pre = sympy.Symbol(f"{name}_pre")
-            base = latex or self._latex.get(name) or _plain_latex(name)
-            self._latex[pre.name] = rf"\bar{{{_strip_t(base)}}}_t"
+            if role == "state":
+                base = self._states[name.removesuffix("_new")].latex
+            else:
+                base = latex or _plain_latex(name)
+            self._latex[pre.name] = (rf"\bar{{{base}}}", "t")
             self._equations.append(Equation(pre, expr.args[0], "", "pre", where))
             expr = expr.func(pre)
         if role != "state":
-            self._latex[name] = latex + "_t" if latex else _plain_latex(name) + "_t"
+            self._latex[name] = (latex or _plain_latex(name), "t")
         self._equations.append(Equation(target, expr, "", role, where))
         return target
 
@@ -500,7 +528,8 @@ class Cell:
             conventions=self.conventions, sizes=tuple(self._sizes.values()), input=self._input,
             input_size="I", states=tuple(self._states.values()), output=self._output,
             params=tuple(self._params.values()), denses=tuple(self._denses.values()),
-            equations=(), latex_names=MappingProxyType(dict(self._latex)),
+            equations=(),
+            latex_names=MappingProxyType({k: timed(*v) for k, v in self._latex.items()}),
         )  # fmt: skip
         equations, constraints = _size_equations(spec, self._equations)
         spec = CellSpec(
@@ -601,13 +630,13 @@ def _check_usage(spec: CellSpec, where: str) -> None:
                 )
 
 
-def _check_name(name: str, what: str, where: str) -> None:
+def _check_name(name: str, what: str, where: str, reserved: bool = True) -> None:
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise DeclarationError(
             f"{where}: {what} name {name!r} is not a valid Python identifier; use letters, digits "
             "and underscores, not starting with a digit, and not a Python keyword."
         )
-    if name in RESERVED or name.startswith(RESERVED_PREFIXES):
+    if reserved and (name in RESERVED or name.startswith(RESERVED_PREFIXES)):
         raise DeclarationError(
             f"{where}: {what} name {name!r} is reserved for the generated code (names {sorted(RESERVED)} "
             f"and names starting with {RESERVED_PREFIXES}); choose another."
@@ -615,13 +644,26 @@ def _check_name(name: str, what: str, where: str) -> None:
 
 
 def _plain_latex(name: str) -> str:
-    head, _, tail = name.partition("_")
-    return rf"{head}_{{\mathrm{{{tail}}}}}" if tail else head
+    """The LaTeX of an identifier nobody named: itself, upright where it is a word.
+
+    Underscores are escaped, never read as subscripts: ``delta_C`` prints ``\\mathit{delta\\_C}``.
+    """
+    if len(name) == 1:
+        return name
+    escaped = name.replace("_", r"\_")
+    return rf"\mathit{{{escaped}}}"
 
 
-def _strip_t(latex: str) -> str:
-    return latex.removesuffix("_t")
+_FINAL_SUBSCRIPT = re.compile(r"_\{([^{}]*)\}$|_([A-Za-z0-9])$")
 
 
-def _source_latex(cell: Cell, source: sympy.Symbol) -> str:
-    return cell._latex.get(source.name, source.name)
+def timed(base: str, index: str | None) -> str:
+    """``base`` with the time index ``index`` (``t``, ``t-1``) as a subscript, merged into a
+    subscript the base already ends with: ``b_{z}`` at ``t`` is ``b_{z,t}``, not ``b_{z}_{t}``."""
+    if index is None:
+        return base
+    match = _FINAL_SUBSCRIPT.search(base)
+    if match:
+        inner = match.group(1) if match.group(1) is not None else match.group(2)
+        return f"{base[: match.start()]}_{{{inner},{index}}}"
+    return f"{base}_{{{index}}}"

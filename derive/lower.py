@@ -27,7 +27,7 @@ from .declare import CellSpec, Dense
 from .functions import relu, relu_step
 from .printing import NumbaPrinter, constant_name
 
-__all__ = ["KernelPlan", "Line", "Loop", "Projection", "lower"]
+__all__ = ["Derivation", "KernelPlan", "Line", "Loop", "Projection", "lower"]
 
 
 @dataclass(frozen=True)
@@ -44,18 +44,34 @@ class Line:
 
 
 @dataclass(frozen=True)
+class Derivation:
+    """One symbolic statement of the backward step, in the order the kernel computes it.
+
+    ``kind`` is ``adjoint`` (``δtarget = expr``, complete), ``projection`` (the adjoint of a
+    projection's block, which its transpose rule reads) or ``accumulate`` (``δtarget += expr``,
+    a contribution to a previous state, the input, a vector parameter or an earlier stage).
+    """
+
+    kind: str
+    target: sympy.Symbol
+    expr: sympy.Expr
+
+
+@dataclass(frozen=True)
 class Loop:
     """A fused pointwise loop over ``batch`` and ``size`` units."""
 
     stage: int
     size: str
     lines: tuple[Line, ...]
+    derivation: tuple[Derivation, ...] = ()
 
 
 @dataclass(frozen=True)
 class Projection:
     """A dense product ``source @ weight[rows].T (+ bias[rows])`` and its transpose rules."""
 
+    dense: Dense
     key: str  # name of the forward result array (k_<key>) and of its adjoint (dk_<key>)
     adjoint: str  # the array that holds its adjoint (shared when two projections' adjoints agree)
     weight: str
@@ -102,6 +118,7 @@ class KernelPlan:
     stages: tuple[Stage, ...]
     sequences: tuple[Array, ...]  # state sequences, (T + 1, B, size)
     saves: tuple[Array, ...]  # values saved per step for the backward pass
+    saved_symbols: tuple[sympy.Symbol, ...]  # the same values, as symbols of the step
     adjoints: tuple[Array, ...]  # per-step adjoints of projections, (T, B, rows)
     accumulators: tuple[
         Array, ...
@@ -282,7 +299,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         )
         seq, step, dsrc = source_arrays(d)
         projections.append(Projection(
-            key=keys[d], adjoint=adjoint_array[d], weight=d.weight, bias=d.bias, rows=rows, width=width,
+            dense=d, key=keys[d], adjoint=adjoint_array[d], weight=d.weight, bias=d.bias, rows=rows, width=width,
             stage=dense_stage[d], hoisted=d.source == spec.input, source_seq=seq, source_step=step,
             source_adjoint=dsrc, cols=_size(spec.param(d.weight).cols),
         ))  # fmt: skip
@@ -324,8 +341,10 @@ def lower(adjoint: Adjoint) -> KernelPlan:
             d for d in spec.denses if dense_stage[d] == s and d.block_size == size
         ]
         statements = []
+        derivation = []
         for e in reversed(eqs):
             total = complete_adjoint(e.target, s)
+            derivation.append(Derivation("adjoint", e.target, total))
             statements.append(
                 (
                     adjoint_symbol(e.target).name,
@@ -337,6 +356,10 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         stores = []
         written = set()
         for d in denses:
+            derivation += [
+                Derivation("projection", sym, complete_adjoint(sym, s))
+                for sym in d.symbols
+            ]
             if adjoint_array[d] in written:
                 continue
             written.add(adjoint_array[d])
@@ -368,6 +391,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
             stores.append(
                 (_accumulator(spec, var, state_prev, indexed), "+=", part, "")
             )
+            derivation.append(Derivation("accumulate", var, part))
         if not statements and not stores:
             return None
         lines = _cse_lines(back_printer, statements + stores)
@@ -390,7 +414,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
                 )
             else:
                 loads.append(Line(sym.name, "=", forward_value(sym)))
-        return Loop(s, _size(size), tuple(loads + lines))
+        return Loop(s, _size(size), tuple(loads + lines), tuple(derivation))
 
     sizes_used = sorted(
         {e.size for e in spec.equations} | {d.block_size for d in spec.denses}
@@ -443,7 +467,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         spec=spec, states=states, params=params,
         forward_sizes=_size_lines(spec, "init_"), backward_sizes=_size_lines(spec, "dfinal_"),
         forward_constants=_constant_lines(printer), backward_constants=_constant_lines(back_printer),
-        stages=tuple(stages), sequences=sequences, saves=save_arrays, adjoints=tuple(adjoint_arrays),
+        stages=tuple(stages), sequences=sequences, saves=save_arrays, saved_symbols=saves, adjoints=tuple(adjoint_arrays),
         accumulators=accumulators, forward_args=forward_args, forward_returns=forward_returns,
         backward_args=backward_args, backward_returns=backward_returns, output=spec.output,
         saved_per_step=tuple(sorted((n, s) for s, n in per_step.items())),

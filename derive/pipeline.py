@@ -11,11 +11,33 @@ from pathlib import Path
 from . import registry
 from .adjoint import derive_adjoint
 from .declare import CellSpec
+from .latex import document
 from .lower import lower
-from .render import render_kernel, render_package
+from .render import (
+    FORMATS,
+    render_catalog,
+    render_derivation,
+    render_kernel,
+    render_package,
+)
 from .write import diff_tree, write_tree
 
-__all__ = ["Run", "check", "default_out", "generate", "kernel_files", "specs_for"]
+__all__ = [
+    "CATALOG",
+    "Run",
+    "check",
+    "check_docs",
+    "default_docs",
+    "default_out",
+    "doc_files",
+    "generate",
+    "kernel_files",
+    "specs_for",
+    "write_docs",
+]
+
+#: The file name of the combined document (one section per variant).
+CATALOG = "gatesmith.tex"
 
 STAGES = ("declare", "derive", "lower", "render", "write")
 
@@ -40,12 +62,23 @@ class Run:
             self.timings[name] += time.perf_counter() - start
 
 
-def default_out() -> Path | None:
-    """``generated/`` of the source checkout this package runs from, if it runs from one."""
+def _checkout() -> Path | None:
     root = Path(__file__).resolve().parent.parent
     if (root / "pyproject.toml").is_file() and (root / "generated").is_dir():
-        return root / "generated"
+        return root
     return None
+
+
+def default_out() -> Path | None:
+    """``generated/`` of the source checkout this package runs from, if it runs from one."""
+    root = _checkout()
+    return root / "generated" if root else None
+
+
+def default_docs() -> Path | None:
+    """``docs/derivations/`` of the source checkout, if this package runs from one."""
+    root = _checkout()
+    return root / "docs" / "derivations" if root else None
 
 
 def specs_for(names: Iterable[str] | None, run: Run) -> list[CellSpec]:
@@ -74,6 +107,39 @@ def kernel_files(
     return files
 
 
+def doc_files(
+    specs: list[CellSpec], run: Run, fmt: str = "latex", catalog: bool = True
+) -> dict[str, str]:
+    """Derive, lower and document every spec: relative path -> file text. ``catalog`` adds the
+    combined LaTeX document."""
+    docs = []
+    for spec in specs:
+        with run.stage("derive"):
+            adjoint = derive_adjoint(spec)
+        with run.stage("lower"):
+            plan = lower(adjoint)
+        with run.stage("render"):
+            docs.append(document(plan))
+    with run.stage("render"):
+        suffix = FORMATS[fmt][0]
+        files = {f"{d.spec.name}{suffix}": render_derivation(d, fmt) for d in docs}
+        if catalog and fmt == "latex":
+            files[CATALOG] = render_catalog(docs)
+    return files
+
+
+def write_docs(out: Path, files: dict[str, str], run: Run, prune: bool) -> Run:
+    """Write derivation documents under ``out`` (pruning stale stamped ones when ``prune``)."""
+    suffixes = {Path(name).suffix for name in files}
+    with run.stage("write"):
+        for suffix in sorted(suffixes):
+            part = {k: v for k, v in files.items() if k.endswith(suffix)}
+            written, removed = write_tree(part, out, f"*{suffix}" if prune else None)
+            run.written += written
+            run.removed += removed
+    return run
+
+
 def generate(out: Path, specs: list[CellSpec], run: Run, prune: bool = True) -> Run:
     """Render every spec, then write what changed under ``out``."""
     files = kernel_files(specs, run)
@@ -82,9 +148,20 @@ def generate(out: Path, specs: list[CellSpec], run: Run, prune: bool = True) -> 
     return run
 
 
-def check(out: Path, specs: list[CellSpec], run: Run) -> Run:
-    """Render every spec and compare with ``out``; ``run.diffs`` is empty when current."""
+def check(out: Path, specs: list[CellSpec], run: Run, docs: Path | None = None) -> Run:
+    """Render every spec and compare with ``out`` (and the LaTeX documents with ``docs``);
+    ``run.diffs`` is empty when everything is current."""
     files = kernel_files(specs, run)
     with run.stage("write"):
         run.diffs = diff_tree(files, out, "*.py")
+    if docs is not None:
+        check_docs(docs, specs, run)
+    return run
+
+
+def check_docs(docs: Path, specs: list[CellSpec], run: Run) -> Run:
+    """Compare the LaTeX documents of ``specs`` with ``docs``; adds to ``run.diffs``."""
+    texts = doc_files(specs, run)
+    with run.stage("write"):
+        run.diffs += diff_tree(texts, docs, "*.tex")
     return run

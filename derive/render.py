@@ -9,10 +9,13 @@ from pathlib import Path
 import jinja2
 import sympy
 
+from .latex import Document, markdown_escape, tex_escape
 from .lower import KernelPlan, Line
 
 __all__ = [
     "LINE_LENGTH",
+    "render_catalog",
+    "render_derivation",
     "render_kernel",
     "render_new_cell",
     "render_package",
@@ -54,6 +57,8 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["statement"] = statement
+    env.filters["tex"] = tex_escape
+    env.filters["md"] = markdown_escape
     env.globals["bracket"] = bracket
     return env
 
@@ -183,3 +188,47 @@ def render_new_cell(name: str) -> str:
     except DeclarationError as error:
         raise SystemExit(f"gatesmith: {error}") from None
     return _environment().get_template("new_cell.py.j2").render(name=name)
+
+
+#: Derivation formats: file suffix, template, and how a comment line starts.
+FORMATS = {
+    "latex": (".tex", "derivation.tex.j2"),
+    "markdown": (".md", "derivation.md.j2"),
+}
+
+
+def _doc_stamp(fmt: str, what: str, digest: str) -> str:
+    if fmt == "latex":
+        return stamp("%", what, digest)
+    lines = stamp("", what, digest).splitlines()
+    return "\n".join(f"<!-- {line.strip()} -->" for line in lines)
+
+
+def render_derivation(doc: Document, fmt: str = "latex") -> str:
+    """One variant's derivation document, in ``fmt`` (``latex`` or ``markdown``)."""
+    template = FORMATS[fmt][1]
+    names = (template, "derivation_body.tex.j2") if fmt == "latex" else (template,)
+    digest = _digest(doc.spec.fingerprint(), _templates_digest(names))
+    return (
+        _environment()
+        .get_template(template)
+        .render(
+            stamp=_doc_stamp(fmt, f'the declaration of "{doc.spec.name}"', digest),
+            doc=doc,
+        )
+    )
+
+
+def render_catalog(docs: list[Document]) -> str:
+    """One LaTeX document with a section per variant and a table of contents."""
+    names = ("catalog.tex.j2", "derivation_body.tex.j2")
+    digest = _digest(*(d.spec.fingerprint() for d in docs), _templates_digest(names))
+    return (
+        _environment()
+        .get_template("catalog.tex.j2")
+        .render(
+            stamp=stamp("%", "the registered declarations", digest),
+            docs=docs,
+            version=version(),
+        )
+    )

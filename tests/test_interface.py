@@ -78,7 +78,7 @@ def _good(cell):
         (lambda x, s, p, k: (x[:, :, :-1].copy(), s, p), ValueError, "params['weight_ih']"),
         (lambda x, s, p, k: (x, s[:-1] or None, p) if len(s) > 1 else (x, (s[0], s[0]), p), ValueError, "initial_states"),
         (lambda x, s, p, k: (x, tuple(a[:-1] for a in s), p), ValueError, "initial_states[0] (h)"),
-        (lambda x, s, p, k: (x, s, {k: v for k, v in p.items() if k != k}), ValueError, "missing ['{last}']"),
+        (lambda x, s, p, k: (x, s, {key: v for key, v in p.items() if key != k}), ValueError, "missing ['{last}']"),
         (lambda x, s, p, k: (x, s, {**p, "bias_xx": p[k]}), ValueError, "unexpected ['bias_xx']"),
         (lambda x, s, p, k: (x, s, {**p, k: p[k][..., :-1].copy()}), ValueError, "params['{last}'] must have shape"),
         (lambda x, s, p, k: (x, s, {**p, k: p[k].astype(np.float64)}), TypeError, "params['{last}']"),

@@ -1,0 +1,477 @@
+"""The derivation document: a cell's forward step and its derived BPTT, as LaTeX.
+
+:func:`document` builds a :class:`Document` from the same :class:`~derive.lower.KernelPlan` that
+feeds the kernel template: the forward equations as declared, the backward statements in the
+order the kernel computes them, the transpose rules of the projections, the parameter gradients
+as sums over time, and what the forward pass stores. Mathematics is printed by
+:class:`DerivationPrinter`, a SymPy ``LatexPrinter``; every name comes from the declaration.
+Free text (titles, citations, conventions) stays raw here and is escaped by the template filters
+:func:`tex_escape` and :func:`markdown_escape`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sympy
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+
+from .adjoint import adjoint_symbol, external_symbol
+from .declare import CellSpec, Dense, _plain_latex, timed
+from .lower import KernelPlan
+
+__all__ = [
+    "DerivationPrinter",
+    "Document",
+    "MathLine",
+    "document",
+    "markdown_escape",
+    "tex_escape",
+]
+
+#: Width, in rough characters of typeset mathematics, after which a sum breaks its line.
+MATH_WIDTH = 64
+
+
+class DerivationPrinter(LatexPrinter):
+    """Vector notation for one cell step: ``⊙`` for the per-unit products, declared names.
+
+    ``names`` maps symbol names to their LaTeX; ``rank`` orders the terms of a sum (projections
+    first, in declaration order, as papers write pre-activations).
+    """
+
+    printmethod = "_gatesmith_latex"
+
+    def __init__(self, names: dict[str, str], rank: dict[str, int] | None = None):
+        super().__init__({"order": "none"})
+        self.names = names
+        self.rank = rank or {}
+
+    def _print_Symbol(self, expr, style="plain"):
+        name = expr.name
+        if name in self.names:
+            return self.names[name]
+        for prefix, mark in (("d_", r"\delta "), ("acc_", r"\hat{\delta} ")):
+            if name.startswith(prefix) and name[len(prefix) :] in self.names:
+                return mark + self.names[name[len(prefix) :]]
+        return _plain_latex(name)
+
+    def terms(self, expr) -> list[str]:
+        """The printed terms of a sum, each with its sign (``+ a``, ``- b``), first unsigned
+        when positive."""
+        args = list(expr.args) if expr.is_Add else [expr]
+        default = {a: n for n, a in enumerate(self._as_ordered_terms(expr, order=None))} \
+            if expr.is_Add else {expr: 0}  # fmt: skip
+
+        def key(term):
+            ranks = [
+                self.rank[s.name] for s in term.free_symbols if s.name in self.rank
+            ]
+            return (min(ranks) if ranks else len(self.rank), default[term])
+
+        out = []
+        for term in sorted(args, key=key):
+            if term.could_extract_minus_sign():
+                out.append("- " + self._print_term(-term))
+            else:
+                out.append(("+ " if out else "") + self._print_term(term))
+        return out
+
+    def _print_term(self, term) -> str:
+        return self.parenthesize(term, PRECEDENCE["Add"], strict=True)
+
+    def _print_Add(self, expr, order=None):
+        return " ".join(self.terms(expr))
+
+    def _print_Mul(self, expr):
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff.is_negative:
+            return "- " + self._print(-expr)
+        factors = list(rest.as_ordered_factors()) if rest != 1 else []
+        printed = [
+            self.parenthesize(f, PRECEDENCE["Mul"], strict=False) for f in factors
+        ]
+        body = r" \odot ".join(printed)
+        if coeff == 1:
+            return body or "1"
+        return rf"{self._print(coeff)}\, {body}" if body else self._print(coeff)
+
+    def _print_Rational(self, expr):
+        if expr.q == 1:
+            return str(expr.p)
+        sign = "- " if expr.p < 0 else ""
+        return rf"{sign}\tfrac{{{abs(expr.p)}}}{{{expr.q}}}"
+
+    def _print_Pow(self, expr):
+        base, exponent = expr.args
+        power = self._print(exponent)
+        if isinstance(base, (sympy.tanh, sympy.Function)) and len(base.args) == 1:
+            head = self._function_head(base)
+            if head:
+                return rf"{head}^{{{power}}}\left({self._print(base.args[0])}\right)"
+        return rf"{self.parenthesize(base, PRECEDENCE['Pow'], strict=True)}^{{{power}}}"
+
+    def _function_head(self, expr) -> str | None:
+        heads = {"sigmoid": r"\sigma", "tanh": r"\tanh", "relu": r"\operatorname{ReLU}"}
+        return heads.get(type(expr).__name__)
+
+    def _print_Function(self, expr, exp=None):
+        head = self._function_head(expr)
+        if head is None:
+            return super()._print_Function(expr, exp)
+        return rf"{head}\left({self._print(expr.args[0])}\right)"
+
+    _print_sigmoid = _print_Function
+    _print_tanh = _print_Function
+    _print_relu = _print_Function
+
+    def _print_relu_step(self, expr):
+        return rf"\mathbf{{1}}\left[{self._print(expr.args[0])} > 0\right]"
+
+
+@dataclass(frozen=True)
+class MathLine:
+    """``lhs op rhs`` for an ``align`` environment; ``rows`` are the rhs's terms broken into
+    lines that fit the page."""
+
+    lhs: str
+    op: str
+    rows: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def rhs(self) -> str:
+        return " ".join(self.rows)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of the notation table. ``meaning`` is a tuple of ``(kind, text)`` pieces, ``kind``
+    being ``text`` (free text, escaped when rendered) or ``math`` (LaTeX)."""
+
+    symbol: str
+    shape: str
+    kind: str
+    meaning: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Document:
+    """Everything a derivation template needs; mathematics printed, free text raw."""
+
+    spec: CellSpec
+    sizes: tuple[Row, ...]
+    notation: tuple[Row, ...]
+    forward: tuple[MathLine, ...]
+    incoming: tuple[MathLine, ...]
+    backward: tuple[tuple[str, tuple[MathLine, ...]], ...]  # (what, lines) per part
+    after_loop: tuple[MathLine, ...]
+    gradients: tuple[MathLine, ...]
+    initial: tuple[MathLine, ...]
+    saved: tuple[Row, ...]
+    memory: str
+    statements: tuple[
+        str, ...
+    ]  # the printed right-hand side of every adjoint statement
+
+
+def _rough_width(latex: str) -> int:
+    """An estimate of a formula's typeset width in characters."""
+    text = re.sub(r"\\(left|right|,|;|quad)", "", latex)
+    text = re.sub(r"\\[A-Za-z]+", "x", text)
+    return len(re.sub(r"[{}_^ ]", "", text))
+
+
+def _math_line(lhs: str, op: str, terms: list[str], note: str = "") -> MathLine:
+    rows, current = [], ""
+    for term in terms:
+        candidate = f"{current} {term}".strip()
+        if current and _rough_width(candidate) > MATH_WIDTH:
+            rows.append(current)
+            candidate = term
+        current = candidate
+    rows.append(current)
+    return MathLine(lhs, op, tuple(rows), note)
+
+
+def _shape(formula) -> str:
+    dims = [size if mult == 1 else f"{mult}{size}" for mult, size in formula]
+    return r" \times ".join(dims)
+
+
+class _Builder:
+    def __init__(self, plan: KernelPlan):
+        self.plan = plan
+        spec = self.spec = plan.spec
+        names = dict(spec.latex_names)
+        rank: dict[str, int] = {}
+        self.value: dict[sympy.Symbol, sympy.Expr] = {}  # a projection's block: W v + b
+        self.block: dict[sympy.Symbol, tuple[str, str | None]] = {}
+        for d in spec.denses:
+            weight = spec.param(d.weight)
+            bias = spec.param(d.bias) if d.bias else None
+            for n, sym in enumerate(d.symbols):
+                w = weight.block_latex[d.first_block + n]
+                b = bias.block_latex[d.first_block + n] if bias else None
+                product = sympy.Symbol(f"_mv_{sym.name}")
+                names[product.name] = f"{w} {names[d.source.name]}"
+                rank[product.name] = len(rank)
+                value = product
+                if b:
+                    offset = sympy.Symbol(f"_b_{sym.name}")
+                    names[offset.name] = b
+                    rank[offset.name] = len(rank)
+                    value = product + offset
+                self.value[sym] = value
+                self.block[sym] = (w, b)
+        self.names = names
+        self.printer = DerivationPrinter(names, rank)
+        for sym, value in self.value.items():
+            names[sym.name] = self.printer.doprint(value)
+            if value.is_Add:
+                names[sym.name] = rf"\left({names[sym.name]}\right)"
+
+    def latex(self, expr) -> str:
+        return self.printer.doprint(expr)
+
+    def line(self, lhs: str, op: str, expr, note: str = "") -> MathLine:
+        return _math_line(lhs, op, self.printer.terms(sympy.sympify(expr)), note)
+
+    def name(self, sym) -> str:
+        return self.printer.doprint(sym)
+
+    # -- the parts of the document --------------------------------------------------------
+
+    def sizes(self) -> tuple[Row, ...]:
+        meaning = {"I": "input size", "H": "hidden size"}
+        rows = []
+        for size in self.spec.sizes:
+            text = meaning.get(size.name, "a declared size")
+            rows.append(Row(size.latex, "", "size",
+                            (("text", f"{text} (argument {size.argument})"),)))  # fmt: skip
+        return tuple(rows)
+
+    def notation(self) -> tuple[Row, ...]:
+        spec = self.spec
+        rows = [
+            Row(
+                self.name(spec.input),
+                spec.input_size,
+                "input",
+                (("text", "at step t"),),
+            )
+        ]
+        for st in spec.states:
+            role = "the output; " if st.name == spec.output else ""
+            rows.append(Row(self.name(st.new), st.size, "state",
+                            (("text", role), ("math", self.name(st.prev)),
+                             ("text", " is its value at step t-1")),))  # fmt: skip
+        for p in spec.params:
+            pieces = [("text", p.name)]
+            if len(p.blocks) > 1:
+                pieces += [
+                    ("text", "; row blocks "),
+                    ("math", ", ".join(p.block_latex)),
+                ]
+            if p.kind == "vector":
+                pieces.append(("text", "; a diagonal matrix, applied per unit"))
+            rows.append(
+                Row(p.latex, _shape(p.shape_formula()), "parameter", tuple(pieces))
+            )
+        for eq in spec.equations:
+            if eq.role == "pre":
+                owner = next(e.target for e in spec.equations
+                             if e.role != "pre" and e.expr.has(eq.target))  # fmt: skip
+                pieces = (("text", "pre-activation of "), ("math", self.name(owner)))
+            elif eq.role != "state":
+                pieces = (("text", "gate" if eq.role == "gate" else "named value"),)
+            else:
+                continue
+            rows.append(Row(self.name(eq.target), eq.size, "intermediate", pieces))
+        return tuple(rows)
+
+    def forward(self) -> tuple[MathLine, ...]:
+        spec = self.spec
+        pre = {eq.target: eq.expr for eq in spec.equations if eq.role == "pre"}
+        lines = []
+        for eq in spec.equations:
+            if eq.role == "pre":
+                continue
+            inline = eq.expr.xreplace(pre).xreplace(self.value)
+            if _rough_width(self.latex(inline)) <= MATH_WIDTH or inline == eq.expr:
+                lines.append(self.line(self.name(eq.target), "=", inline))
+                continue
+            # too long for one line: the pre-activation first, as a sum that can break
+            for sym in sorted(
+                eq.expr.free_symbols & set(pre), key=sympy.default_sort_key
+            ):
+                lines.append(
+                    self.line(self.name(sym), "=", pre[sym].xreplace(self.value))
+                )
+            lines.append(
+                self.line(self.name(eq.target), "=", eq.expr.xreplace(self.value))
+            )
+        return tuple(lines)
+
+    def incoming(self) -> tuple[MathLine, ...]:
+        lines = []
+        for st in self.spec.states:
+            rhs = rf"\delta {self.name(st.new)}^{{(t+1)}}"
+            if st.name == self.spec.output:
+                rhs = rf"\frac{{\partial \ell_t}}{{\partial y_t}} + {rhs}"
+            lines.append(MathLine(self.name(external_symbol(st.new)), "=", (rhs,)))
+        return tuple(lines)
+
+    def _source_adjoint(self, source) -> str:
+        spec = self.spec
+        prev = {st.prev: st for st in spec.states}
+        if source == spec.input:
+            return rf"\delta {self.name(source)}"
+        if source in prev:
+            return rf"\delta {self.name(source)}"
+        return self.name(external_symbol(source))
+
+    def _transpose(self, d: Dense, adjoints) -> MathLine:
+        terms = []
+        for sym in d.symbols:
+            w, _ = self.block[sym]
+            adj = adjoints[sym]
+            text = self.latex(adj)
+            if adj.is_Add or adj.is_Mul and adj.could_extract_minus_sign():
+                text = rf"\left({text}\right)"
+            terms.append(("+ " if terms else "") + rf"{w}^{{\top}} {text}")
+        op = (
+            "="
+            if self._source_adjoint(d.source).startswith(r"\hat")
+            else r"\mathrel{+}="
+        )
+        return _math_line(self._source_adjoint(d.source), op, terms)
+
+    def backward(self):
+        plan, spec = self.plan, self.spec
+        prev = {st.prev for st in spec.states}
+        vectors = {sympy.Symbol(p.name) for p in spec.params if p.kind == "vector"}
+        parts, statements = [], []
+        self.adjoints: dict[sympy.Symbol, sympy.Expr] = {}
+        self.vector_terms: dict[sympy.Symbol, list] = {}
+        for stage in reversed(plan.stages):
+            lines = []
+            for loop in stage.backward:
+                for item in loop.derivation:
+                    if item.kind == "projection":
+                        self.adjoints[item.target] = item.expr
+                        continue
+                    if item.kind == "adjoint":
+                        lhs, op = self.name(adjoint_symbol(item.target)), "="
+                        statements.append(self.latex(item.expr))
+                    elif item.target in prev or item.target == spec.input:
+                        lhs, op = rf"\delta {self.name(item.target)}", r"\mathrel{+}="
+                    elif item.target in vectors:
+                        lhs, op = rf"\delta {self.name(item.target)}", r"\mathrel{+}="
+                        self.vector_terms.setdefault(item.target, []).append(item.expr)
+                    else:
+                        lhs, op = (
+                            self.name(external_symbol(item.target)),
+                            r"\mathrel{+}=",
+                        )
+                    lines.append(self.line(lhs, op, item.expr))
+            for p in stage.projections:
+                if not p.hoisted:
+                    lines.append(self._transpose(p.dense, self.adjoints))
+            what = (
+                "the whole step"
+                if len(plan.stages) == 1
+                else f"stage {stage.index + 1}"
+            )
+            parts.append((what, tuple(lines)))
+        return tuple(parts), tuple(statements)
+
+    def after_loop(self) -> tuple[MathLine, ...]:
+        projections = [p for s in self.plan.stages for p in s.projections if p.hoisted]
+        return tuple(self._transpose(p.dense, self.adjoints) for p in projections)
+
+    def gradients(self) -> tuple[MathLine, ...]:
+        lines = []
+        for d in self.spec.denses:
+            source = self.name(d.source)
+            for sym in d.symbols:
+                w, b = self.block[sym]
+                adj = self.adjoints[sym]
+                text = self.latex(adj)
+                if adj.is_Add:
+                    text = rf"\left({text}\right)"
+                lines.append(MathLine(rf"\delta {w}", "=",
+                                      (rf"\sum_t {text}\, {source}^{{\top}}",)))  # fmt: skip
+                if b:
+                    lines.append(MathLine(rf"\delta {b}", "=", (rf"\sum_t {text}",)))
+        for vector, terms in self.vector_terms.items():
+            total = self.latex(sympy.Add(*terms))
+            lines.append(MathLine(rf"\delta {self.name(vector)}", "=",
+                                  (rf"\sum_t \left({total}\right)",)))  # fmt: skip
+        return tuple(lines)
+
+    def initial(self) -> tuple[MathLine, ...]:
+        return tuple(
+            MathLine(
+                rf"\frac{{\partial L}}{{\partial {timed(st.latex, '0')}}}",
+                "=",
+                (rf"\delta {self.name(st.prev)}\,\Big|_{{t=1}}",),
+            )
+            for st in self.spec.states
+        )
+
+    def saved(self) -> tuple[tuple[Row, ...], str]:
+        spec, plan = self.spec, self.plan
+        sizes = {**{eq.target: eq.size for eq in spec.equations},
+                 **{sym: d.block_size for d in spec.denses for sym in d.symbols}}  # fmt: skip
+        rows = [
+            Row(self.name(st.new), st.size, "state",
+                (("text", "whole sequence, the initial state included"),))
+            for st in spec.states
+        ]  # fmt: skip
+        for sym in plan.saved_symbols:
+            rows.append(Row(self.name(sym), sizes[sym], "saved",
+                            (("text", "read by the backward pass"),)))  # fmt: skip
+        total = " + ".join(f"{n}{s}" if n != 1 else s for n, s in plan.saved_per_step)
+        memory = rf"B \left({total}\right) s"
+        return tuple(rows), memory
+
+
+def document(plan: KernelPlan) -> Document:
+    """The derivation of ``plan``'s cell."""
+    build = _Builder(plan)
+    backward, statements = build.backward()
+    saved, memory = build.saved()
+    return Document(
+        spec=plan.spec,
+        sizes=build.sizes(),
+        notation=build.notation(),
+        forward=build.forward(),
+        incoming=build.incoming(),
+        backward=backward,
+        after_loop=build.after_loop(),
+        gradients=build.gradients(),
+        initial=build.initial(),
+        saved=saved,
+        memory=memory,
+        statements=statements,
+    )
+
+
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+    "^": r"\^{}", "_": r"\_", "%": r"\%", "~": r"\textasciitilde{}", "<": r"$<$", ">": r"$>$",
+    "|": r"$|$",
+}  # fmt: skip
+
+
+def tex_escape(text: str) -> str:
+    """Free text as LaTeX that typesets it literally: no command, group or comment survives."""
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def markdown_escape(text: str) -> str:
+    """Free text as Markdown that renders it literally (no emphasis, links, HTML or math)."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|$~^-])", r"\\\1", str(text))
