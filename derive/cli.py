@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import __version__, pipeline, registry
 from .declare import DeclarationError
-from .pdf import PdfError
+from .pdf import PdfError, compile_pdf, pdflatex
 from .render import FORMATS, render_new_cell
 
 __all__ = ["main"]
@@ -96,8 +96,6 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_docs(args) -> int:
-    from .pdf import compile_pdf, pdflatex
-
     if args.pdf and args.format != "latex":
         raise SystemExit(
             "gatesmith: --pdf compiles LaTeX; it cannot go with --format markdown"
@@ -132,6 +130,13 @@ def _cmd_docs(args) -> int:
 def _cmd_verify(args) -> int:
     from . import verify
 
+    try:
+        import torch  # noqa: F401  (the reference; a test dependency, not a runtime one)
+    except ImportError:
+        raise SystemExit(
+            "gatesmith: verify compares with PyTorch autograd; pip install torch==2.13.0 "
+            "(or install gatesmith with its test extra)"
+        ) from None
     names = _names(args)
     run = pipeline.Run()
     specs = pipeline.specs_for(names, run)

@@ -107,7 +107,7 @@ class DerivationPrinter(LatexPrinter):
     def _print_Pow(self, expr):
         base, exponent = expr.args
         power = self._print(exponent)
-        if isinstance(base, (sympy.tanh, sympy.Function)) and len(base.args) == 1:
+        if isinstance(base, sympy.Function) and len(base.args) == 1:
             head = self._function_head(base)
             if head:
                 return rf"{head}^{{{power}}}\left({self._print(base.args[0])}\right)"
@@ -325,11 +325,10 @@ class _Builder:
         return tuple(lines)
 
     def _source_adjoint(self, source) -> str:
-        spec = self.spec
-        prev = {st.prev: st for st in spec.states}
-        if source == spec.input:
-            return rf"\delta {self.name(source)}"
-        if source in prev:
+        """Where a projection's transpose rule sends its result: ``δx_t`` or ``δh_{t-1}``
+        (accumulated), or the ``\\hat{δ}`` of an intermediate the projection reads."""
+        prev = {st.prev for st in self.spec.states}
+        if source == self.spec.input or source in prev:
             return rf"\delta {self.name(source)}"
         return self.name(external_symbol(source))
 

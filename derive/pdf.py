@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,6 @@ def pdflatex() -> str:
 
 def compile_pdf(tex: Path, runs: int = 1) -> PdfResult:
     """Compile ``tex`` into a PDF beside it (``runs`` passes: 2 resolve a table of contents)."""
-    import time
-
     executable = pdflatex()
     folder = tex.parent.resolve()
     env = {
@@ -77,14 +76,10 @@ def compile_pdf(tex: Path, runs: int = 1) -> PdfResult:
     for suffix in (".aux", ".toc", ".out"):
         (folder / tex.with_suffix(suffix).name).unlink(missing_ok=True)
     pages = re.search(r"Output written on .*?\((\d+) pages?", log.replace("\n", ""))
-    overfull = tuple(
-        line
-        for line in log.splitlines()
-        if line.startswith(("Overfull", "Underfull \\vbox"))
-    )
+    overfull = tuple(line for line in log.splitlines() if line.startswith("Overfull"))
     return PdfResult(
         folder / tex.with_suffix(".pdf").name,
         int(pages.group(1)) if pages else 0,
-        tuple(o for o in overfull if o.startswith("Overfull")),
+        overfull,
         time.perf_counter() - start,
     )
