@@ -356,21 +356,17 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         stores = []
         written = set()
         for d in denses:
+            block_adjoints = [complete_adjoint(sym, s) for sym in d.symbols]
             derivation += [
-                Derivation("projection", sym, complete_adjoint(sym, s))
-                for sym in d.symbols
+                Derivation("projection", sym, adj)
+                for sym, adj in zip(d.symbols, block_adjoints, strict=True)
             ]
             if adjoint_array[d] in written:
                 continue
             written.add(adjoint_array[d])
-            for blk, sym in enumerate(d.symbols):
+            for blk, adj in enumerate(block_adjoints):
                 stores.append(
-                    (
-                        f"{adjoint_array[d]}[row, {_offset(blk, size)}]",
-                        "=",
-                        complete_adjoint(sym, s),
-                        "",
-                    )
+                    (f"{adjoint_array[d]}[row, {_offset(blk, size)}]", "=", adj, "")
                 )
         # contributions to values completed elsewhere: previous states, the input, vector
         # parameters, and values of earlier stages

@@ -87,18 +87,24 @@ def specs_for(names: Iterable[str] | None, run: Run) -> list[CellSpec]:
         return [registry.get(n) for n in (names or registry.names())]
 
 
-def kernel_files(
-    specs: list[CellSpec], run: Run, package: bool = True
-) -> dict[str, str]:
-    """Derive, lower and render every spec: relative path -> file text."""
-    files = {}
+def _plans(specs: list[CellSpec], run: Run):
+    """Derive and lower each spec in turn, timing both stages."""
     for spec in specs:
         with run.stage("derive"):
             adjoint = derive_adjoint(spec)
         with run.stage("lower"):
             plan = lower(adjoint)
+        yield plan  # outside the timer: the caller's rendering is not lowering
+
+
+def kernel_files(
+    specs: list[CellSpec], run: Run, package: bool = True
+) -> dict[str, str]:
+    """Derive, lower and render every spec: relative path -> file text."""
+    files = {}
+    for plan in _plans(specs, run):
         with run.stage("render"):
-            files[f"{spec.name}.py"] = render_kernel(plan)
+            files[f"{plan.spec.name}.py"] = render_kernel(plan)
     if package:
         with run.stage("render"):
             files["__init__.py"] = render_package(
@@ -113,11 +119,7 @@ def doc_files(
     """Derive, lower and document every spec: relative path -> file text. ``catalog`` adds the
     combined LaTeX document."""
     docs = []
-    for spec in specs:
-        with run.stage("derive"):
-            adjoint = derive_adjoint(spec)
-        with run.stage("lower"):
-            plan = lower(adjoint)
+    for plan in _plans(specs, run):
         with run.stage("render"):
             docs.append(document(plan))
     with run.stage("render"):
@@ -130,13 +132,11 @@ def doc_files(
 
 def write_docs(out: Path, files: dict[str, str], run: Run, prune: bool) -> Run:
     """Write derivation documents under ``out`` (pruning stale stamped ones when ``prune``)."""
-    suffixes = {Path(name).suffix for name in files}
+    (suffix,) = {Path(name).suffix for name in files}  # one format at a time
     with run.stage("write"):
-        for suffix in sorted(suffixes):
-            part = {k: v for k, v in files.items() if k.endswith(suffix)}
-            written, removed = write_tree(part, out, f"*{suffix}" if prune else None)
-            run.written += written
-            run.removed += removed
+        run.written, run.removed = write_tree(
+            files, out, f"*{suffix}" if prune else None
+        )
     return run
 
 

@@ -67,10 +67,7 @@ def get(name: str) -> CellSpec:
     except DeclarationError:
         raise
     except Exception as error:  # a user's declaration that fails outside the builder
-        home = Path(function.__code__.co_filename).resolve()
-        frames = [f for f in traceback.extract_tb(error.__traceback__)
-                  if Path(f.filename).resolve() == home]  # fmt: skip
-        where = f"{home.name}:{frames[-1].lineno}" if frames else home.name
+        where = _where(error, Path(function.__code__.co_filename))
         raise SpecFileError(
             f"{where}: declaring {name!r} failed: {type(error).__name__}: {error}"
         ) from error
@@ -88,6 +85,14 @@ def declare(function: Callable[[], CellSpec]) -> CellSpec:
 
 def _load_catalog() -> None:
     from . import cells  # noqa: F401  (importing registers the built-in variants)
+
+
+def _where(error: Exception, home: Path) -> str:
+    """``file:line`` of the innermost frame of ``error``'s traceback that lies in ``home``."""
+    home = home.resolve()
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if Path(f.filename).resolve() == home]  # fmt: skip
+    return f"{home.name}:{frames[-1].lineno}" if frames else home.name
 
 
 def load_file(path: str | Path) -> tuple[str, ...]:
@@ -114,10 +119,9 @@ def load_file(path: str | Path) -> tuple[str, ...]:
     try:
         spec.loader.exec_module(module)
     except Exception as error:
-        frames = [f for f in traceback.extract_tb(error.__traceback__)
-                  if Path(f.filename).resolve() == path.resolve()]  # fmt: skip
-        where = f"{path.name}:{frames[-1].lineno}" if frames else str(path)
-        raise SpecFileError(f"{where}: {type(error).__name__}: {error}") from error
+        raise SpecFileError(
+            f"{_where(error, path)}: {type(error).__name__}: {error}"
+        ) from error
     added = tuple(n for n in _DECLARATIONS if n not in before)
     _ORIGINS.update(dict.fromkeys(added, path.resolve()))
     if not added:
