@@ -440,12 +440,13 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     )
     params = spec.param_names
     states = spec.state_names
-    forward_args = ("seq_x", *[f"init_{s}" for s in states], *params)
+    forward_args = ("seq_x", "lengths", *[f"init_{s}" for s in states], *params)
     forward_returns = (*[a.name for a in sequences], *[a.name for a in save_arrays])
     backward_args = (
         "d_seq_y",
         *[f"dfinal_{s}" for s in states],
         "seq_x",
+        "lengths",
         *params,
         *forward_returns,
     )

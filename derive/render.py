@@ -79,9 +79,12 @@ def statement(line: Line, indent: int) -> str:
     return f"{line.target} {line.op} (\n" + "\n".join(body) + "\n" + close
 
 
-def bracket(items, head: str, tail: str = "", indent: int = 0) -> str:
-    """``head(items)tail`` laid out as the formatter does: on one line if it fits, else the
-    items on one indented line, else one item a line with a trailing comma."""
+def bracket(
+    items, head: str, tail: str = "", indent: int = 0, hug: bool = True
+) -> str:
+    """``head(items)tail`` laid out as the formatter does: on one line if it fits, else (for
+    calls and signatures, ``hug``) the items on one indented line, else one item a line with a
+    trailing comma."""
     items = list(items)
     if len(items) == 1 and head.endswith("("):
         items[0] += ","
@@ -90,9 +93,9 @@ def bracket(items, head: str, tail: str = "", indent: int = 0) -> str:
         return one
     pad = " " * (indent + 4)
     close = head[-1].translate(str.maketrans("([{", ")]}"))
-    hug = f"{pad}{', '.join(items)}"
-    if len(hug) <= LINE_LENGTH:
-        return f"{head}\n{hug}\n{' ' * indent}{close}{tail[1:]}"
+    one_line = f"{pad}{', '.join(items)}"
+    if hug and len(one_line) <= LINE_LENGTH:
+        return f"{head}\n{one_line}\n{' ' * indent}{close}{tail[1:]}"
     lines = "".join(f"{pad}{item},\n" for item in items)
     return f"{head}\n{lines}{' ' * indent}{close}{tail[1:]}"
 
@@ -121,11 +124,11 @@ def _templates_digest(names: tuple[str, ...]) -> bytes:
 
 
 def _tuple(items, name: str, quote: bool = True) -> str:
-    """``name = (items)``, as the formatter lays it out (no trailing comma on one line)."""
+    """``name = (items)``, as the formatter lays out a tuple literal."""
     items = [f'"{item}"' if quote else item for item in items]
     if len(items) == 1:
         return f"{name} = ({items[0]},)"
-    return bracket(items, f"{name} = (", ")")
+    return bracket(items, f"{name} = (", ")", hug=False)
 
 
 def render_kernel(plan: KernelPlan) -> str:
@@ -139,6 +142,9 @@ def render_kernel(plan: KernelPlan) -> str:
         (p.name, "(" + ", ".join(f'({m}, "{s}")' for m, s in p.shape_formula()) + (",)" if not p.cols else ")"))
         for p in spec.params
     ]  # fmt: skip
+    param_blocks = [
+        (p.name, _tuple(p.blocks, "").removeprefix(" = "), p.kind) for p in spec.params
+    ]
     sizes_dict = (
         "{" + ", ".join(f'"{s.name}": "{s.argument}"' for s in spec.sizes) + "}"
     )
@@ -156,6 +162,7 @@ def render_kernel(plan: KernelPlan) -> str:
         sizes_dict=sizes_dict,
         state_sizes_dict=state_sizes,
         param_shapes=param_shapes,
+        param_blocks=param_blocks,
         constraints=_tuple(constraints, "SIZE_CONSTRAINTS", quote=False),
         saved_per_step=_tuple(saved, "SAVED_PER_STEP", quote=False),
         saved_text=saved_text,

@@ -1,0 +1,703 @@
+"""Layers users train with, composed from any generated cell module.
+
+:class:`Recurrent` stacks a cell into ``num_layers`` layers, optionally in both directions, with
+PyTorch's semantics (``torch.nn.LSTM`` and friends): parameter names, state layout, dropout
+between layers, and variable lengths as ``pack_padded_sequence`` gives them. It works for every
+generated variant through the common module interface, with no per-variant code.
+
+Also here: :func:`truncated_bptt`, gradient clipping (:func:`clip_grad_norm`,
+:func:`clip_grad_value`) and the :class:`SGD` and :class:`Adam` optimisers on parameter dicts.
+
+Only NumPy and the generated modules are needed; :meth:`Recurrent.from_torch` and
+:meth:`Recurrent.torch_state_dict` import PyTorch when called.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "SGD", "Adam", "Recurrent", "Tape", "clip_grad_norm", "clip_grad_value", "truncated_bptt",
+]  # fmt: skip
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: torch module class -> variant (nn.RNN's is picked by its nonlinearity)
+_TORCH_CELLS = {"RNN": None, "LSTM": "lstm", "GRU": "gru"}
+
+
+def _load(variant):
+    if isinstance(variant, types.ModuleType):
+        missing = [
+            name for name in ("forward", "backward", "init_params", "STATES", "PARAMS")
+            if not hasattr(variant, name)
+        ]  # fmt: skip
+        if missing:
+            raise TypeError(
+                f"Recurrent: variant must be a variant name or a generated cell module; "
+                f"module {variant.__name__} lacks {missing}"
+            )
+        return variant
+    if not isinstance(variant, str):
+        raise TypeError(
+            f"Recurrent: variant must be a variant name or a generated cell module; "
+            f"got {type(variant).__name__}"
+        )
+    import generated
+
+    if variant not in generated.VARIANTS:
+        raise ValueError(
+            f"Recurrent: unknown variant {variant!r}; generated variants are "
+            f"{', '.join(generated.VARIANTS)}"
+        )
+    return generated.load(variant)
+
+
+def _positive(caller, name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{caller}: {name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def _reverse_index(steps, lengths):
+    """Row indices that reverse each sequence within its own length (padding stays put)."""
+    t = np.arange(steps)[:, None]
+    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def _reverse(seq, index):
+    """``seq`` ``(T, B, n)`` with each batch row reversed along time by ``index``."""
+    if index is None:
+        return np.ascontiguousarray(seq[::-1])
+    return np.take_along_axis(seq, index[:, :, None], axis=0)
+
+
+@dataclass
+class Tape:
+    """What :meth:`Recurrent.forward` keeps for :meth:`Recurrent.backward`."""
+
+    cells: list  # [layer][direction] -> the cell module's tape
+    masks: list  # [layer] -> the dropout multiplier applied to that layer's output, or None
+    reverse: (
+        np.ndarray | None
+    )  # the time reversal of the reverse direction (None: plain flip)
+    shape: tuple  # (T, B, I) in time-major order
+    batch_first: bool
+
+
+class Recurrent:
+    """A stack of ``num_layers`` recurrent layers of one cell, as ``torch.nn.LSTM`` has them.
+
+    ``variant`` is a generated variant's name (``"lstm"``) or a generated module. Sizes beyond
+    the input and hidden size (``proj_size=`` for ``lstm_proj``) are keyword arguments. Layer
+    ``l > 0`` reads the previous layer's output, ``D`` times the output state's size, where
+    ``D`` is 2 when ``bidirectional``. ``dropout`` is applied to each layer's output except the
+    last while ``training`` is true (:meth:`train`, :meth:`eval`). ``forget_bias``, for a cell
+    with a forget gate, sets the ``f`` block of the first bias to that value and of the others to
+    0, so the gate's bias starts at ``forget_bias`` (Jozefowicz et al. 2015 use 1).
+    """
+
+    def __init__(
+        self,
+        variant,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bidirectional=False,
+        batch_first=False,
+        dropout=0.0,
+        dtype=np.float32,
+        seed=0,
+        forget_bias=None,
+        **sizes,
+    ):
+        self.cell = _load(variant)
+        self.variant = self.cell.VARIANT
+        self.input_size = _positive("Recurrent", "input_size", input_size)
+        self.hidden_size = _positive("Recurrent", "hidden_size", hidden_size)
+        self.num_layers = _positive("Recurrent", "num_layers", num_layers)
+        self.bidirectional = bool(bidirectional)
+        self.batch_first = bool(batch_first)
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, (int, float))
+            or not (0 <= dropout < 1)
+        ):
+            raise ValueError(
+                f"Recurrent: dropout must be a number in [0, 1); got {dropout!r}"
+            )
+        self.dropout = float(dropout)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in _FLOATS:
+            raise TypeError(
+                f"Recurrent: dtype must be float32 or float64; got {self.dtype}"
+            )
+        known = set(self.cell.SIZES.values()) - {"input_size", "hidden_size"}
+        unknown = sorted(set(sizes) - known)
+        if unknown:
+            raise TypeError(
+                f"Recurrent: {self.variant} takes the sizes {sorted(known) or 'none'} beyond "
+                f"input_size and hidden_size; got {unknown}"
+            )
+        self.sizes = {k: _positive("Recurrent", k, v) for k, v in sizes.items()}
+        self.training = True
+        self._rng = np.random.default_rng(seed)
+        shapes = self._layer_sizes()
+        # one seed per layer and direction, drawn from the net's seed
+        seeds = self._rng.integers(0, 2**63 - 1, len(shapes))
+        self.params = {}
+        for (layer, direction, layer_sizes), layer_seed in zip(
+            shapes, seeds, strict=True
+        ):
+            layer_params = self.cell.init_params(
+                dtype=self.dtype, seed=int(layer_seed), **layer_sizes
+            )
+            for name in self.cell.PARAMS:
+                self.params[self.key(name, layer, direction)] = layer_params[name]
+        if forget_bias is not None:
+            self._init_forget_bias(float(forget_bias))
+
+    # -- layout ------------------------------------------------------------------------------
+
+    @property
+    def directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self):
+        """The size of the output state of one direction (``proj_size`` for ``lstm_proj``)."""
+        sizes = self._size_values(self.input_size)
+        return sizes[self.cell.STATE_SIZES[self.cell.OUTPUT]]
+
+    def _size_values(self, input_size):
+        named = {
+            "input_size": input_size,
+            "hidden_size": self.hidden_size,
+            **self.sizes,
+        }
+        return {size: named[argument] for size, argument in self.cell.SIZES.items()}
+
+    def _layer_sizes(self):
+        out = []
+        for layer in range(self.num_layers):
+            width = (
+                self.input_size if layer == 0 else self.directions * self.output_size
+            )
+            kwargs = {
+                "input_size": width,
+                "hidden_size": self.hidden_size,
+                **self.sizes,
+            }
+            for direction in range(self.directions):
+                out.append((layer, direction, kwargs))
+        return out
+
+    @staticmethod
+    def key(name, layer, direction=0):
+        """PyTorch's parameter name: ``weight_ih_l0``, ``bias_hh_l1_reverse``."""
+        return f"{name}_l{layer}" + ("_reverse" if direction else "")
+
+    def layer_params(self, layer, direction=0):
+        """The cell's parameter dict (keys ``cell.PARAMS``) of one layer and direction."""
+        return {
+            name: self.params[self.key(name, layer, direction)]
+            for name in self.cell.PARAMS
+        }
+
+    def state_shape(self, state, batch):
+        """The shape of an initial or final state: ``(D * num_layers, B, size)``."""
+        sizes = self._size_values(self.input_size)
+        size = sizes[self.cell.STATE_SIZES[state]]
+        return (self.directions * self.num_layers, batch, size)
+
+    def _init_forget_bias(self, value):
+        biases = [
+            name for name in self.cell.PARAMS
+            if self.cell.PARAM_BLOCKS[name][0] == "bias" and "f" in self.cell.PARAM_BLOCKS[name][1]
+        ]  # fmt: skip
+        if not biases:
+            raise ValueError(
+                f"Recurrent: forget_bias needs a cell with a forget gate (a bias block 'f'); "
+                f"{self.variant} has none"
+            )
+        for key, array in self.params.items():
+            for n, name in enumerate(biases):
+                if key.startswith(name + "_l"):
+                    blocks = self.cell.PARAM_BLOCKS[name][1]
+                    size = array.shape[0] // len(blocks)
+                    start = blocks.index("f") * size
+                    array[start : start + size] = value if n == 0 else 0
+
+    def train(self, mode=True):
+        """Dropout on (the default) or off; returns the net."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Dropout off; returns the net."""
+        return self.train(False)
+
+    def __repr__(self):
+        extra = "".join(f", {k}={v}" for k, v in self.sizes.items())
+        return (
+            f"Recurrent({self.variant!r}, input_size={self.input_size}, "
+            f"hidden_size={self.hidden_size}{extra}, num_layers={self.num_layers}, "
+            f"bidirectional={self.bidirectional}, batch_first={self.batch_first}, "
+            f"dropout={self.dropout}, dtype={self.dtype.name})"
+        )
+
+    # -- argument checks -----------------------------------------------------------------------
+
+    def _check_input(self, x):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(
+                f"Recurrent.forward: x must be a numpy.ndarray; got {type(x).__name__}"
+            )
+        layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+        if x.ndim != 3 or x.shape[2] != self.input_size or 0 in x.shape:
+            raise ValueError(
+                f"Recurrent.forward: x must have shape {layout} with input_size="
+                f"{self.input_size} and T, B >= 1; got {x.shape}"
+            )
+        if x.dtype != self.dtype:
+            raise TypeError(
+                f"Recurrent.forward: x must have the net's dtype {self.dtype}; got {x.dtype}"
+            )
+        seq = x.transpose(1, 0, 2) if self.batch_first else x
+        return np.ascontiguousarray(seq)
+
+    def _check_states(self, caller, argument, states, batch):
+        names = self.cell.STATES
+        if states is None:
+            return None
+        if isinstance(states, np.ndarray) and len(names) == 1:
+            states = (states,)
+        if not isinstance(states, (tuple, list)) or len(states) != len(names):
+            raise ValueError(
+                f"{caller}: {argument} must be None or a tuple of {len(names)} arrays "
+                f"{names}; got {type(states).__name__}"
+            )
+        out = []
+        for name, value in zip(names, states, strict=True):
+            want = self.state_shape(name, batch)
+            if not isinstance(value, np.ndarray):
+                raise TypeError(
+                    f"{caller}: {argument} ({name}) must be a numpy.ndarray; "
+                    f"got {type(value).__name__}"
+                )
+            if value.shape != want:
+                raise ValueError(
+                    f"{caller}: {argument} ({name}) must have shape {want} "
+                    f"(directions * num_layers = {want[0]}, batch, size); got {value.shape}"
+                )
+            if value.dtype != self.dtype:
+                raise TypeError(
+                    f"{caller}: {argument} ({name}) must have the net's dtype {self.dtype}; "
+                    f"got {value.dtype}"
+                )
+            out.append(np.ascontiguousarray(value))
+        return out
+
+    @staticmethod
+    def _check_lengths(lengths, steps, batch):
+        if lengths is None:
+            return None
+        given = np.asarray(lengths)
+        if given.shape != (batch,) or given.dtype.kind not in "iu":
+            raise ValueError(
+                f"Recurrent.forward: lengths must be {batch} integers, one per batch row; "
+                f"got shape {given.shape} and dtype {given.dtype}"
+            )
+        bad = (given < 1) | (given > steps)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"Recurrent.forward: lengths must lie in [1, T={steps}]; "
+                f"got lengths[{row}] = {given[row]}"
+            )
+        return given.astype(np.int64)
+
+    def _check_masks(self, masks, steps, batch):
+        """Dropout multipliers per layer: from ``masks`` (boolean keep-masks, one per layer but
+        the last) or drawn here; None where no dropout applies."""
+        count = self.num_layers - 1
+        active = self.training and self.dropout > 0 and count > 0
+        if masks is not None and not active:
+            raise ValueError(
+                "Recurrent.forward: dropout_masks given, but no dropout applies (it needs "
+                f"dropout > 0, training mode and 2 or more layers; dropout={self.dropout}, "
+                f"training={self.training}, num_layers={self.num_layers})"
+            )
+        if not active:
+            return [None] * self.num_layers
+        width = self.directions * self.output_size
+        if masks is None:
+            keep = [
+                self._rng.random((steps, batch, width)) >= self.dropout
+                for _ in range(count)
+            ]
+        else:
+            if not isinstance(masks, (tuple, list)) or len(masks) != count:
+                raise ValueError(
+                    f"Recurrent.forward: dropout_masks must be a list of {count} arrays, one per "
+                    f"layer but the last; got {type(masks).__name__}"
+                )
+            keep = []
+            for n, mask in enumerate(masks):
+                mask = np.asarray(mask)
+                if mask.shape != (steps, batch, width) or mask.dtype != bool:
+                    raise ValueError(
+                        f"Recurrent.forward: dropout_masks[{n}] must be a boolean array of shape "
+                        f"{(steps, batch, width)} (T, B, D * output size); got {mask.dtype} "
+                        f"{mask.shape}"
+                    )
+                keep.append(mask)
+        scale = self.dtype.type(1 / (1 - self.dropout))
+        return [k * scale for k in keep] + [None]
+
+    # -- forward and backward ------------------------------------------------------------------
+
+    def forward(self, x, initial_states=None, lengths=None, dropout_masks=None):
+        """Run every layer over ``x``.
+
+        ``x`` is ``(T, B, input_size)`` (``(B, T, input_size)`` when ``batch_first``);
+        ``initial_states`` is None (zeros) or a tuple in ``cell.STATES`` order of
+        ``(D * num_layers, B, size)`` arrays, layer-major, direction-minor; ``lengths`` is None
+        or each batch row's number of steps, the rest being padding; ``dropout_masks`` are
+        boolean keep-masks ``(T, B, D * output size)``, one per layer but the last (None: drawn
+        from the net's generator). Returns ``out`` ``(T, B, D * output size)`` (batch first when
+        ``batch_first``; zero at padded steps), the final states (each row's state at its
+        length) in the layout of ``initial_states``, and the tape for :meth:`backward`.
+        """
+        seq = self._check_input(x)
+        steps, batch, _ = seq.shape
+        lengths = self._check_lengths(lengths, steps, batch)
+        states = self._check_states(
+            "Recurrent.forward", "initial_states", initial_states, batch
+        )
+        masks = self._check_masks(dropout_masks, steps, batch)
+        index = None
+        if lengths is not None and (lengths != steps).any():
+            index = _reverse_index(steps, lengths)
+        finals = [
+            np.empty(self.state_shape(s, batch), self.dtype) for s in self.cell.STATES
+        ]
+        tapes = []
+        inp = seq
+        for layer in range(self.num_layers):
+            outs, layer_tapes = [], []
+            for direction in range(self.directions):
+                slot = layer * self.directions + direction
+                init = None if states is None else tuple(s[slot] for s in states)
+                src = inp if direction == 0 else _reverse(inp, index)
+                ys, last, tape = self.cell.forward(
+                    src, init, self.layer_params(layer, direction), lengths
+                )
+                outs.append(ys if direction == 0 else _reverse(ys, index))
+                layer_tapes.append(tape)
+                for final, value in zip(finals, last, strict=True):
+                    final[slot] = value
+            tapes.append(layer_tapes)
+            out = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+            inp = out if masks[layer] is None else out * masks[layer]
+        out = inp
+        if self.batch_first:
+            out = np.ascontiguousarray(out.transpose(1, 0, 2))
+        tape = Tape(tapes, masks, index, seq.shape, self.batch_first)
+        return out, tuple(finals), tape
+
+    def backward(self, d_out, d_final_states=None, tape=None):
+        """Backpropagate through every layer and direction.
+
+        ``d_out`` is the gradient of the loss with respect to ``out`` (None: zeros) and
+        ``d_final_states`` with respect to the final states (None: zeros). Returns ``dx`` (in
+        the layout of ``x``), the gradients of the initial states (a tuple like the states) and
+        ``dparams``, keyed like :attr:`params`. A tape serves one backward.
+        """
+        if not isinstance(tape, Tape):
+            raise TypeError(
+                f"Recurrent.backward: tape must be the Tape that forward returned; "
+                f"got {type(tape).__name__}"
+            )
+        steps, batch, _ = tape.shape
+        width = self.directions * self.output_size
+        shape = (batch, steps, width) if tape.batch_first else (steps, batch, width)
+        if d_out is None:
+            grad = np.zeros((steps, batch, width), self.dtype)
+        else:
+            if not isinstance(d_out, np.ndarray) or d_out.shape != shape:
+                got = (
+                    d_out.shape
+                    if isinstance(d_out, np.ndarray)
+                    else type(d_out).__name__
+                )
+                raise ValueError(
+                    f"Recurrent.backward: d_out must have shape {shape}; got {got}"
+                )
+            if d_out.dtype != self.dtype:
+                raise TypeError(
+                    f"Recurrent.backward: d_out must have the net's dtype {self.dtype}; "
+                    f"got {d_out.dtype}"
+                )
+            grad = d_out.transpose(1, 0, 2) if tape.batch_first else d_out
+        d_finals = self._check_states(
+            "Recurrent.backward", "d_final_states", d_final_states, batch
+        )
+        d_inits = [
+            np.empty(self.state_shape(s, batch), self.dtype) for s in self.cell.STATES
+        ]
+        dparams = {}
+        size = self.output_size
+        for layer in range(self.num_layers - 1, -1, -1):
+            if tape.masks[layer] is not None:
+                grad = grad * tape.masks[layer]
+            d_inp = None
+            for direction in range(self.directions):
+                slot = layer * self.directions + direction
+                part = np.ascontiguousarray(
+                    grad[:, :, direction * size : (direction + 1) * size]
+                )
+                if direction:
+                    part = _reverse(part, tape.reverse)
+                finals = None if d_finals is None else tuple(d[slot] for d in d_finals)
+                dx, d_init, grads = self.cell.backward(
+                    part, finals, tape.cells[layer][direction]
+                )
+                if direction:
+                    dx = _reverse(dx, tape.reverse)
+                d_inp = dx if d_inp is None else d_inp + dx
+                for d_state, value in zip(d_inits, d_init, strict=True):
+                    d_state[slot] = value
+                for name, value in grads.items():
+                    dparams[self.key(name, layer, direction)] = value
+            grad = d_inp
+        dx = np.ascontiguousarray(grad.transpose(1, 0, 2)) if tape.batch_first else grad
+        ordered = {key: dparams[key] for key in self.params}
+        return dx, tuple(d_inits), ordered
+
+    # -- PyTorch interop -----------------------------------------------------------------------
+
+    @classmethod
+    def from_torch(cls, module):
+        """A net with the configuration and a copy of the weights of a ``torch.nn.RNN``,
+        ``torch.nn.LSTM`` (``proj_size`` included) or ``torch.nn.GRU``."""
+        kind = type(module).__name__
+        if kind not in _TORCH_CELLS or not hasattr(module, "state_dict"):
+            raise TypeError(
+                f"Recurrent.from_torch: module must be a torch.nn.RNN, LSTM or GRU; got {kind}"
+            )
+        if not module.bias:
+            raise ValueError(
+                "Recurrent.from_torch: module has bias=False; the generated cells all have biases"
+            )
+        variant = _TORCH_CELLS[kind]
+        sizes = {}
+        if kind == "RNN":
+            variant = "rnn_" + module.nonlinearity
+        if kind == "LSTM" and module.proj_size > 0:
+            variant = "lstm_proj"
+            sizes["proj_size"] = module.proj_size
+        state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+        dtype = next(iter(state.values())).dtype
+        net = cls(
+            variant, module.input_size, module.hidden_size, num_layers=module.num_layers,
+            bidirectional=module.bidirectional, batch_first=module.batch_first,
+            dropout=float(module.dropout), dtype=dtype, **sizes,
+        )  # fmt: skip
+        if set(state) != set(net.params):
+            raise ValueError(
+                f"Recurrent.from_torch: the module's parameters {sorted(state)} do not match "
+                f"{sorted(net.params)}"
+            )
+        for key in net.params:
+            net.params[key] = np.array(state[key], dtype=dtype, copy=True)
+        net.training = bool(module.training)
+        return net
+
+    def torch_state_dict(self):
+        """The parameters as torch tensors under PyTorch's names, for ``load_state_dict``."""
+        try:
+            import torch
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "torch_state_dict needs PyTorch: pip install torch"
+            ) from error
+        return {k: torch.from_numpy(v.copy()) for k, v in self.params.items()}
+
+
+# -- training helpers -------------------------------------------------------------------------
+
+
+def truncated_bptt(net, x, chunk, loss, initial_states=None, step=None):
+    """Truncated backpropagation through time over a long sequence.
+
+    ``x`` is walked in chunks of ``chunk`` steps (the last may be shorter). Each chunk starts
+    from the previous chunk's final states, but no gradient crosses a chunk edge, as with
+    ``detach()`` there. ``loss(out, start)`` receives a chunk's output and the index of its first
+    step and returns ``(value, d_out)``. ``step(dparams)``, when given, is called after each
+    chunk's backward (an optimiser step, say). Returns the list of chunk losses, the final states
+    and the sum over chunks of the parameter gradients.
+    """
+    chunk = _positive("truncated_bptt", "chunk", chunk)
+    if not callable(loss):
+        raise TypeError(
+            f"truncated_bptt: loss must be callable; got {type(loss).__name__}"
+        )
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError(
+            f"truncated_bptt: x must be a 3-D numpy.ndarray; got "
+            f"{getattr(x, 'shape', type(x).__name__)}"
+        )
+    axis = 1 if net.batch_first else 0
+    states = initial_states
+    losses, total = [], None
+    for start in range(0, x.shape[axis], chunk):
+        part = x[:, start : start + chunk] if axis else x[start : start + chunk]
+        out, finals, tape = net.forward(np.ascontiguousarray(part), states)
+        value, d_out = loss(out, start)
+        _, _, grads = net.backward(d_out, None, tape)
+        losses.append(value)
+        if total is None:
+            total = {k: v.copy() for k, v in grads.items()}
+        else:
+            for k, v in grads.items():
+                total[k] += v
+        if step is not None:
+            step(grads)
+        states = finals
+    return losses, states, total
+
+
+def clip_grad_norm(grads, max_norm, norm_type=2.0):
+    """Scale every gradient in place so their global norm is at most ``max_norm``.
+
+    PyTorch's ``clip_grad_norm_``: the norm is taken over all arrays together (``norm_type``
+    2, any p >= 1, or ``inf``); when it exceeds ``max_norm`` every array is multiplied by
+    ``max_norm / (norm + 1e-6)``. Returns the norm before clipping.
+    """
+    if not isinstance(grads, dict):
+        raise TypeError(
+            f"clip_grad_norm: grads must be a dict of arrays; got {type(grads).__name__}"
+        )
+    if not max_norm >= 0:
+        raise ValueError(f"clip_grad_norm: max_norm must be >= 0; got {max_norm!r}")
+    norm_type = float(norm_type)
+    if not norm_type >= 1:
+        raise ValueError(
+            f"clip_grad_norm: norm_type must be >= 1 or inf; got {norm_type!r}"
+        )
+    if not grads:
+        return 0.0
+    wide = [np.abs(g.astype(np.float64)) for g in grads.values()]
+    if math.isinf(norm_type):
+        total = max(float(g.max()) for g in wide)
+    else:
+        total = sum(float(np.sum(g**norm_type)) for g in wide) ** (1 / norm_type)
+    coefficient = max_norm / (total + 1e-6)
+    if coefficient < 1:
+        for g in grads.values():
+            g *= g.dtype.type(coefficient)
+    return total
+
+
+def clip_grad_value(grads, clip_value):
+    """Clip every gradient in place to ``[-clip_value, clip_value]`` (``clip_grad_value_``)."""
+    if not isinstance(grads, dict):
+        raise TypeError(
+            f"clip_grad_value: grads must be a dict of arrays; got {type(grads).__name__}"
+        )
+    if not clip_value >= 0:
+        raise ValueError(
+            f"clip_grad_value: clip_value must be >= 0; got {clip_value!r}"
+        )
+    for g in grads.values():
+        np.clip(g, -clip_value, clip_value, out=g)
+
+
+class _Optimizer:
+    def __init__(self, params, lr):
+        if not isinstance(params, dict):
+            raise TypeError(
+                f"{type(self).__name__}: params must be a dict of arrays; "
+                f"got {type(params).__name__}"
+            )
+        if not lr > 0:
+            raise ValueError(f"{type(self).__name__}: lr must be > 0; got {lr!r}")
+        self.params = params
+        self.lr = lr
+
+    def _grads(self, grads):
+        if not isinstance(grads, dict) or set(grads) != set(self.params):
+            missing = (
+                sorted(set(self.params) - set(grads))
+                if isinstance(grads, dict)
+                else "all"
+            )
+            raise ValueError(
+                f"{type(self).__name__}.step: grads must have the keys of params; missing {missing}"
+            )
+        return grads
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent with PyTorch's momentum, dampening, Nesterov and weight
+    decay; updates ``params`` in place."""
+
+    def __init__(
+        self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False
+    ):
+        super().__init__(params, lr)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
+        self.momentum, self.dampening = momentum, dampening
+        self.weight_decay, self.nesterov = weight_decay, nesterov
+        self._buffers = {}
+
+    def step(self, grads):
+        for key, g in self._grads(grads).items():
+            p = self.params[key]
+            d = g + self.weight_decay * p if self.weight_decay else g
+            if self.momentum:
+                buf = self._buffers.get(key)
+                if buf is None:
+                    buf = self._buffers[key] = np.array(d, copy=True)
+                else:
+                    buf *= self.momentum
+                    buf += (1 - self.dampening) * d
+                d = d + self.momentum * buf if self.nesterov else buf
+            p -= (self.lr * d).astype(p.dtype, copy=False)
+
+
+class Adam(_Optimizer):
+    """Adam (Kingma and Ba 2015) as ``torch.optim.Adam`` computes it; updates ``params`` in
+    place."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"Adam: betas must lie in [0, 1); got {betas!r}")
+        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        self.steps = 0
+        self._moments = {
+            k: (np.zeros_like(v), np.zeros_like(v)) for k, v in params.items()
+        }
+
+    def step(self, grads):
+        self.steps += 1
+        b1, b2 = self.betas
+        correction1 = 1 - b1**self.steps
+        root2 = math.sqrt(1 - b2**self.steps)
+        for key, g in self._grads(grads).items():
+            p = self.params[key]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            m, v = self._moments[key]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            denominator = np.sqrt(v) / root2 + self.eps
+            p -= ((self.lr / correction1) * m / denominator).astype(p.dtype, copy=False)
