@@ -171,7 +171,9 @@ def test_float32_kernels_stay_float32(cell):
     problem = Problem(cell, np.float32)
     ys, finals, tape = cell.forward(problem.x, problem.states, problem.params)
     arrays = tape["arrays"]
-    forward_args = [arrays["seq_x"], *problem.states, *(arrays[p] for p in cell.PARAMS)]
+    forward_args = [
+        arrays["seq_x"], arrays["lengths"], *problem.states, *(arrays[p] for p in cell.PARAMS)
+    ]  # fmt: skip
     flat_dys = problem.dys.reshape(-1, problem.dys.shape[2])
     backward_args = [
         flat_dys,
@@ -190,6 +192,60 @@ def test_float32_kernels_stay_float32(cell):
         assert "double" not in ir, (
             f"{kernel.__name__} of {cell.VARIANT} widens to double"
         )
+
+
+def test_lengths_stop_each_row_and_padding_never_matters(cell):
+    problem = Problem(cell, np.float64, steps=5, batch=3)
+    lengths = np.array([5, 2, 3])
+    x = problem.x.copy()
+    x[2:, 1] = np.nan  # padding may hold anything
+    x[3:, 2] = np.inf
+    ys, finals, tape = cell.forward(x, problem.states, problem.params, lengths)
+    dys = problem.dys.copy()
+    dys[2:, 1] = np.nan  # a padded output is a constant zero: its gradient goes nowhere
+    dx, d_states, grads = cell.backward(dys, problem.dfinal, tape)
+    assert not ys[2:, 1].any() and not ys[3:, 2].any()
+    assert not dx[2:, 1].any() and not dx[3:, 2].any()
+    assert all(np.isfinite(g).all() for g in grads.values())
+    for b, n in enumerate(lengths):  # each row equals its sequence run alone
+        rows = (slice(0, n), slice(b, b + 1))
+        alone = cell.forward(
+            problem.x[rows].copy(),
+            tuple(s[b : b + 1] for s in problem.states),
+            problem.params,
+        )
+        np.testing.assert_allclose(ys[:n, b], alone[0][:, 0], rtol=1e-12)
+        back = cell.backward(
+            problem.dys[rows].copy(),
+            tuple(d[b : b + 1] for d in problem.dfinal),
+            alone[2],
+        )
+        np.testing.assert_allclose(dx[:n, b], back[0][:, 0], rtol=1e-12, atol=1e-14)
+        for got, want in zip(d_states, back[1], strict=True):
+            np.testing.assert_allclose(got[b], want[0], rtol=1e-12, atol=1e-14)
+        for final, want in zip(finals, alone[1], strict=True):
+            np.testing.assert_allclose(final[b], want[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "lengths, words",
+    [
+        (
+            [3, 5, 1],
+            "lengths must lie in [1, 4] (the number of steps); got lengths[1] = 5",
+        ),
+        ([3, 0, 1], "got lengths[1] = 0"),
+        ([3, 1], "lengths must be 3 integers, one per batch row; got [3, 1]"),
+        (np.array([1.0, 2.0, 3.0]), "lengths must be 3 integers"),
+    ],
+    ids=["over_T", "zero", "count", "float"],
+)
+def test_bad_lengths(lengths, words):
+    cell = load_generated("gru")
+    x, states, params = _good(cell)
+    with pytest.raises(ValueError) as info:
+        cell.forward(x, states, params, lengths)
+    assert str(info.value).startswith("forward: ") and words in str(info.value)
 
 
 def test_batch_rows_are_independent(cell):
