@@ -149,6 +149,12 @@ class Recurrent:
         # one seed per layer and direction, drawn from the net's seed
         seeds = self._rng.integers(0, 2**63 - 1, len(shapes))
         self.params = {}
+        #: The recurrent parameters' names, in PyTorch's order.
+        self.param_keys = tuple(
+            self.key(name, layer, direction)
+            for layer, direction, _ in shapes
+            for name in self.cell.PARAMS
+        )
         for (layer, direction, layer_sizes), layer_seed in zip(
             shapes, seeds, strict=True
         ):
@@ -475,7 +481,7 @@ class Recurrent:
                     dparams[self.key(name, layer, direction)] = value
             grad = d_inp
         dx = np.ascontiguousarray(grad.transpose(1, 0, 2)) if tape.batch_first else grad
-        ordered = {key: dparams[key] for key in self.params}
+        ordered = {key: dparams[key] for key in self.param_keys}
         return dx, tuple(d_inits), ordered
 
     # -- PyTorch interop -----------------------------------------------------------------------
@@ -507,12 +513,12 @@ class Recurrent:
             bidirectional=module.bidirectional, batch_first=module.batch_first,
             dropout=float(module.dropout), dtype=dtype, **sizes,
         )  # fmt: skip
-        if set(state) != set(net.params):
+        if set(state) != set(net.param_keys):
             raise ValueError(
                 f"Recurrent.from_torch: the module's parameters {sorted(state)} do not match "
                 f"{sorted(net.params)}"
             )
-        for key in net.params:
+        for key in net.param_keys:
             net.params[key] = np.array(state[key], dtype=dtype, copy=True)
         net.training = bool(module.training)
         return net
@@ -525,7 +531,7 @@ class Recurrent:
             raise ImportError(
                 "torch_state_dict needs PyTorch: pip install torch"
             ) from error
-        return {k: torch.from_numpy(v.copy()) for k, v in self.params.items()}
+        return {k: torch.from_numpy(self.params[k].copy()) for k in self.param_keys}
 
 
 # -- training helpers -------------------------------------------------------------------------
