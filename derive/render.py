@@ -79,9 +79,7 @@ def statement(line: Line, indent: int) -> str:
     return f"{line.target} {line.op} (\n" + "\n".join(body) + "\n" + close
 
 
-def bracket(
-    items, head: str, tail: str = "", indent: int = 0, hug: bool = True
-) -> str:
+def bracket(items, head: str, tail: str = "", indent: int = 0, hug: bool = True) -> str:
     """``head(items)tail`` laid out as the formatter does: on one line if it fits, else (for
     calls and signatures, ``hug``) the items on one indented line, else one item a line with a
     trailing comma."""

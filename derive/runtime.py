@@ -142,6 +142,11 @@ class Recurrent:
                 f"Recurrent: {self.variant} takes the sizes {sorted(known) or 'none'} beyond "
                 f"input_size and hidden_size; got {unknown}"
             )
+        missing = sorted(known - set(sizes))
+        if missing:
+            raise TypeError(
+                f"Recurrent: {self.variant} needs the sizes {missing} as keywords"
+            )
         self.sizes = {k: _positive("Recurrent", k, v) for k, v in sizes.items()}
         self.training = True
         self._rng = np.random.default_rng(seed)

@@ -474,8 +474,10 @@ def test_bad_input_is_a_clear_error(lstm_net, call, error, match):
         ({"dtype": np.int32}, TypeError, "dtype must be float32 or float64; got int32"),
         ({"proj_size": 2}, TypeError, r"lstm takes the sizes none beyond input_size and hidden_size; got \['proj_size'\]"),
         ({"variant": "lstmm"}, ValueError, "unknown variant 'lstmm'"),
+        ({"variant": "lstm_proj"}, TypeError, r"lstm_proj needs the sizes \['proj_size'\]"),
     ],
-    ids=["dropout_one", "dropout_negative", "layers", "dtype", "extra_size", "variant"],
+    ids=["dropout_one", "dropout_negative", "layers", "dtype", "extra_size", "variant",
+         "missing_size"],
 )  # fmt: skip
 def test_bad_configuration_is_a_clear_error(kwargs, error, match):
     args = {"variant": "lstm", "input_size": 3, "hidden_size": 4} | kwargs
