@@ -121,7 +121,7 @@ class NumbaPrinter(PythonCodePrinter):
         return f"_sigmoid({self._print(expr.args[0])}, {self._constant(1)})"
 
     def _print_tanh(self, expr):
-        return f"np.tanh({self._print(expr.args[0])})"
+        return f"_tanh({self._print(expr.args[0])}, {self._constant(1)})"
 
     def statement(self, expr) -> str:
         """``expr`` printed as the whole right-hand side of an assignment."""
