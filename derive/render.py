@@ -66,8 +66,10 @@ def _environment() -> jinja2.Environment:
 def statement(line: Line, indent: int) -> str:
     """``target op value``, wrapped at the sum's terms when it is too long for one line."""
     text = f"{line.target} {line.op} {line.value}"
-    if indent + len(text) <= LINE_LENGTH or len(line.terms) < 2:
+    if indent + len(text) <= LINE_LENGTH:
         return text
+    if len(line.terms) < 2:
+        return _split_last_bracket(text, indent)
     pad = " " * (indent + 4)
     close = " " * indent + ")"
     flat = f"{pad}{line.value}"
@@ -77,6 +79,23 @@ def statement(line: Line, indent: int) -> str:
     body = [f"{pad}{'-' if sign == '-' else ''}{first}"]
     body += [f"{pad}{sign} {term}" for sign, term in rest]
     return f"{line.target} {line.op} (\n" + "\n".join(body) + "\n" + close
+
+
+def _split_last_bracket(text: str, indent: int) -> str:
+    """A product too long for its line, split inside the brackets that close it, as the
+    formatter does: ``head(`` / the contents, indented / ``)``."""
+    if not text.endswith(")"):
+        return text
+    depth = 0
+    for i in range(len(text) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(text[i], 0)
+        if depth == 0:
+            break
+    head, inner = text[: i + 1], text[i + 1 : -1]
+    pad = " " * (indent + 4)
+    if i == 0 or indent + len(head) > LINE_LENGTH or len(pad + inner) > LINE_LENGTH:
+        return text
+    return f"{head}\n{pad}{inner}\n{' ' * indent})"
 
 
 def bracket(items, head: str, tail: str = "", indent: int = 0, hug: bool = True) -> str:

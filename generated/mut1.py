@@ -299,7 +299,9 @@ def backward_kernel(
                 dprev_h[b, j] += d_h_new * (const_1 - z)
                 buf_z[b, j] += d_h_new * (-h_prev + n)
                 d_b_h[j] += d_n_pre
-                dx[row, j] += d_n_pre * (const_1 - _tanh(x, const_1) * _tanh(x, const_1))
+                dx[row, j] += d_n_pre * (
+                    const_1 - _tanh(x, const_1) * _tanh(x, const_1)
+                )
         # transpose rule of weight_hh[size_H : 2 * size_H] @ save_rh[first:last]
         buf_rh += np.dot(dk_hh_rh[first:last], weight_hh[size_H : 2 * size_H])
         for b in range(batch):
