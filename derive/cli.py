@@ -247,6 +247,12 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="print the time of each stage"
     )
     p.set_defaults(run=_cmd_check)
+
+    # parsed by derive.bench itself; listed here for --help
+    sub.add_parser(
+        "bench", add_help=False,
+        help="time the kernels against PyTorch and JAX (gatesmith bench --help)",
+    )  # fmt: skip
     return parser
 
 
@@ -261,6 +267,11 @@ def _spec_argument(parser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from . import bench
+
+        return bench.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
