@@ -251,9 +251,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         blk = d.symbols.index(sym)
         arr = f"k_{keys[d]}[row, {_offset(blk, d.block_size)}]" if d.source == spec.input \
             else f"k_{keys[d]}[b, {_offset(blk, d.block_size)}]"  # fmt: skip
-        if d.bias:
-            arr += f" + {d.bias}[{_offset(d.first_block + blk, d.block_size)}]"
-        return arr
+        return arr  # the projection's bias is already added to it
 
     # The adjoint of each projection output, per block: shared arrays where they agree.
     def complete_adjoint(sym, home):
