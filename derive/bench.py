@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help="two small shapes, three repeats"
     )
+    parser.add_argument(
+        "--no-retain-memory", dest="retain_memory", action="store_false",
+        help="leave glibc's defaults (see generated.retain_freed_memory)",
+    )  # fmt: skip
     return parser
 
 
@@ -312,11 +316,13 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    retained = generated.retain_freed_memory() if args.retain_memory else False
     rates = {dt: _matmul_rate(np.dtype(dt), repeats) for dt in dtypes}
     print(
         f"threads {args.threads}; matmul rate "
         + ", ".join(f"{dt} {r:.0f} GFLOP/s" for dt, r in rates.items())
         + f"; torch {'yes' if use_torch else 'no'}, jax {'yes' if use_jax else 'no'}; "
+        + f"freed memory {'retained' if retained else 'returned'} (all contenders); "
         f"median of {repeats}, forward + backward"
     )
     header = (
@@ -352,6 +358,7 @@ def run(args) -> int:
                 print(_format_row(row), flush=True)
     report = {
         "threads": args.threads, "repeats": repeats, "matmul_gflops": rates,
+        "freed_memory_retained": retained,
         "machine": {"processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(), "python": platform.python_version()},
         "versions": _versions(use_torch, use_jax), "results": rows,

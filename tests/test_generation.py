@@ -137,8 +137,9 @@ def test_failed_generation_leaves_old_files(tmp_path, monkeypatch):
 def test_a_projection_of_an_intermediate_is_a_second_stage():
     # GRU-Cho's W_hn reads r * h: a per-step product after the gates' loop
     text = (ROOT / "generated" / "gru_cho.py").read_text()
-    assert "np.dot(save_rh[first:last]" in text
-    assert "buf_rh += np.dot(dk_hn[first:last]" in text
+    assert "_product(\n            save_rh[first:last]," in text
+    assert "_product_add(\n            dk_hn[first:last], weight_hh[2 * size_H : 3 * size_H]" in text
+    assert text.index("_product(\n            save_rh") > text.index("save_rh[row, j] = rh")
 
 
 # -- user declarations -------------------------------------------------------------------------

@@ -55,6 +55,9 @@ def test_outputs_do_not_alias_the_tape(cell):
     problem = Problem(cell, np.float64)
     ys, finals, tape = cell.forward(problem.x, problem.states, problem.params)
     before = cell.backward(problem.dys, problem.dfinal, tape)
+    with pytest.raises(ValueError, match="read-only"):
+        ys[:] = 1e6  # a view of the tape: read-only
+    ys = ys.copy()
     ys[:] = 1e6
     for f in finals:
         f[:] = 1e6
@@ -276,3 +279,16 @@ def test_cells_that_add_the_input_to_a_state_need_equal_sizes(variant):
     }
     with pytest.raises(ValueError, match=f"forward: .*{words}"):
         cell.forward(np.zeros((3, 2, 4)), None, params)
+
+
+def test_tape_holds_what_saved_bytes_per_step_states_for_a_long_sequence(cell):
+    """T = 100,000 steps: the arrays kept for the backward pass are the stated bytes per step
+    (times T + 1: the state sequences also hold the initial states), no more."""
+    sizes = sizes_for(cell, input_size=4, hidden_size=4, extra=2)
+    params = cell.init_params(**sizes, dtype=np.float32)
+    steps = 100_000
+    x = np.zeros((steps, 1, sizes["input_size"]), np.float32)
+    _, _, tape = cell.forward(x, None, params)
+    kept = sum(tape["arrays"][name].nbytes for name in cell._FORWARD_RETURNS)
+    per_step = cell.saved_bytes_per_step(1, **sizes, dtype=np.float32)
+    assert per_step * steps <= kept <= per_step * (steps + 1)
