@@ -148,6 +148,22 @@ def _tuple(items, name: str, quote: bool = True) -> str:
     return bracket(items, f"{name} = (", ")", hug=False)
 
 
+def _direct_products(plan: KernelPlan, projections) -> set[str]:
+    """Keys of the projections whose gradient product can be written into its array: the only
+    product into a whole weight, and the first input projection when no loop adds to ``dx``."""
+    direct = set()
+    weights = [p.weight for p in projections]
+    for p in projections:
+        if not p.rows and weights.count(p.weight) == 1:
+            direct.add(f"weight:{p.key}")
+    loops = [loop for stage in plan.stages for loop in stage.backward]
+    dx_in_loops = any(line.target.startswith("dx[") for loop in loops for line in loop.lines)
+    hoisted = [p for p in projections if p.hoisted]
+    if hoisted and not dx_in_loops:
+        direct.add(f"dx:{hoisted[0].key}")
+    return direct
+
+
 def render_kernel(plan: KernelPlan) -> str:
     """The generated Numba module of one variant."""
     spec = plan.spec
@@ -155,6 +171,7 @@ def render_kernel(plan: KernelPlan) -> str:
     templates = ("kernel.py.j2", "interface.py.j2")
     digest = _digest(spec.fingerprint(), _templates_digest(templates))
     projections = [p for stage in plan.stages for p in stage.projections]
+    direct = _direct_products(plan, projections)
     param_shapes = [
         (p.name, "(" + ", ".join(f'({m}, "{s}")' for m, s in p.shape_formula()) + (",)" if not p.cols else ")"))
         for p in spec.params
@@ -188,6 +205,9 @@ def render_kernel(plan: KernelPlan) -> str:
             plan.backward_args[1 + len(plan.states) :], "_BACKWARD_TAPE"
         ),
         hoisted=[p for p in projections if p.hoisted],
+        # products written straight into their gradient array (out=), with no temporary
+        direct=direct,
+        dx_direct=any(key.startswith("dx:") for key in direct),
         projections=projections,
         per_step=any(not p.hoisted for p in projections),
         size_args=", ".join(s.argument for s in spec.sizes),
