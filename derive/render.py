@@ -157,7 +157,9 @@ def _direct_products(plan: KernelPlan, projections) -> set[str]:
         if not p.rows and weights.count(p.weight) == 1:
             direct.add(f"weight:{p.key}")
     loops = [loop for stage in plan.stages for loop in stage.backward]
-    dx_in_loops = any(line.target.startswith("dx[") for loop in loops for line in loop.lines)
+    dx_in_loops = any(
+        line.target.startswith("dx[") for loop in loops for line in loop.lines
+    )
     hoisted = [p for p in projections if p.hoisted]
     if hoisted and not dx_in_loops:
         direct.add(f"dx:{hoisted[0].key}")

@@ -234,13 +234,13 @@ class Recurrent:
                 f"Recurrent: forget_bias needs a cell with a forget gate (a bias block 'f'); "
                 f"{self.variant} has none"
             )
-        for key, array in self.params.items():
+        for layer, direction, _ in self._layer_sizes():
             for n, name in enumerate(biases):
-                if key.startswith(name + "_l"):
-                    blocks = self.cell.PARAM_BLOCKS[name][1]
-                    size = array.shape[0] // len(blocks)
-                    start = blocks.index("f") * size
-                    array[start : start + size] = value if n == 0 else 0
+                array = self.params[self.key(name, layer, direction)]
+                blocks = self.cell.PARAM_BLOCKS[name][1]
+                size = array.shape[0] // len(blocks)
+                start = blocks.index("f") * size
+                array[start : start + size] = value if n == 0 else 0
 
     def train(self, mode=True):
         """Dropout on (the default) or off; returns the net."""

@@ -138,8 +138,13 @@ def test_a_projection_of_an_intermediate_is_a_second_stage():
     # GRU-Cho's W_hn reads r * h: a per-step product after the gates' loop
     text = (ROOT / "generated" / "gru_cho.py").read_text()
     assert "_product(\n            save_rh[first:last]," in text
-    assert "_product_add(\n            dk_hn[first:last], weight_hh[2 * size_H : 3 * size_H]" in text
-    assert text.index("_product(\n            save_rh") > text.index("save_rh[row, j] = rh")
+    assert (
+        "_product_add(\n            dk_hn[first:last], weight_hh[2 * size_H : 3 * size_H]"
+        in text
+    )
+    assert text.index("_product(\n            save_rh") > text.index(
+        "save_rh[row, j] = rh"
+    )
 
 
 # -- user declarations -------------------------------------------------------------------------
