@@ -312,25 +312,6 @@ class Recurrent:
             out.append(np.ascontiguousarray(value))
         return out
 
-    @staticmethod
-    def _check_lengths(lengths, steps, batch):
-        if lengths is None:
-            return None
-        given = np.asarray(lengths)
-        if given.shape != (batch,) or given.dtype.kind not in "iu":
-            raise ValueError(
-                f"Recurrent.forward: lengths must be {batch} integers, one per batch row; "
-                f"got shape {given.shape} and dtype {given.dtype}"
-            )
-        bad = (given < 1) | (given > steps)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(
-                f"Recurrent.forward: lengths must lie in [1, T={steps}]; "
-                f"got lengths[{row}] = {given[row]}"
-            )
-        return given.astype(np.int64)
-
     def _check_masks(self, masks, steps, batch):
         """Dropout multipliers per layer: from ``masks`` (boolean keep-masks, one per layer but
         the last) or drawn here; None where no dropout applies."""
@@ -385,14 +366,16 @@ class Recurrent:
         """
         seq = self._check_input(x)
         steps, batch, _ = seq.shape
-        lengths = self._check_lengths(lengths, steps, batch)
+        # the cell module's own check, named for this caller: (B,) int64 lengths, and the
+        # padding mask (None where no row is padded)
+        lengths, padded = self.cell._check_lengths(
+            "Recurrent.forward", lengths, steps, batch
+        )
         states = self._check_states(
             "Recurrent.forward", "initial_states", initial_states, batch
         )
         masks = self._check_masks(dropout_masks, steps, batch)
-        index = None
-        if lengths is not None and (lengths != steps).any():
-            index = _reverse_index(steps, lengths)
+        index = None if padded is None else _reverse_index(steps, lengths)
         finals = [
             np.empty(self.state_shape(s, batch), self.dtype) for s in self.cell.STATES
         ]

@@ -440,7 +440,7 @@ def lstm_net():
 @pytest.mark.parametrize(
     "call, error, match",
     [
-        (lambda n, x: n.forward(x, lengths=[6, 2]), ValueError, r"lengths must lie in \[1, T=5\]; got lengths\[0\] = 6"),
+        (lambda n, x: n.forward(x, lengths=[6, 2]), ValueError, r"Recurrent.forward: lengths must lie in \[1, 5\] \(the number of steps\); got lengths\[0\] = 6"),
         (lambda n, x: n.forward(x, lengths=[3, 0]), ValueError, r"lengths\[1\] = 0"),
         (lambda n, x: n.forward(x, lengths=[3]), ValueError, "lengths must be 2 integers"),
         (lambda n, x: n.forward(x, lengths=[3.0, 2.0]), ValueError, "lengths must be 2 integers"),
