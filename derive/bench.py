@@ -117,22 +117,18 @@ class Problem:
     def __init__(self, cell, shape, dtype):
         import numpy as np
 
+        from .verify import sizes_for
+
         steps, batch, input_size, hidden = shape
-        sizes = {"input_size": input_size, "hidden_size": hidden}
-        for argument in list(cell.SIZES.values())[2:]:
-            sizes[argument] = max(1, hidden // 2)
-        if cell.SIZE_CONSTRAINTS:
-            sizes["input_size"] = hidden
+        # a cell's own sizes (proj_size) are half of H; I = H where the cell needs it
+        sizes = sizes_for(cell, input_size, hidden, extra=max(1, hidden // 2))
         self.cell, self.shape, self.dtype = cell, shape, np.dtype(dtype)
         rng = np.random.default_rng(0)
         self.params = cell.init_params(dtype=dtype, seed=0, **sizes)
         self.x = rng.standard_normal((steps, batch, sizes["input_size"])).astype(dtype)
-        out = self.params_size_of_output(sizes)
+        by_name = {name: sizes[argument] for name, argument in cell.SIZES.items()}
+        out = by_name[cell.STATE_SIZES[cell.OUTPUT]]
         self.d_out = rng.standard_normal((steps, batch, out)).astype(dtype)
-
-    def params_size_of_output(self, sizes):
-        by_name = {name: sizes[argument] for name, argument in self.cell.SIZES.items()}
-        return by_name[self.cell.STATE_SIZES[self.cell.OUTPUT]]
 
     def flops(self) -> float:
         """Forward plus backward: three times the forward's weight products."""
