@@ -1,22 +1,52 @@
 """gatesmith: recurrent cells declared once in SymPy; gradients, kernels and documents derived.
 
-The pipeline has five stages, one module each, driven by :func:`derive.pipeline.run`:
+The pipeline ``declare → derive → lower → render → write`` is driven by
+:mod:`derive.pipeline`, which times each stage:
 
-``declare``  (:mod:`derive.declare`, :mod:`derive.cells`)
+``declare``  (:mod:`derive.symbolic.declare`, :mod:`derive.cells`)
     a cell's forward step as frozen data: sizes, states, parameters, dense projections and
-    pointwise SymPy equations;
-``derive``   (:mod:`derive.adjoint`)
+    pointwise SymPy equations; :mod:`derive.symbolic.activations` describes each activation;
+``derive``   (:mod:`derive.symbolic.adjoint`)
     symbolic reverse mode over one step, every derivative written through saved forward values;
 ``lower``    (:mod:`derive.lower`)
-    the schedule (what runs for all steps at once, what per step), CSE, what the forward pass
-    saves, all printed by :mod:`derive.printing`;
-``render``   (:mod:`derive.render`)
-    Jinja templates lay out the printed pieces into a Numba module;
-``write``    (:mod:`derive.write`)
+    named passes from the derived step to a :class:`~derive.lower.plan.KernelPlan`: stages,
+    storage (the smallest tape), adjoint accumulation, loops and products; plain data;
+``render``   (:mod:`derive.emit`)
+    the Numba backend and the derivation document print the plan; Jinja lays it out;
+``write``    (:mod:`derive.emit.write`)
     stamped files, written atomically and only when their bytes change.
 
-The symbolic stages import neither Jinja nor Numba; the generated modules import nothing of
+Beside the pipeline: :mod:`derive.verify` (kernels against PyTorch autograd),
+:mod:`derive.runtime` (layers and optimisers over generated modules), :mod:`derive.bench` and
+:mod:`derive.cli`. The symbolic core imports no emitter; the generated modules import nothing of
 ``derive``.
+
+A declaration file imports what it needs from here::
+
+    from derive import Cell, register, sigmoid, tanh
 """
 
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+#: The declaration language, imported on first use (``import derive.runtime`` needs no SymPy).
+_DECLARATION_API = {
+    "Cell": "derive.symbolic.declare",
+    "DeclarationError": "derive.symbolic.declare",
+    "register": "derive.registry",
+    "identity": "derive.symbolic.activations",
+    "relu": "derive.symbolic.activations",
+    "sigmoid": "derive.symbolic.activations",
+    "tanh": "derive.symbolic.activations",
+}
+
+__all__ = [*_DECLARATION_API, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _DECLARATION_API:
+        return getattr(importlib.import_module(_DECLARATION_API[name]), name)
+    raise AttributeError(f"module 'derive' has no attribute {name!r}")

@@ -332,26 +332,14 @@ def run(args) -> int:
         for dt in dtypes:
             for shape in shapes:
                 problem = Problem(cell, shape, np.dtype(dt))
-                contenders = {"gatesmith": _gatesmith(problem)}
-                if use_torch and variant in TORCH_CELLS:
-                    contenders["torch"] = _torch(problem, variant, args.threads)
-                if use_jax and variant in TORCH_CELLS:
-                    contenders["jax"] = _jax(problem, variant)
-                times = _time(contenders, repeats)
-                medians = {k: statistics.median(v) for k, v in times.items()}
-                flops = problem.flops()
-                row = {
-                    "variant": variant, "dtype": dt, "shape": list(shape), "flops": flops,
-                    "times": times, "medians": medians,
-                    "gflops": flops / medians["gatesmith"] / 1e9,
-                    "limit": flops / (rates[dt] * 1e9),
-                }  # fmt: skip
-                row["percent_of_matmul"] = 100 * row["gflops"] / rates[dt]
-                for other in ("torch", "jax"):
-                    if other in medians:
-                        row[f"ratio_{other}"] = medians["gatesmith"] / medians[other]
-                rows.append(row)
-                print(_format_row(row), flush=True)
+                others = (
+                    use_torch and variant in TORCH_CELLS,
+                    use_jax and variant in TORCH_CELLS,
+                )
+                rows.append(
+                    _measure(problem, variant, others, rates[dt], args, repeats)
+                )
+                print(_format_row(rows[-1]), flush=True)
     report = {
         "threads": args.threads, "repeats": repeats, "matmul_gflops": rates,
         "freed_memory_retained": retained,
@@ -360,14 +348,7 @@ def run(args) -> int:
         "versions": _versions(use_torch, use_jax), "results": rows,
     }  # fmt: skip
     if args.startup:
-        report["startup"] = {}
-        for variant in variants:
-            seconds = _startup(variant)
-            report["startup"][variant] = seconds
-            print(
-                f"start-up of {variant}: cold compile {seconds['cold']:.2f} s, "
-                f"warm cache {seconds['warm']:.2f} s (import + first forward and backward)"
-            )
+        report["startup"] = {variant: _report_startup(variant) for variant in variants}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "bench.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
@@ -376,6 +357,38 @@ def run(args) -> int:
     if _plot(rows, image):
         print(f"wrote {image}")
     return 0
+
+
+def _measure(problem, variant, others, rate, args, repeats) -> dict:
+    """Time one problem for every contender; the row of the report."""
+    use_torch, use_jax = others
+    contenders = {"gatesmith": _gatesmith(problem)}
+    if use_torch:
+        contenders["torch"] = _torch(problem, variant, args.threads)
+    if use_jax:
+        contenders["jax"] = _jax(problem, variant)
+    times = _time(contenders, repeats)
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    flops = problem.flops()
+    row = {
+        "variant": variant, "dtype": problem.dtype.name, "shape": list(problem.shape),
+        "flops": flops, "times": times, "medians": medians,
+        "gflops": flops / medians["gatesmith"] / 1e9, "limit": flops / (rate * 1e9),
+    }  # fmt: skip
+    row["percent_of_matmul"] = 100 * row["gflops"] / rate
+    for other in ("torch", "jax"):
+        if other in medians:
+            row[f"ratio_{other}"] = medians["gatesmith"] / medians[other]
+    return row
+
+
+def _report_startup(variant) -> dict:
+    seconds = _startup(variant)
+    print(
+        f"start-up of {variant}: cold compile {seconds['cold']:.2f} s, "
+        f"warm cache {seconds['warm']:.2f} s (import + first forward and backward)"
+    )
+    return seconds
 
 
 def _ms(seconds) -> str:

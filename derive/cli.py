@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 
 from . import __version__, pipeline, registry
-from .declare import DeclarationError
-from .pdf import PdfError, compile_pdf, pdflatex
-from .render import FORMATS, render_new_cell
+from .emit.pdf import PdfError, compile_pdf, pdflatex
+from .emit.templates import FORMATS, render_new_cell
+from .symbolic.declare import DeclarationError
 
 __all__ = ["main"]
 
@@ -147,9 +147,7 @@ def _cmd_verify(args) -> int:
     with tempfile.TemporaryDirectory(prefix="gatesmith-verify-") as folder:
         for spec in specs:
             files = pipeline.kernel_files([spec], run, package=False)
-            path = Path(folder) / f"{spec.name}.py"
-            path.write_text(files[f"{spec.name}.py"])
-            kernel = verify.import_kernel(path, spec.name)
+            kernel = verify.import_kernel(Path(folder), files, spec.name)
             for report in verify.verify(spec, kernel, seed=args.seed):
                 worst, error = report.worst
                 failed += not report.ok

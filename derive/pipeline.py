@@ -9,18 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import registry
-from .adjoint import derive_adjoint
-from .declare import CellSpec
-from .latex import document
-from .lower import lower
-from .render import (
+from .emit.latex import document
+from .emit.templates import (
     FORMATS,
     render_catalog,
     render_derivation,
+    render_interface,
     render_kernel,
     render_package,
 )
-from .write import diff_tree, write_tree
+from .emit.write import diff_tree, write_tree
+from .lower import lower
+from .symbolic.adjoint import derive_adjoint
+from .symbolic.declare import CellSpec
 
 __all__ = [
     "CATALOG",
@@ -38,6 +39,8 @@ __all__ = [
 
 #: The file name of the combined document (one section per variant).
 CATALOG = "gatesmith.tex"
+#: The module of a generated package that holds the interface its kernel modules share.
+INTERFACE = "_interface.py"
 
 STAGES = ("declare", "derive", "lower", "render", "write")
 
@@ -100,13 +103,15 @@ def _plans(specs: list[CellSpec], run: Run):
 def kernel_files(
     specs: list[CellSpec], run: Run, package: bool = True
 ) -> dict[str, str]:
-    """Derive, lower and render every spec: relative path -> file text."""
+    """Derive, lower and render every spec: relative path -> file text. The package's shared
+    interface is always among them; ``package`` adds its ``__init__.py``."""
     files = {}
     for plan in _plans(specs, run):
         with run.stage("render"):
             files[f"{plan.spec.name}.py"] = render_kernel(plan)
-    if package:
-        with run.stage("render"):
+    with run.stage("render"):
+        files[INTERFACE] = render_interface()
+        if package:
             files["__init__.py"] = render_package(
                 tuple(s.name for s in specs), tuple(s.fingerprint() for s in specs)
             )

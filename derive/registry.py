@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from .declare import CellSpec, DeclarationError
+from .symbolic.declare import CellSpec, DeclarationError
 
 __all__ = [
     "SpecFileError",

@@ -25,7 +25,7 @@ torch = pytest.importorskip("torch")
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_kernel_matches_twin_autograd(variant, dtype):
-    from derive.twin import twin_forward
+    from derive.verify.twin import twin_forward
 
     problem = Problem(load_generated(variant), dtype)
     leaves = problem.torch_leaves()

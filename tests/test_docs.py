@@ -9,13 +9,13 @@ import pytest
 from conftest import ROOT, VARIANTS
 
 from derive import pipeline, registry
-from derive.adjoint import derive_adjoint
 from derive.cli import main
-from derive.declare import Cell
-from derive.functions import sigmoid, tanh
-from derive.latex import document, markdown_escape, tex_escape
+from derive.emit.latex import document, markdown_escape, tex_escape
+from derive.emit.pdf import compile_pdf
 from derive.lower import lower
-from derive.pdf import compile_pdf
+from derive.symbolic.activations import sigmoid, tanh
+from derive.symbolic.adjoint import derive_adjoint
+from derive.symbolic.declare import Cell
 
 DOCS = ROOT / "docs" / "derivations"
 
@@ -91,7 +91,7 @@ def sympy_symbol(name):
 
 
 def pipeline_document(spec, fmt="latex"):
-    from derive.render import render_derivation
+    from derive.emit.templates import render_derivation
 
     return render_derivation(_document(spec), fmt)
 
@@ -165,7 +165,7 @@ def test_every_document_compiles_without_overfull_boxes(tmp_path):
 
 def test_hostile_text_compiles_and_pdfs_are_reproducible(tmp_path):
     _needs_pdflatex()
-    from derive.render import render_derivation
+    from derive.emit.templates import render_derivation
 
     path = tmp_path / "hostile.tex"
     path.write_text(render_derivation(_document(_hostile_spec())))

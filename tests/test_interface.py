@@ -10,7 +10,7 @@ import pytest
 from conftest import VARIANTS, Problem, load_generated, sizes_for
 
 from derive import registry
-from derive.functions import relu
+from derive.symbolic.activations import relu
 
 
 @pytest.fixture(params=VARIANTS)

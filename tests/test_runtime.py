@@ -179,7 +179,7 @@ def _twin_reference(spec, x, states, params, lengths, layers, directions):
     """Each batch row alone, unpadded, through ``layers`` x ``directions`` twin cells; the
     output is padded with zeros. ``params`` are torch tensors keyed like the runtime's. The
     final states are dicts keyed by (layer-direction slot, batch row)."""
-    from derive.twin import twin_forward
+    from derive.verify.twin import twin_forward
 
     steps, batch, _ = x.shape
     rows, finals = [], [{} for _ in spec.state_names]

@@ -9,8 +9,8 @@ import sympy
 from conftest import VARIANTS
 
 from derive import registry
-from derive.adjoint import adjoint_symbol, derive_adjoint, external_symbol
-from derive.functions import relu, relu_step, sigmoid
+from derive.symbolic.activations import relu, relu_step, sigmoid
+from derive.symbolic.adjoint import adjoint_symbol, derive_adjoint, external_symbol
 
 
 def _numeric(expr):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..declare import Cell, CellSpec
-from ..functions import relu, sigmoid, tanh
 from ..registry import register
+from ..symbolic.activations import relu, sigmoid, tanh
+from ..symbolic.declare import Cell, CellSpec
 
 JOZEFOWICZ = (
     "Jozefowicz, Zaremba and Sutskever 2015, An empirical exploration of recurrent network "

@@ -8,9 +8,9 @@ the gate recurrences ``weight_ri``, ``weight_rf``, ``weight_ro``.
 
 from __future__ import annotations
 
-from ..declare import Cell, CellSpec
-from ..functions import identity, relu, sigmoid, tanh
 from ..registry import register
+from ..symbolic.activations import identity, relu, sigmoid, tanh
+from ..symbolic.declare import Cell, CellSpec
 
 GREFF = (
     "Greff, Srivastava, Koutnik, Steunebrink and Schmidhuber 2017, LSTM: A Search Space "
@@ -30,6 +30,21 @@ _PEEPHOLES = (
     "previous cell state c_{t-1}, the output gate looks at the new cell state c_t."
 )
 _NO_PEEPHOLES = "No peepholes."
+
+
+def _conventions(blocks, peepholes: bool, candidate, output) -> list[str]:
+    """The conventions every LSTM of the family states: layout, peepholes, output."""
+    conventions = [
+        _LAYOUT.format(order=", ".join(blocks)),
+        _PEEPHOLES if peepholes else _NO_PEEPHOLES,
+        "The output applies "
+        + ("no activation to the cell state: h_t = o_t * c_t." if output is identity
+           else f"{output.__name__} to the cell state: h_t = o_t * {output.__name__}(c_t).")
+        + ("" if "o" in blocks else " There is no output gate (o = 1)."),
+    ]  # fmt: skip
+    if candidate is relu or output is relu:
+        conventions.append("ReLU's derivative at 0 is taken as 0, as in PyTorch.")
+    return conventions
 
 
 def _lstm(
@@ -53,17 +68,7 @@ def _lstm(
     previous gate values back into the gates (Greff's FGR), which makes them carried states.
     """
     blocks = [b for b in ("i", "f", "g", "o") if b in gates.split() or b == "g"]
-    conventions = [
-        _LAYOUT.format(order=", ".join(blocks)),
-        _PEEPHOLES if peepholes else _NO_PEEPHOLES,
-        "The output applies "
-        + ("no activation to the cell state: h_t = o_t * c_t." if output is identity
-           else f"{output.__name__} to the cell state: h_t = o_t * {output.__name__}(c_t).")
-        + ("" if "o" in blocks else " There is no output gate (o = 1)."),
-    ]  # fmt: skip
-    if candidate is relu or output is relu:
-        conventions.append("ReLU's derivative at 0 is taken as 0, as in PyTorch.")
-    conventions.append(convention)
+    conventions = _conventions(blocks, peepholes, candidate, output) + [convention]
     cell = Cell(name, title=title, citation=citation, description=description,
                 conventions=conventions)  # fmt: skip
     x = cell.input()

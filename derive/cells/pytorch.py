@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..declare import Cell, CellSpec
-from ..functions import relu, sigmoid, tanh
 from ..registry import register
+from ..symbolic.activations import relu, sigmoid, tanh
+from ..symbolic.declare import Cell, CellSpec
 
 _PYTORCH_LAYOUT = (
     "Gate order and bias layout are PyTorch's: weight_ih (G H, I), weight_hh (G H, H), bias_ih "

@@ -1,11 +1,13 @@
 """The derivation document: a cell's forward step and its derived BPTT, as LaTeX.
 
-:func:`document` builds a :class:`Document` from the same :class:`~derive.lower.KernelPlan` that
-feeds the kernel template: the forward equations as declared, the backward statements in the
-order the kernel computes them, the transpose rules of the projections, the parameter gradients
-as sums over time, and what the forward pass stores. Mathematics is printed by
-:class:`DerivationPrinter`, a SymPy ``LatexPrinter``; every name comes from the declaration.
-Free text (titles, citations, conventions) stays raw here and is escaped by the template filters
+:func:`document` builds a :class:`Document` from the same backend-neutral
+:class:`~derive.lower.plan.KernelPlan` that the Numba emitter prints: the forward equations as
+declared, the backward statements in the order the kernel computes them, the transpose rules of
+the projections, the parameter gradients as sums over time, and what the forward pass stores.
+Mathematics is printed by :class:`DerivationPrinter`, a SymPy ``LatexPrinter``. The naming
+policy lives here too (:func:`latex_names`): a name the declaration gives is used as written,
+an unnamed identifier prints upright and escaped, a time index joins its subscript. Free text
+(titles, citations, conventions) stays raw here and is escaped by the template filters
 :func:`tex_escape` and :func:`markdown_escape`.
 """
 
@@ -18,15 +20,17 @@ import sympy
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from .adjoint import adjoint_symbol, external_symbol
-from .declare import CellSpec, Dense, _plain_latex, timed
-from .lower import KernelPlan
+from ..lower.plan import KernelPlan, Role
+from ..symbolic.activations import FUNCTIONS, descriptor
+from ..symbolic.adjoint import adjoint_symbol, external_symbol
+from ..symbolic.declare import CellSpec, Dense, Param
 
 __all__ = [
     "DerivationPrinter",
     "Document",
     "MathLine",
     "document",
+    "latex_names",
     "markdown_escape",
     "tex_escape",
 ]
@@ -50,13 +54,7 @@ class DerivationPrinter(LatexPrinter):
         self.rank = rank or {}
 
     def _print_Symbol(self, expr, style="plain"):
-        name = expr.name
-        if name in self.names:
-            return self.names[name]
-        for prefix, mark in (("d_", r"\delta "), ("acc_", r"\hat{\delta} ")):
-            if name.startswith(prefix) and name[len(prefix) :] in self.names:
-                return mark + self.names[name[len(prefix) :]]
-        return _plain_latex(name)
+        return self.names.get(expr.name) or plain_latex(expr.name)
 
     def terms(self, expr) -> list[str]:
         """The printed terms of a sum, each with its sign (``+ a``, ``- b``), first unsigned
@@ -114,21 +112,86 @@ class DerivationPrinter(LatexPrinter):
         return rf"{self.parenthesize(base, PRECEDENCE['Pow'], strict=True)}^{{{power}}}"
 
     def _function_head(self, expr) -> str | None:
-        heads = {"sigmoid": r"\sigma", "tanh": r"\tanh", "relu": r"\operatorname{ReLU}"}
-        return heads.get(type(expr).__name__)
+        activation = descriptor(expr)
+        return activation.latex if activation else None
 
-    def _print_Function(self, expr, exp=None):
-        head = self._function_head(expr)
-        if head is None:
-            return super()._print_Function(expr, exp)
-        return rf"{head}\left({self._print(expr.args[0])}\right)"
+    def _print_activation(self, expr, exp=None):
+        opening, closing = descriptor(expr).latex_brackets
+        return rf"{descriptor(expr).latex}{opening}{self._print(expr.args[0])}{closing}"
 
-    _print_sigmoid = _print_Function
-    _print_tanh = _print_Function
-    _print_relu = _print_Function
 
-    def _print_relu_step(self, expr):
-        return rf"\mathbf{{1}}\left[{self._print(expr.args[0])} > 0\right]"
+for _activation in FUNCTIONS.values():
+    setattr(DerivationPrinter, f"_print_{_activation.function.__name__}",
+            DerivationPrinter._print_activation)  # fmt: skip
+
+
+def plain_latex(name: str) -> str:
+    """The LaTeX of an identifier nobody named: itself, upright where it is a word.
+
+    Underscores are escaped, never read as subscripts: ``delta_C`` prints ``\\mathit{delta\\_C}``.
+    """
+    if len(name) == 1:
+        return name
+    escaped = name.replace("_", r"\_")
+    return rf"\mathit{{{escaped}}}"
+
+
+_FINAL_SUBSCRIPT = re.compile(r"_\{([^{}]*)\}$|_([A-Za-z0-9])$")
+
+
+def timed(base: str, index: str | None) -> str:
+    """``base`` with the time index ``index`` (``t``, ``t-1``) as a subscript, merged into a
+    subscript the base already ends with: ``b_{z}`` at ``t`` is ``b_{z,t}``, not ``b_{z}_{t}``."""
+    if index is None:
+        return base
+    match = _FINAL_SUBSCRIPT.search(base)
+    if match:
+        inner = match.group(1) if match.group(1) is not None else match.group(2)
+        return f"{base[: match.start()]}_{{{inner},{index}}}"
+    return f"{base}_{{{index}}}"
+
+
+def block_latex(param: Param) -> tuple[str, ...]:
+    """Each row block's name: a ``\\cdot`` in the declared name marks where the block's name
+    goes (``W_{h\\cdot}``: ``W_{hi}``, ``W_{hf}``, ...); otherwise ``W^{(i)}``."""
+    base = param_latex(param)
+    if r"\cdot" in base:
+        return tuple(base.replace(r"\cdot", plain_latex(b)) for b in param.blocks)
+    if len(param.blocks) == 1:
+        return (base,)
+    return tuple(rf"{base}^{{({plain_latex(b)})}}" for b in param.blocks)
+
+
+def param_latex(param: Param) -> str:
+    return param.latex or plain_latex(param.name)
+
+
+def latex_names(plan: KernelPlan) -> dict[str, str]:
+    """The LaTeX of every symbol of the step, its adjoint and its incoming adjoint, by name."""
+    spec = plan.spec
+    states = {s.name: s.latex or s.name for s in spec.states}
+    bases = {
+        eq.target: eq.latex or plain_latex(eq.target.name) for eq in spec.equations
+    }
+    for s in spec.states:
+        bases[s.new] = states[s.name]
+    names = {}
+    for sym, value in plan.values.items():
+        if value.role == Role.INPUT:
+            names[sym.name] = timed(spec.input_latex, "t")
+        elif value.role == Role.PREVIOUS:
+            names[sym.name] = timed(states[sym.name.removesuffix("_prev")], "t-1")
+        elif value.role == Role.VECTOR:
+            names[sym.name] = param_latex(spec.param(sym.name))
+        elif sym in bases:
+            eq = next(e for e in spec.equations if e.target == sym)
+            base = rf"\bar{{{bases[eq.owner]}}}" if eq.role == "pre" else bases[sym]
+            names[sym.name] = timed(base, "t")
+    for sym in plan.values:
+        if sym.name in names:
+            names[adjoint_symbol(sym).name] = r"\delta " + names[sym.name]
+            names[external_symbol(sym).name] = r"\hat{\delta} " + names[sym.name]
+    return names
 
 
 @dataclass(frozen=True)
@@ -162,6 +225,7 @@ class Document:
     """Everything a derivation template needs; mathematics printed, free text raw."""
 
     spec: CellSpec
+    output: str  # the output state at step t
     sizes: tuple[Row, ...]
     notation: tuple[Row, ...]
     forward: tuple[MathLine, ...]
@@ -205,16 +269,16 @@ class _Builder:
     def __init__(self, plan: KernelPlan):
         self.plan = plan
         spec = self.spec = plan.spec
-        names = dict(spec.latex_names)
+        names = latex_names(plan)
         rank: dict[str, int] = {}
         self.value: dict[sympy.Symbol, sympy.Expr] = {}  # a projection's block: W v + b
         self.block: dict[sympy.Symbol, tuple[str, str | None]] = {}
         for d in spec.denses:
-            weight = spec.param(d.weight)
-            bias = spec.param(d.bias) if d.bias else None
+            weights = block_latex(spec.param(d.weight))
+            biases = block_latex(spec.param(d.bias)) if d.bias else None
             for n, sym in enumerate(d.symbols):
-                w = weight.block_latex[d.first_block + n]
-                b = bias.block_latex[d.first_block + n] if bias else None
+                w = weights[d.first_block + n]
+                b = biases[d.first_block + n] if biases else None
                 product = sympy.Symbol(f"_mv_{sym.name}")
                 names[product.name] = f"{w} {names[d.source.name]}"
                 rank[product.name] = len(rank)
@@ -232,6 +296,8 @@ class _Builder:
             names[sym.name] = self.printer.doprint(value)
             if value.is_Add:
                 names[sym.name] = rf"\left({names[sym.name]}\right)"
+            names[adjoint_symbol(sym).name] = r"\delta " + names[sym.name]
+            names[external_symbol(sym).name] = r"\hat{\delta} " + names[sym.name]
 
     def latex(self, expr) -> str:
         return self.printer.doprint(expr)
@@ -273,18 +339,21 @@ class _Builder:
             if len(p.blocks) > 1:
                 pieces += [
                     ("text", "; row blocks "),
-                    ("math", ", ".join(p.block_latex)),
+                    ("math", ", ".join(block_latex(p))),
                 ]
             if p.kind == "vector":
                 pieces.append(("text", "; a diagonal matrix, applied per unit"))
             rows.append(
-                Row(p.latex, _shape(p.shape_formula()), "parameter", tuple(pieces))
+                Row(
+                    param_latex(p),
+                    _shape(p.shape_formula()),
+                    "parameter",
+                    tuple(pieces),
+                )
             )
         for eq in spec.equations:
             if eq.role == "pre":
-                owner = next(e.target for e in spec.equations
-                             if e.role != "pre" and e.expr.has(eq.target))  # fmt: skip
-                pieces = (("text", "pre-activation of "), ("math", self.name(owner)))
+                pieces = (("text", "pre-activation of "), ("math", self.name(eq.owner)))
             elif eq.role != "state":
                 pieces = (("text", "gate" if eq.role == "gate" else "named value"),)
             else:
@@ -376,7 +445,7 @@ class _Builder:
                             r"\mathrel{+}=",
                         )
                     lines.append(self.line(lhs, op, item.expr))
-            for p in stage.projections:
+            for p in stage.products:
                 if not p.hoisted:
                     lines.append(self._transpose(p.dense, self.adjoints))
             what = (
@@ -388,7 +457,7 @@ class _Builder:
         return tuple(parts), tuple(statements)
 
     def after_loop(self) -> tuple[MathLine, ...]:
-        projections = [p for s in self.plan.stages for p in s.projections if p.hoisted]
+        projections = [p for p in self.plan.products if p.hoisted]
         return tuple(self._transpose(p.dense, self.adjoints) for p in projections)
 
     def gradients(self) -> tuple[MathLine, ...]:
@@ -414,7 +483,7 @@ class _Builder:
     def initial(self) -> tuple[MathLine, ...]:
         return tuple(
             MathLine(
-                rf"\frac{{\partial L}}{{\partial {timed(st.latex, '0')}}}",
+                rf"\frac{{\partial L}}{{\partial {timed(st.latex or st.name, '0')}}}",
                 "=",
                 (rf"\delta {self.name(st.prev)}\,\Big|_{{t=1}}",),
             )
@@ -430,7 +499,7 @@ class _Builder:
                 (("text", "whole sequence, the initial state included"),))
             for st in spec.states
         ]  # fmt: skip
-        for sym in plan.saved_symbols:
+        for sym in plan.saved:
             rows.append(Row(self.name(sym), sizes[sym], "saved",
                             (("text", "read by the backward pass"),)))  # fmt: skip
         total = " + ".join(f"{n}{s}" if n != 1 else s for n, s in plan.saved_per_step)
@@ -445,6 +514,7 @@ def document(plan: KernelPlan) -> Document:
     saved, memory = build.saved()
     return Document(
         spec=plan.spec,
+        output=build.name(plan.spec.state(plan.spec.output).new),
         sizes=build.sizes(),
         notation=build.notation(),
         forward=build.forward(),

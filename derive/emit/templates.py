@@ -1,4 +1,5 @@
-"""Rendering: Jinja lays out the structure; the maths arrives printed by the printers."""
+"""Rendering: Jinja lays out the structure; the maths and the code arrive printed by the
+backends (:mod:`derive.emit.numba`, :mod:`derive.emit.latex`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from pathlib import Path
 import jinja2
 import sympy
 
+from ..lower.plan import KernelPlan
 from .latex import Document, markdown_escape, tex_escape
-from .lower import KernelPlan, Line
+from .numba import Kernel, Line, print_kernel
 
 __all__ = [
     "LINE_LENGTH",
     "render_catalog",
     "render_derivation",
+    "render_interface",
     "render_kernel",
     "render_new_cell",
     "render_package",
@@ -29,7 +32,7 @@ TOOL = "gatesmith"
 
 def template_dir() -> Path:
     """The templates: inside the installed package, or beside it in a source checkout."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the derive package
     for candidate in (here / "templates", here.parent / "templates"):
         if (candidate / "kernel.py.j2").is_file():
             return candidate
@@ -42,7 +45,7 @@ def version() -> str:
     try:
         return metadata.version(TOOL)
     except metadata.PackageNotFoundError:
-        from . import __version__
+        from .. import __version__
 
         return __version__
 
@@ -148,20 +151,16 @@ def _tuple(items, name: str, quote: bool = True) -> str:
     return bracket(items, f"{name} = (", ")", hug=False)
 
 
-def _direct_products(plan: KernelPlan, projections) -> set[str]:
+def _direct_products(kernel: Kernel) -> set[str]:
     """Keys of the projections whose gradient product can be written into its array: the only
     product into a whole weight, and the first input projection when no loop adds to ``dx``."""
     direct = set()
-    weights = [p.weight for p in projections]
-    for p in projections:
+    weights = [p.weight for p in kernel.products]
+    for p in kernel.products:
         if not p.rows and weights.count(p.weight) == 1:
             direct.add(f"weight:{p.key}")
-    loops = [loop for stage in plan.stages for loop in stage.backward]
-    dx_in_loops = any(
-        line.target.startswith("dx[") for loop in loops for line in loop.lines
-    )
-    hoisted = [p for p in projections if p.hoisted]
-    if hoisted and not dx_in_loops:
+    hoisted = [p for p in kernel.products if p.hoisted]
+    if hoisted and not kernel.dx_in_loops:
         direct.add(f"dx:{hoisted[0].key}")
     return direct
 
@@ -170,10 +169,11 @@ def render_kernel(plan: KernelPlan) -> str:
     """The generated Numba module of one variant."""
     spec = plan.spec
     env = _environment()
-    templates = ("kernel.py.j2", "interface.py.j2")
+    templates = ("kernel.py.j2",)
     digest = _digest(spec.fingerprint(), _templates_digest(templates))
-    projections = [p for stage in plan.stages for p in stage.projections]
-    direct = _direct_products(plan, projections)
+    kernel = print_kernel(plan)
+    projections = kernel.products
+    direct = _direct_products(kernel)
     param_shapes = [
         (p.name, "(" + ", ".join(f'({m}, "{s}")' for m, s in p.shape_formula()) + (",)" if not p.cols else ")"))
         for p in spec.params
@@ -191,10 +191,10 @@ def render_kernel(plan: KernelPlan) -> str:
     return env.get_template("kernel.py.j2").render(
         stamp=stamp("#", f'the declaration of "{spec.name}"', digest),
         spec=spec,
-        plan=plan,
+        kernel=kernel,
         equations=[f"{eq.target} = {eq.expr}" for eq in spec.equations],
-        states_tuple=_tuple(plan.states, "STATES"),
-        params_tuple=_tuple(plan.params, "PARAMS"),
+        states_tuple=_tuple(kernel.states, "STATES"),
+        params_tuple=_tuple(kernel.params, "PARAMS"),
         sizes_dict=sizes_dict,
         state_sizes_dict=state_sizes,
         param_shapes=param_shapes,
@@ -202,9 +202,9 @@ def render_kernel(plan: KernelPlan) -> str:
         constraints=_tuple(constraints, "SIZE_CONSTRAINTS", quote=False),
         saved_per_step=_tuple(saved, "SAVED_PER_STEP", quote=False),
         saved_text=saved_text,
-        forward_returns=_tuple(plan.forward_returns, "_FORWARD_RETURNS"),
+        forward_returns=_tuple(kernel.forward_returns, "_FORWARD_RETURNS"),
         backward_tape=_tuple(
-            plan.backward_args[1 + len(plan.states) :], "_BACKWARD_TAPE"
+            kernel.backward_args[1 + len(kernel.states) :], "_BACKWARD_TAPE"
         ),
         hoisted=[p for p in projections if p.hoisted],
         # products written straight into their gradient array (out=), with no temporary
@@ -225,9 +225,19 @@ def render_package(variants: tuple[str, ...], fingerprints: tuple[str, ...]) -> 
     )
 
 
+def render_interface() -> str:
+    """The ``_interface.py`` every kernel module of a generated package binds to itself."""
+    digest = _digest(_templates_digest(("interface.py.j2",)))
+    return (
+        _environment()
+        .get_template("interface.py.j2")
+        .render(stamp=stamp("#", "the interface template", digest))
+    )
+
+
 def render_new_cell(name: str) -> str:
     """A user's starting declaration (``gatesmith new NAME``): a commented minimal gated unit."""
-    from .declare import DeclarationError, _check_name
+    from ..symbolic.declare import DeclarationError, _check_name
 
     try:
         _check_name(name, "variant", "gatesmith new")

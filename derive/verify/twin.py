@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sympy
 
-from .declare import CellSpec
-from .functions import relu, sigmoid
+from ..symbolic.activations import descriptor
+from ..symbolic.declare import CellSpec
 
 __all__ = ["twin_forward"]
 
@@ -41,12 +41,12 @@ def _evaluate(expr, env, torch):
         return out
     if expr.is_Pow:
         return args[0] ** args[1]
-    functions = {sigmoid: torch.sigmoid, sympy.tanh: torch.tanh, relu: torch.relu}
-    if type(expr) in functions:
-        return functions[type(expr)](args[0])
-    raise NotImplementedError(
-        f"the twin reference cannot evaluate {expr.func.__name__}"
-    )
+    activation = descriptor(expr)
+    if activation is None or activation.torch is None:
+        raise NotImplementedError(
+            f"the twin reference cannot evaluate {expr.func.__name__}"
+        )
+    return getattr(torch, activation.torch)(args[0])
 
 
 def twin_forward(spec: CellSpec, x, initial_states, params):

@@ -25,15 +25,13 @@ from __future__ import annotations
 import hashlib
 import keyword
 import os
-import re
 import sys
 import warnings
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import sympy
 
-from .functions import ACTIVATIONS, GATE_ACTIVATIONS
+from .activations import FUNCTIONS, GATE_ACTIVATIONS, descriptor
 
 __all__ = [
     "Cell",
@@ -100,8 +98,9 @@ class Param:
     blocks: tuple[str, ...]
     block_size: str
     cols: str | None
-    latex: str
-    block_latex: tuple[str, ...] = ()  # each block's LaTeX name
+    latex: str | None = (
+        None  # as declared; the LaTeX emitter names what is not declared
+    )
     where: str = field(default="", compare=False)
 
     def shape(self, sizes: dict[str, int]) -> tuple[int, ...]:
@@ -125,7 +124,7 @@ class State:
 
     name: str
     size: str
-    latex: str
+    latex: str | None = None
     where: str = field(default="", compare=False)
 
     @property
@@ -163,14 +162,16 @@ class Dense:
 
 @dataclass(frozen=True)
 class Equation:
-    """``target = expr`` for every unit; ``role`` is ``pre`` (a pre-activation), ``let``,
-    ``gate`` or ``state`` (a state's new value)."""
+    """``target = expr`` for every unit; ``role`` is ``pre`` (the pre-activation of the
+    equation ``owner``), ``let``, ``gate`` or ``state`` (a state's new value)."""
 
     target: sympy.Symbol
     expr: sympy.Expr
     size: str
     role: str
     where: str = field(default="", compare=False)
+    latex: str | None = None
+    owner: sympy.Symbol | None = None
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ class CellSpec:
     params: tuple[Param, ...]
     denses: tuple[Dense, ...]
     equations: tuple[Equation, ...]
-    latex_names: MappingProxyType
+    input_latex: str = "x"
     constraints: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -240,11 +241,12 @@ class CellSpec:
             self.name, self.title, self.citation, self.description, repr(self.conventions),
             repr(self.sizes), sympy.srepr(self.input), self.input_size, self.output,
             repr(tuple((s.name, s.size, s.latex) for s in self.states)),
-            repr(tuple((p.name, p.kind, p.blocks, p.block_size, p.cols, p.latex, p.block_latex)
+            repr(tuple((p.name, p.kind, p.blocks, p.block_size, p.cols, p.latex)
                        for p in self.params)),
             repr(tuple((d.name, d.weight, str(d.source), d.bias, d.blocks, d.first_block) for d in self.denses)),
-            repr(tuple((sympy.srepr(e.target), sympy.srepr(e.expr), e.size, e.role) for e in self.equations)),
-            repr(sorted(self.latex_names.items())), repr(self.constraints),
+            repr(tuple((sympy.srepr(e.target), sympy.srepr(e.expr), e.size, e.role, e.latex,
+                        str(e.owner)) for e in self.equations)),
+            self.input_latex, repr(self.constraints),
         ]  # fmt: skip
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
@@ -270,10 +272,10 @@ class Cell:
         self._params: dict[str, Param] = {}
         self._denses: dict[str, Dense] = {}
         self._equations: list[Equation] = []
-        self._latex: dict[
-            str, tuple[str, str | None]
-        ] = {}  # symbol -> (base, time index)
-        self._taken: set[str] = set()  # names of dense projection outputs
+        self._input_latex = "x"
+        self._taken: set[str] = (
+            set()
+        )  # names of step values: dense blocks, equation targets
         self._output = "h"
 
     # -- sizes, input, states, parameters -------------------------------------------------
@@ -292,7 +294,8 @@ class Cell:
     def input(self, latex: str = "x") -> sympy.Symbol:
         """The input vector ``x_t`` (size ``I``)."""
         self._input = sympy.Symbol("x")
-        self._latex["x"] = (latex, "t")
+        self._input_latex = latex
+        self._taken.add("x")
         return self._input
 
     def state(
@@ -306,10 +309,9 @@ class Cell:
             raise DeclarationError(
                 f"{where}: state {name!r} is declared twice; give it another name."
             )
-        state = State(name, size, latex or name, where)
+        state = State(name, size, latex, where)
         self._states[name] = state
-        self._latex[state.prev.name] = (state.latex, "t-1")
-        self._latex[state.new.name] = (state.latex, "t")
+        self._taken.update((state.prev.name, state.new.name))
         if output:
             self._output = name
         return state
@@ -319,8 +321,7 @@ class Cell:
         """A weight matrix of ``len(blocks)`` row blocks of ``block_size`` rows and ``cols`` columns.
 
         ``latex`` names it in the derivation; a ``\\cdot`` in it marks where a block's name goes
-        (``W_{h\\cdot}``: blocks ``W_{hi}``, ``W_{hf}``, ...). Without one, the blocks of a
-        multi-block parameter print as ``W^{(i)}``."""
+        (``W_{h\\cdot}``: blocks ``W_{hi}``, ``W_{hf}``, ...)."""
         return self._param(name, "weight", blocks, block_size, cols, latex)
 
     def bias(
@@ -369,23 +370,8 @@ class Cell:
         self._check_size(block_size, where)
         if cols is not None:
             self._check_size(cols, where)
-        latex = latex or _plain_latex(name)
-        if r"\cdot" in latex:
-            block_latex = tuple(
-                latex.replace(r"\cdot", _plain_latex(b)) for b in block_names
-            )
-        elif len(block_names) == 1:
-            block_latex = (latex,)
-        else:
-            block_latex = tuple(
-                rf"{latex}^{{({_plain_latex(b)})}}" for b in block_names
-            )
-        param = Param(
-            name, kind, block_names, block_size, cols, latex, block_latex, where
-        )
+        param = Param(name, kind, block_names, block_size, cols, latex, where)
         self._params[name] = param
-        if kind == "vector":
-            self._latex[name] = (param.latex, None)
         return param
 
     # -- the step -----------------------------------------------------------------------------
@@ -467,32 +453,28 @@ class Cell:
         if role != "state":
             _check_name(name, "intermediate", where)
         target = sympy.Symbol(name)
-        taken = (
-            name in self._latex
-            or name in self._taken
-            or name in self._params
-            or name in self._states
-        )
+        taken = name in self._taken or name in self._params or name in self._states
         if taken and role != "state":
             raise DeclarationError(
                 f"{where}: the name {name!r} is already taken; choose another."
             )
-        expr = sympy.sympify(expr)
+        expr = _check_functions(sympy.sympify(expr), where)
         # An activation of a compound argument gets its pre-activation named, so the adjoint of
         # the pre-activation (the paper's delta-bar) is one statement the kernel and text share.
-        if isinstance(expr, sympy.Function) and type(expr) in set(ACTIVATIONS.values()) \
-                and not expr.args[0].is_Symbol:  # fmt: skip
+        if descriptor(expr) is not None and not expr.args[0].is_Symbol:
             pre = sympy.Symbol(f"{name}_pre")
-            if role == "state":
-                base = self._states[name.removesuffix("_new")].latex
-            else:
-                base = latex or _plain_latex(name)
-            self._latex[pre.name] = (rf"\bar{{{base}}}", "t")
-            self._equations.append(Equation(pre, expr.args[0], "", "pre", where))
+            if pre.name in self._taken:
+                raise DeclarationError(
+                    f"{where}: the pre-activation of {name!r} would be named {pre.name!r}, "
+                    "which is already taken; choose another name."
+                )
+            self._taken.add(pre.name)
+            self._equations.append(
+                Equation(pre, expr.args[0], "", "pre", where, owner=target)
+            )
             expr = expr.func(pre)
-        if role != "state":
-            self._latex[name] = (latex or _plain_latex(name), "t")
-        self._equations.append(Equation(target, expr, "", role, where))
+        self._taken.add(name)
+        self._equations.append(Equation(target, expr, "", role, where, latex))
         return target
 
     def output(self, state: State) -> None:
@@ -528,8 +510,7 @@ class Cell:
             conventions=self.conventions, sizes=tuple(self._sizes.values()), input=self._input,
             input_size="I", states=tuple(self._states.values()), output=self._output,
             params=tuple(self._params.values()), denses=tuple(self._denses.values()),
-            equations=(),
-            latex_names=MappingProxyType({k: timed(*v) for k, v in self._latex.items()}),
+            equations=(), input_latex=self._input_latex,
         )  # fmt: skip
         equations, constraints = _size_equations(spec, self._equations)
         spec = CellSpec(
@@ -583,7 +564,9 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
         size = own.pop() if own else "H"
         sizes[eq.target] = size
         defined.add(eq.target)
-        sized.append(Equation(eq.target, eq.expr, size, eq.role, eq.where))
+        sized.append(
+            Equation(eq.target, eq.expr, size, eq.role, eq.where, eq.latex, eq.owner)
+        )
     for d in spec.denses:
         weight = spec.param(d.weight)
         if sizes.get(d.source) != weight.cols:
@@ -643,27 +626,18 @@ def _check_name(name: str, what: str, where: str, reserved: bool = True) -> None
         )
 
 
-def _plain_latex(name: str) -> str:
-    """The LaTeX of an identifier nobody named: itself, upright where it is a word.
-
-    Underscores are escaped, never read as subscripts: ``delta_C`` prints ``\\mathit{delta\\_C}``.
-    """
-    if len(name) == 1:
-        return name
-    escaped = name.replace("_", r"\_")
-    return rf"\mathit{{{escaped}}}"
-
-
-_FINAL_SUBSCRIPT = re.compile(r"_\{([^{}]*)\}$|_([A-Za-z0-9])$")
-
-
-def timed(base: str, index: str | None) -> str:
-    """``base`` with the time index ``index`` (``t``, ``t-1``) as a subscript, merged into a
-    subscript the base already ends with: ``b_{z}`` at ``t`` is ``b_{z,t}``, not ``b_{z}_{t}``."""
-    if index is None:
-        return base
-    match = _FINAL_SUBSCRIPT.search(base)
-    if match:
-        inner = match.group(1) if match.group(1) is not None else match.group(2)
-        return f"{base[: match.start()]}_{{{inner},{index}}}"
-    return f"{base}_{{{index}}}"
+def _check_functions(expr: sympy.Expr, where: str) -> sympy.Expr:
+    """Refuse a function no emitter can print, naming the supported ones."""
+    if isinstance(expr, sympy.Float) or expr.atoms(sympy.Float):
+        raise DeclarationError(
+            f"{where}: {expr} has a floating-point number; write exact numbers "
+            "(sympy.Rational(1, 2), not 0.5)."
+        )
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Function) and descriptor(node) is None:
+            known = ", ".join(n for n, a in FUNCTIONS.items() if a.declarable)
+            raise DeclarationError(
+                f"{where}: {expr} applies {type(node).__name__}, which gatesmith cannot derive "
+                f"and print; use one of the supported activations: {known}."
+            )
+    return expr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .declare import CellSpec
+from ..symbolic.declare import CellSpec
 from .twin import _torch, twin_forward
 
 __all__ = [
@@ -37,13 +37,19 @@ TOLERANCE = {np.float64: 1e-9, np.float32: 1e-4}
 
 def sizes_for(cell, input_size: int = 4, hidden_size: int = 5, extra: int = 3) -> dict:
     """Keyword sizes for ``cell.param_shapes``: ``extra`` for a cell's own sizes (such as
-    ``proj_size``), and the input size equal to the hidden size where the cell needs it."""
-    sizes = {"input_size": input_size, "hidden_size": hidden_size}
-    for argument in list(cell.SIZES.values())[2:]:
-        sizes[argument] = extra
-    if cell.SIZE_CONSTRAINTS:
-        sizes["input_size"] = sizes["hidden_size"]
-    return sizes
+    ``proj_size``); sizes the cell requires to be equal take one value (the hidden size's where
+    it is among them, else the first one's)."""
+    by_name = dict.fromkeys(cell.SIZES, extra)
+    by_name.update(I=input_size, H=hidden_size)
+    groups = {name: {name} for name in by_name}
+    for a, b in cell.SIZE_CONSTRAINTS:
+        merged = groups[a] | groups[b]
+        for name in merged:
+            groups[name] = merged
+    for name in by_name:
+        members = [m for m in cell.SIZES if m in groups[name]]
+        by_name[name] = by_name["H" if "H" in members else members[0]]
+    return {cell.SIZES[name]: value for name, value in by_name.items()}
 
 
 class Problem:
@@ -116,12 +122,20 @@ def compare(problem: Problem, ys_t, finals_t, leaves) -> dict[str, float]:
     errors = {"ys": relative_error(ys, ys_t.detach().numpy())}
     for name, got, want in zip(cell.STATES, finals, finals_t, strict=True):
         errors[f"final {name}"] = relative_error(got, want.detach().numpy())
-    errors["dx"] = relative_error(dx, x.grad.numpy())
+    errors["dx"] = relative_error(dx, _grad(x))
     for name, got, want in zip(cell.STATES, dstates, states, strict=True):
-        errors[f"d initial {name}"] = relative_error(got, want.grad.numpy())
+        errors[f"d initial {name}"] = relative_error(got, _grad(want))
     for name in cell.PARAMS:
-        errors[f"d {name}"] = relative_error(dparams[name], params[name].grad.numpy())
+        errors[f"d {name}"] = relative_error(dparams[name], _grad(params[name]))
     return errors
+
+
+def _grad(leaf) -> np.ndarray:
+    """A leaf's gradient; zeros where the loss does not depend on it (autograd gives None:
+    a state whose previous value no equation reads)."""
+    if leaf.grad is None:
+        return np.zeros(tuple(leaf.shape))
+    return leaf.grad.numpy()
 
 
 @dataclass(frozen=True)
@@ -158,11 +172,20 @@ def verify(
     return reports
 
 
-def import_kernel(path: Path, name: str):
-    """Import the generated module at ``path`` (self-contained) under a private name."""
-    module_name = f"_gatesmith_kernel_{name}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
+def import_kernel(folder: Path, files: dict[str, str], name: str):
+    """Write the generated package ``files`` into a new folder under ``folder`` and import its
+    module ``name``, under a private package name (importing again gives fresh modules)."""
+    package = f"_gatesmith_kernels_{name}"
+    root = Path(folder) / package
+    root.mkdir(parents=True)
+    for relative, text in {"__init__.py": "", **files}.items():
+        (root / relative).write_text(text, encoding="utf-8")
+    for key in [k for k in sys.modules if k == package or k.startswith(package + ".")]:
+        del sys.modules[key]
+    spec = importlib.util.spec_from_file_location(
+        package, root / "__init__.py", submodule_search_locations=[str(root)]
+    )
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    sys.modules[package] = module
     spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"{package}.{name}")

@@ -1,0 +1,424 @@
+"""The Numba backend: a :class:`~derive.lower.plan.KernelPlan` printed as Numba source.
+
+:class:`NumbaPrinter` prints SymPy expressions, one scalar per unit, for a kernel compiled for
+float32 and float64 alike (overrides are ``_print_<Function>`` methods; printed code is never
+edited as text afterwards). :func:`print_kernel` names every array of the plan by its role,
+prints every access, loop, product and size, and returns a :class:`Kernel` that the kernel
+template lays out. Nothing printed here is read again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.pycode import PythonCodePrinter
+
+from ..lower.plan import (
+    Access,
+    Array,
+    ArrayRole,
+    Assign,
+    Extent,
+    KernelPlan,
+    Load,
+    Loop,
+    Product,
+    Role,
+    RowIndex,
+    SizeSource,
+    Store,
+)
+from ..symbolic.activations import FUNCTIONS, descriptor
+
+__all__ = [
+    "CALL_HELPERS",
+    "Kernel",
+    "Line",
+    "NumbaPrinter",
+    "constant_name",
+    "print_kernel",
+]
+
+
+def _conditional_relu(arg: str, constant) -> str:
+    # "<=" rather than ">" so that NaN propagates, as in torch.relu
+    zero = constant(0)
+    return f"{zero} if {arg} <= {zero} else {arg}"
+
+
+def _conditional_step(arg: str, constant) -> str:
+    return f"{constant(1)} if {arg} > {constant(0)} else {constant(0)}"
+
+
+#: How each activation's kernel helper is printed: a call of a helper the kernel template
+#: defines (``templates/helpers/<name>.py.j2``), or a conditional expression.
+CALL_HELPERS = ("_sigmoid", "_tanh")
+CONDITIONALS = {"_relu": _conditional_relu, "_relu_step": _conditional_step}
+
+_unprintable = [
+    a.name for a in FUNCTIONS.values()
+    if a.kernel not in CALL_HELPERS and a.kernel not in CONDITIONALS
+]  # fmt: skip
+if _unprintable:  # a new activation without a kernel form fails here, not in Numba
+    raise ImportError(f"the Numba backend has no kernel form for {_unprintable}")
+
+
+def constant_name(value: sympy.Number) -> str:
+    """The name of a typed constant (``const_1``, ``const_1_2`` for 1/2)."""
+    if value.is_Integer:
+        return f"const_{int(value)}"
+    if value.is_Rational:
+        return f"const_{value.p}_{value.q}"
+    raise ValueError(
+        f"the kernel printer takes integer and rational constants only, got {value}"
+    )
+
+
+class NumbaPrinter(PythonCodePrinter):
+    """Prints one scalar per unit, for a kernel compiled for float32 and float64 alike.
+
+    Numbers become typed constants (``const_1``, defined once per kernel as ``real(1)``), so a
+    float32 kernel never widens to double; the activations call the module's inlined helpers.
+    """
+
+    printmethod = "_numbacode"
+
+    def __init__(self, indexed: dict[str, str] | None = None):
+        super().__init__({"fully_qualified_modules": False, "standard": "python3"})
+        self.indexed = indexed or {}
+        self.constants: set[sympy.Number] = set()
+
+    def _constant(self, value) -> str:
+        value = sympy.nsimplify(value)
+        if value < 0:
+            return f"-{self._constant(-value)}"
+        self.constants.add(value)
+        return constant_name(value)
+
+    def _print_Integer(self, expr):
+        return self._constant(expr)
+
+    _print_Rational = _print_Integer
+    _print_Half = _print_Integer
+    _print_One = _print_Integer
+    _print_Zero = _print_Integer
+    _print_NegativeOne = _print_Integer
+
+    def _print_Float(self, expr):
+        raise ValueError(
+            f"a declaration must use exact numbers (Integer, Rational), not the float {expr}"
+        )
+
+    def _print_Symbol(self, expr):
+        return self.indexed.get(expr.name, expr.name)
+
+    def _print_Mul(self, expr):
+        # spaces around "*" and "/", as the formatter writes them
+        coeff, rest = expr.as_coeff_Mul()
+        sign = ""
+        if coeff.is_negative:
+            sign, coeff = "-", -coeff
+        factors = [] if coeff == 1 else [coeff]
+        factors += list(rest.as_ordered_factors()) if rest != 1 else []
+        num, den = [], []
+        for f in factors:
+            if f.is_Pow and f.exp.is_Rational and f.exp.is_negative:
+                den.append(sympy.Pow(f.base, -f.exp))
+            else:
+                num.append(f)
+        num_s = " * ".join(self._factor(f) for f in num) or self._constant(1)
+        if not den:
+            return sign + num_s
+        den_s = " * ".join(self._factor(f) for f in den)
+        if len(den) > 1 or den[0].is_Pow or den[0].is_Number:
+            den_s = f"({den_s})"
+        return f"{sign}{num_s} / {den_s}"
+
+    def _factor(self, factor) -> str:
+        if factor.is_Number:
+            return self._print(factor)
+        return self.parenthesize(factor, PRECEDENCE["Mul"], strict=False)
+
+    def terms(self, expr) -> list[tuple[str, str]]:
+        """The printed terms of a sum with their signs, in the order ``_print_Add`` uses."""
+        if not expr.is_Add:
+            return [("", self._print(expr))]
+        out = []
+        for term in self._as_ordered_terms(expr, order=None):
+            text = self._print(term)
+            sign = "+"
+            if text.startswith("-"):
+                sign, text = "-", text[1:]
+            if precedence(term) < PRECEDENCE["Add"]:
+                text = f"({text})"
+            out.append((sign, text))
+        return out
+
+    def _print_Pow(self, expr, rational=False):
+        base, exponent = expr.args
+        if exponent.is_Integer and 2 <= exponent <= 4:
+            factor = self.parenthesize(base, PRECEDENCE["Mul"], strict=False)
+            return " * ".join([factor] * int(exponent))
+        if exponent.is_Rational and exponent.is_negative:
+            return self._print_Mul(sympy.Mul(1, expr, evaluate=False))
+        if exponent == sympy.Rational(1, 2):
+            return f"np.sqrt({self._print(base)})"
+        prec = precedence(expr)
+        return f"{self.parenthesize(base, prec, strict=True)}**{self.parenthesize(exponent, prec)}"
+
+    def statement(self, expr) -> str:
+        """``expr`` printed as the whole right-hand side of an assignment."""
+        if descriptor(expr) is not None and descriptor(expr).kernel in CONDITIONALS:
+            return self._conditional(expr)
+        return self.doprint(expr)
+
+    def _conditional(self, expr) -> str:
+        rule = CONDITIONALS[descriptor(expr).kernel]
+        arg = self._print(expr.args[0])
+        return rule(arg, lambda n: self._constant(sympy.Integer(n)))
+
+    def _print_activation(self, expr):
+        kernel = descriptor(expr).kernel
+        if kernel in CONDITIONALS:
+            return f"({self._conditional(expr)})"
+        return f"{kernel}({self._print(expr.args[0])}, {self._constant(1)})"
+
+
+for _activation in FUNCTIONS.values():
+    setattr(NumbaPrinter, f"_print_{_activation.function.__name__}",
+            NumbaPrinter._print_activation)  # fmt: skip
+
+
+# -- the plan, printed ---------------------------------------------------------------------------
+
+#: An array's name in the kernels: a prefix by role, then its owner (names a declaration may
+#: take cannot start with these prefixes).
+_NAMES = {
+    ArrayRole.INPUT: "seq_x", ArrayRole.LENGTHS: "lengths", ArrayRole.INITIAL: "init_{}",
+    ArrayRole.PARAMETER: "{}", ArrayRole.SEQUENCE: "seq_{}", ArrayRole.TAPE: "save_{}",
+    ArrayRole.WORKSPACE: "step_{}", ArrayRole.PROJECTION: "k_{}",
+    ArrayRole.PROJECTION_ADJOINT: "dk_{}", ArrayRole.ACCUMULATOR: "buf_{}",
+    ArrayRole.OUTPUT_ADJOINT: "d_seq_y", ArrayRole.FINAL_ADJOINT: "dfinal_{}",
+    ArrayRole.NEXT_ADJOINT: "dnext_{}", ArrayRole.PREVIOUS_ADJOINT: "dprev_{}",
+    ArrayRole.INPUT_ADJOINT: "dx", ArrayRole.PARAMETER_GRADIENT: "d_{}",
+}  # fmt: skip
+_ROWS = {RowIndex.STEP: "row", RowIndex.NEXT: "row + batch", RowIndex.BATCH: "b"}
+_EXTENTS = {Extent.STEPS: "steps * batch", Extent.STEPS_AND_INITIAL: "(steps + 1) * batch",
+            Extent.BATCH: "batch"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Line:
+    """One printed statement: ``target op value``; ``comment`` heads a block (the equation it
+    serves); ``terms`` are the value's terms with their signs, for line wrapping."""
+
+    target: str
+    op: str
+    value: str
+    comment: str = ""
+    terms: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PrintedLoop:
+    size: str
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True)
+class PrintedProduct:
+    """A product's pieces as the template places them."""
+
+    key: str
+    weight: str
+    bias: str | None
+    rows: str  # the weight's row slice, empty for all rows
+    width: str
+    hoisted: bool
+    source_seq: str  # the source over all steps
+    source_step: str  # the source at step t
+    adjoint: str
+    source_adjoint: str
+
+
+@dataclass(frozen=True)
+class PrintedStage:
+    products: tuple[PrintedProduct, ...]
+    forward: tuple[PrintedLoop, ...]
+    backward: tuple[PrintedLoop, ...]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """Everything the kernel template needs, printed."""
+
+    states: tuple[str, ...]
+    params: tuple[str, ...]
+    forward_sizes: tuple[Line, ...]
+    backward_sizes: tuple[Line, ...]
+    forward_constants: tuple[Line, ...]
+    backward_constants: tuple[Line, ...]
+    stages: tuple[PrintedStage, ...]
+    sequences: tuple[tuple[str, str], ...]  # (name, shape) of each array allocated
+    saves: tuple[tuple[str, str], ...]
+    workspaces: tuple[tuple[str, str], ...]
+    adjoints: tuple[tuple[str, str], ...]
+    accumulators: tuple[tuple[str, str], ...]
+    forward_args: tuple[str, ...]
+    forward_returns: tuple[str, ...]
+    backward_args: tuple[str, ...]
+    backward_returns: tuple[str, ...]
+    dx_in_loops: bool  # a pointwise loop adds to the input's gradient
+
+    @property
+    def products(self) -> tuple[PrintedProduct, ...]:
+        return tuple(p for stage in self.stages for p in stage.products)
+
+
+def array_name(array: Array) -> str:
+    return _NAMES[array.role].format(array.owner)
+
+
+def _size(name: str) -> str:
+    return f"size_{name}"
+
+
+def _multiple(count: int, size: str) -> str:
+    """``count`` blocks of ``size`` as printed: empty for none."""
+    if count == 0:
+        return ""
+    return _size(size) if count == 1 else f"{count} * {_size(size)}"
+
+
+def _width(width) -> str:
+    return " + ".join(_multiple(mult, size) for mult, size in width)
+
+
+def _shape(array: Array) -> str:
+    return f"({_EXTENTS[array.extent]}, {_width(array.width)})"
+
+
+def _offset(block: int, size: str) -> str:
+    return "j" if block == 0 else f"{_multiple(block, size)} + j"
+
+
+def access(a: Access) -> str:
+    name = array_name(a.array)
+    if a.row == RowIndex.UNIT:
+        return f"{name}[j]"
+    return f"{name}[{_ROWS[a.row]}, {_offset(a.block, a.block_size)}]"
+
+
+def _rows(rows) -> str:
+    """The printed row slice of a product's weight (empty when it takes every row)."""
+    if rows.whole:
+        return ""
+    start = _multiple(rows.first, rows.size)
+    stop = _multiple(rows.first + rows.count, rows.size)
+    sep = (
+        ":" if " " not in start and " " not in stop else (": " if not start else " : ")
+    )
+    return f"[{start}{sep}{stop}]"
+
+
+def _source(a: Access) -> tuple[str, str]:
+    """A product's source over all steps and at step t (rows ``first:last``)."""
+    name = array_name(a.array)
+    if a.array.role != ArrayRole.SEQUENCE:
+        return name, f"{name}[first:last]"
+    if a.row == RowIndex.NEXT:
+        return f"{name}[batch:]", f"{name}[last : last + batch]"
+    return f"{name}[:-batch]", f"{name}[first:last]"
+
+
+def _product(p: Product) -> PrintedProduct:
+    rows = _rows(p.rows)
+    seq, step = _source(p.source)
+    return PrintedProduct(
+        key=p.result.owner, weight=array_name(p.weight),
+        bias=array_name(p.bias) if p.bias else None, rows=rows,
+        width=_multiple(p.rows.count, p.rows.size), hoisted=p.hoisted, source_seq=seq,
+        source_step=step, adjoint=array_name(p.adjoint),
+        source_adjoint=array_name(p.source_adjoint),
+    )  # fmt: skip
+
+
+def _line(printer: NumbaPrinter, target: str, op: str, expr, comment: str = "") -> Line:
+    return Line(
+        target, op, printer.statement(expr), comment, tuple(printer.terms(expr))
+    )
+
+
+def _statement(printer: NumbaPrinter, st) -> Line:
+    if isinstance(st, Load):
+        return Line(st.target.name, "=", " + ".join(access(a) for a in st.sources))
+    if isinstance(st, Assign):
+        comment = ""
+        if st.equation is not None:
+            comment = f"adjoint of {st.equation.target} = {st.equation.expr}"
+        return _line(printer, st.target.name, "=", st.expr, comment)
+    return _line(printer, access(st.target), "+=" if st.accumulate else "=", st.expr)
+
+
+def _loop(printer: NumbaPrinter, loop: Loop) -> PrintedLoop:
+    return PrintedLoop(
+        _size(loop.size), tuple(_statement(printer, st) for st in loop.body)
+    )
+
+
+def _size_lines(sources: tuple[SizeSource, ...], batch_from: str) -> tuple[Line, ...]:
+    lines = [Line("batch", "=", f"{batch_from}.shape[0]"),
+             Line("steps", "=", "seq_x.shape[0] // batch")]  # fmt: skip
+    for s in sources:
+        divide = f" // {s.divisor}" if s.divisor != 1 else ""
+        lines.append(
+            Line(_size(s.size), "=", f"{array_name(s.array)}.shape[{s.axis}]{divide}")
+        )
+    return tuple(lines)
+
+
+def _constant_lines(printer: NumbaPrinter) -> tuple[Line, ...]:
+    """Typed constants of a kernel: ``real`` is the kernel's float type."""
+    return tuple(
+        Line(constant_name(c), "=", f"real({c})") for c in sorted(printer.constants)
+    )
+
+
+def _allocations(arrays) -> tuple[tuple[str, str], ...]:
+    return tuple((array_name(a), _shape(a)) for a in arrays)
+
+
+def print_kernel(plan: KernelPlan) -> Kernel:
+    """Print ``plan`` for the kernel template."""
+    indexed = {
+        s.name: f"{s.name}[j]" for s, v in plan.values.items() if v.role == Role.VECTOR
+    }
+    forward, backward = NumbaPrinter(indexed), NumbaPrinter(indexed)
+    stages = tuple(
+        PrintedStage(tuple(_product(p) for p in stage.products),
+                     tuple(_loop(forward, lp) for lp in stage.forward),
+                     tuple(_loop(backward, lp) for lp in stage.backward))
+        for stage in plan.stages
+    )  # fmt: skip
+    dx_in_loops = any(
+        isinstance(st, Store) and st.target.array.role == ArrayRole.INPUT_ADJOINT
+        for stage in plan.stages for loop in stage.backward for st in loop.body
+    )  # fmt: skip
+    first = plan.spec.states[0].name
+
+    def names(arrays):
+        return tuple(array_name(a) for a in arrays)
+
+    return Kernel(
+        states=plan.spec.state_names, params=plan.spec.param_names,
+        forward_sizes=_size_lines(plan.forward_sizes, f"init_{first}"),
+        backward_sizes=_size_lines(plan.backward_sizes, f"dfinal_{first}"),
+        forward_constants=_constant_lines(forward), backward_constants=_constant_lines(backward),
+        stages=stages, sequences=_allocations(plan.sequences), saves=_allocations(plan.tape),
+        workspaces=_allocations(plan.workspaces), adjoints=_allocations(plan.adjoints),
+        accumulators=_allocations(plan.accumulators), forward_args=names(plan.forward_args),
+        forward_returns=names(plan.forward_returns), backward_args=names(plan.backward_args),
+        backward_returns=names(plan.backward_returns), dx_in_loops=dx_in_loops,
+    )  # fmt: skip

@@ -1,0 +1,273 @@
+"""The plan: one derived cell step scheduled into arrays, loops and products, as plain data.
+
+Nothing here is printed code. A value is a SymPy symbol with a :class:`Value` record saying what
+it is; an array is an :class:`Array` with a role, an owner and a shape in the cell's sizes; an element of
+an array that a loop iteration reads or writes is an :class:`Access`; a loop is a list of
+:class:`Load`, :class:`Assign` and :class:`Store` statements over SymPy expressions. A backend
+(the Numba emitter, the derivation document) names and prints all of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import sympy
+
+from ..symbolic.declare import CellSpec, Dense, Equation
+
+__all__ = [
+    "Access",
+    "Array",
+    "ArrayRole",
+    "Assign",
+    "BlockRange",
+    "Derivation",
+    "Extent",
+    "KernelPlan",
+    "Load",
+    "Loop",
+    "Product",
+    "Role",
+    "RowIndex",
+    "SizeSource",
+    "Stage",
+    "Store",
+    "Value",
+]
+
+
+class Role(Enum):
+    """What a symbol of the step stands for."""
+
+    INPUT = "input"  # x_t
+    PREVIOUS = "previous"  # a state at t-1
+    NEW = "new"  # a state at t
+    VECTOR = "vector"  # a per-unit parameter
+    PROJECTED = "projected"  # one block of a dense projection
+    INTERMEDIATE = "intermediate"  # the target of an equation that is not a state
+    ADJOINT = "adjoint"  # the complete adjoint of a value within the step
+    INCOMING = "incoming"  # what reaches a value's adjoint from outside its loop
+    TEMPORARY = "temporary"  # a common subexpression
+
+
+@dataclass(frozen=True)
+class Value:
+    """A symbol of the step: its role, its size (equal sizes folded), the forward stage that
+    computes it, and for an adjoint the value it is the adjoint of."""
+
+    symbol: sympy.Symbol
+    role: Role
+    size: str
+    stage: int = 0
+    primal: sympy.Symbol | None = None
+
+
+class ArrayRole(Enum):
+    """What a kernel array holds."""
+
+    INPUT = "input"  # x over all steps, (T B, I)
+    LENGTHS = "lengths"  # each batch row's number of steps
+    INITIAL = "initial"  # a state's initial value, (B, size)
+    PARAMETER = "parameter"
+    SEQUENCE = (
+        "sequence"  # a state over all steps after its initial value, ((T + 1) B, size)
+    )
+    TAPE = "tape"  # a value saved per step for the backward pass, (T B, size)
+    WORKSPACE = (
+        "workspace"  # a value carried between the loops of one forward step, (B, size)
+    )
+    PROJECTION = (
+        "projection"  # a projection's result: (T B, rows) hoisted, else (B, rows)
+    )
+    PROJECTION_ADJOINT = (
+        "projection adjoint"  # the adjoint of a projection's result, (T B, rows)
+    )
+    ACCUMULATOR = (
+        "accumulator"  # an adjoint gathered from several loops of one step, (B, size)
+    )
+    OUTPUT_ADJOINT = "output adjoint"  # dL/dy over all steps, (T B, output size)
+    FINAL_ADJOINT = "final adjoint"  # dL/d(final state), (B, size)
+    NEXT_ADJOINT = "next adjoint"  # what reaches a state from the step after, (B, size)
+    PREVIOUS_ADJOINT = (
+        "previous adjoint"  # what this step sends to a state at t-1, (B, size)
+    )
+    INPUT_ADJOINT = "input adjoint"  # dL/dx over all steps, (T B, I)
+    PARAMETER_GRADIENT = "parameter gradient"
+
+
+class Extent(Enum):
+    """How many rows an array has."""
+
+    STEPS = "steps"  # one per (step, batch row)
+    STEPS_AND_INITIAL = (
+        "steps and initial"  # one per (step, batch row), the initial state first
+    )
+    BATCH = "batch"  # one per batch row
+    NONE = "none"  # a parameter: its own shape
+
+
+@dataclass(frozen=True)
+class Array:
+    """A kernel array: ``role`` and ``owner`` (the state, parameter, value or projection it
+    belongs to) identify it; ``width`` is its columns as ``(multiplier, size)`` terms (for a
+    parameter, its whole shape)."""
+
+    role: ArrayRole
+    owner: str
+    extent: Extent = field(default=Extent.NONE, compare=False)
+    width: tuple[tuple[int, str], ...] = field(default=(), compare=False)
+
+
+class RowIndex(Enum):
+    """Which row of an array a loop iteration over (step t, batch row b, unit j) touches."""
+
+    STEP = "step"  # the row of (t, b)
+    NEXT = "next"  # the row of (t + 1, b) in a state sequence: the state at t
+    BATCH = "batch"  # the row b of a per-step array
+    UNIT = "unit"  # a one-dimensional array, indexed by the unit alone
+
+
+@dataclass(frozen=True)
+class Access:
+    """The element a loop iteration touches: unit ``j`` of block ``block`` (blocks of
+    ``block_size``) in the chosen row of ``array``."""
+
+    array: Array
+    row: RowIndex
+    block: int = 0
+    block_size: str = "H"
+
+
+@dataclass(frozen=True)
+class Load:
+    """``target = sum of sources``: a value read from arrays."""
+
+    target: sympy.Symbol
+    sources: tuple[Access, ...]
+
+
+@dataclass(frozen=True)
+class Assign:
+    """``target = expr`` computed in the loop; ``equation`` is the forward equation whose
+    adjoint this is (None elsewhere)."""
+
+    target: sympy.Symbol
+    expr: sympy.Expr
+    equation: Equation | None = None
+
+
+@dataclass(frozen=True)
+class Store:
+    """``target = expr`` (or ``+=`` when ``accumulate``) into an array element."""
+
+    target: Access
+    expr: sympy.Expr
+    accumulate: bool = False
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """One symbolic statement of the backward step, in the order the kernel computes it.
+
+    ``kind`` is ``adjoint`` (``δtarget = expr``, complete), ``projection`` (the adjoint of a
+    projection's block, which its transpose rule reads) or ``accumulate`` (``δtarget += expr``,
+    a contribution to a previous state, the input, a vector parameter or an earlier stage).
+    """
+
+    kind: str
+    target: sympy.Symbol
+    expr: sympy.Expr
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A fused pointwise loop over the batch rows and the ``size`` units of one stage."""
+
+    stage: int
+    size: str
+    body: tuple[Load | Assign | Store, ...]
+    derivation: tuple[Derivation, ...] = ()
+
+
+@dataclass(frozen=True)
+class BlockRange:
+    """Rows ``first .. first + count`` (in blocks of ``size``) of a parameter of ``total``
+    blocks."""
+
+    first: int
+    count: int
+    total: int
+    size: str
+
+    @property
+    def whole(self) -> bool:
+        return self.first == 0 and self.count == self.total
+
+
+@dataclass(frozen=True)
+class Product:
+    """A dense product ``source @ weight[rows].T (+ bias[rows])`` and its transpose rules.
+
+    ``source`` reads the source at each step (``row`` STEP or NEXT of its array);
+    ``hoisted`` products read the input and run over all steps at once."""
+
+    dense: Dense
+    weight: Array
+    bias: Array | None
+    rows: BlockRange
+    stage: int
+    hoisted: bool
+    source: Access
+    result: Array
+    adjoint: Array
+    source_adjoint: Array
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Projections first, then the pointwise loops that read them (forward); backward runs the
+    loops, then the projections' transpose rules."""
+
+    index: int
+    products: tuple[Product, ...]
+    forward: tuple[Loop, ...]
+    backward: tuple[Loop, ...]
+
+
+@dataclass(frozen=True)
+class SizeSource:
+    """A size read from an array's shape: ``array.shape[axis] // divisor``."""
+
+    size: str
+    array: Array
+    axis: int
+    divisor: int = 1
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """A cell's forward and backward kernels, scheduled."""
+
+    spec: CellSpec
+    values: dict[sympy.Symbol, Value]
+    stages: tuple[Stage, ...]
+    sequences: tuple[Array, ...]
+    tape: tuple[Array, ...]
+    saved: tuple[sympy.Symbol, ...]  # the tape's values, in the tape's order
+    workspaces: tuple[Array, ...]
+    adjoints: tuple[Array, ...]  # projection adjoints, each once
+    accumulators: tuple[Array, ...]
+    forward_args: tuple[Array, ...]
+    forward_returns: tuple[Array, ...]
+    backward_args: tuple[Array, ...]
+    backward_returns: tuple[Array, ...]
+    forward_sizes: tuple[SizeSource, ...]
+    backward_sizes: tuple[SizeSource, ...]
+    saved_per_step: tuple[
+        tuple[int, str], ...
+    ]  # (count, size) of saved scalars per batch row
+
+    @property
+    def products(self) -> tuple[Product, ...]:
+        return tuple(p for stage in self.stages for p in stage.products)

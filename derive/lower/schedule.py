@@ -1,0 +1,175 @@
+"""Pass 5, schedule: the pointwise loops and the products of every stage.
+
+Within a stage, the equations of one size form one fused loop over batch rows and units. A
+forward loop loads what it reads, computes its equations and stores what outlives it. A
+backward loop computes the adjoints of its equations (in reverse), writes the adjoints of the
+projection blocks that complete there, and adds the contributions to values completed
+elsewhere. Each loop's statements go through common-subexpression elimination.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from ..symbolic.adjoint import adjoint_symbol, external_symbol
+from ..symbolic.declare import CellSpec
+from .adjoints import AdjointPlan
+from .cse import eliminate
+from .plan import (
+    Access,
+    Array,
+    ArrayRole,
+    Assign,
+    BlockRange,
+    Derivation,
+    Extent,
+    Load,
+    Loop,
+    Product,
+    Role,
+    RowIndex,
+    Stage,
+    Store,
+)
+from .stages import Stages
+from .storage import Storage
+
+__all__ = ["schedule"]
+
+
+def _loads(symbols, read, values, incoming=None) -> list[Load]:
+    """Loads of every symbol a loop reads but does not compute (vectors are read in place)."""
+    loads = []
+    for sym in sorted(symbols, key=sympy.default_sort_key):
+        if values.get(sym) is not None and values[sym].role == Role.VECTOR:
+            continue
+        if incoming is not None and sym in incoming:
+            loads.append(Load(sym, incoming[sym]))
+        else:
+            loads.append(Load(sym, (read[sym],)))
+    return loads
+
+
+def _forward_loop(
+    spec, stage, size, storage: Storage, first_load, taken
+) -> Loop | None:
+    eqs = [e for e in spec.equations if storage.values[e.target].stage == stage
+           and e.size == size]  # fmt: skip
+    if not eqs:
+        return None
+    defined = {e.target for e in eqs}
+    needed = set().union(*(e.expr.free_symbols for e in eqs)) - defined
+    loads = _loads(needed, storage.forward, storage.values)
+    body = eliminate([Assign(e.target, e.expr) for e in eqs], taken)
+    stores = [
+        Store(storage.kept(e.target), e.target) for e in eqs if storage.kept(e.target)
+    ]
+    # a projection's block on the tape is saved by the first loop that loads it
+    for sym in sorted(needed & set(storage.tape), key=sympy.default_sort_key):
+        if storage.values[sym].role != Role.PROJECTED:
+            continue
+        if first_load.setdefault(sym, (stage, size)) == (stage, size):
+            stores.append(Store(storage.backward[sym], sym))
+    return Loop(stage, size, tuple(loads + body + stores))
+
+
+def _projection_stores(spec, stage, size, adjoints: AdjointPlan):
+    stores, derivation, written = [], [], set()
+    for d in spec.denses:
+        if d.block_size != size:
+            continue
+        array = adjoints.projection_adjoint[d]
+        for n, sym in enumerate(d.symbols):
+            if adjoints.home[sym] != stage:
+                continue
+            derivation.append(Derivation("projection", sym, adjoints.complete(sym)))
+            if (array, n) not in written:
+                written.add((array, n))
+                access = Access(array, RowIndex.STEP, n, size)
+                stores.append(Store(access, adjoints.complete(sym)))
+    return stores, derivation
+
+
+def _contributions(stage, size, adjoints: AdjointPlan, values):
+    """``δv += …`` for every variable whose adjoint this loop adds to but does not complete."""
+    stores, derivation = [], []
+    for var in adjoints.adjoint.terms:
+        if adjoints.home.get(var) == stage or values[var].size != size:
+            continue
+        part = adjoints.part(var, stage)
+        if part != 0:
+            stores.append(
+                Store(adjoints.contribution_target(var), part, accumulate=True)
+            )
+            derivation.append(Derivation("accumulate", var, part))
+    return stores, derivation
+
+
+def _backward_loop(spec, stage, size, storage: Storage, adjoints: AdjointPlan, taken):
+    eqs = [e for e in spec.equations if storage.values[e.target].stage == stage
+           and e.size == size]  # fmt: skip
+    statements, derivation = [], []
+    for e in reversed(eqs):
+        total = adjoints.complete(e.target)
+        derivation.append(Derivation("adjoint", e.target, total))
+        statements.append(Assign(adjoint_symbol(e.target), total, e))
+    projections, projected = _projection_stores(spec, stage, size, adjoints)
+    contributions, contributed = _contributions(stage, size, adjoints, storage.values)
+    statements += projections + contributions
+    if not statements:
+        return None
+    body = eliminate(statements, taken)
+    defined = {adjoint_symbol(e.target) for e in eqs}
+    free = set().union(*(st.expr.free_symbols for st in statements)) - defined
+    incoming = {external_symbol(v): a for v, a in adjoints.incoming.items()}
+    loads = _loads(free, storage.backward, storage.values, incoming)
+    return Loop(stage, size, tuple(loads + body),
+                tuple(derivation + projected + contributed))  # fmt: skip
+
+
+def _products(spec: CellSpec, stages: Stages, storage: Storage, adjoints: AdjointPlan):
+    products = []
+    for d in spec.denses:
+        weight = spec.param(d.weight)
+        hoisted = d.source == spec.input
+        source = storage.backward[d.source]
+        # the input and previous states take their adjoint in their gradient arrays; a value
+        # the step computes, in its accumulator
+        source_adjoint = adjoints.contribution_target(d.source).array
+        rows = BlockRange(
+            d.first_block, len(d.blocks), len(weight.blocks), d.block_size
+        )
+        param = Array(
+            ArrayRole.PARAMETER, d.weight, Extent.NONE, weight.shape_formula()
+        )
+        bias = None
+        if d.bias:
+            b = spec.param(d.bias)
+            bias = Array(ArrayRole.PARAMETER, d.bias, Extent.NONE, b.shape_formula())
+        result = storage.forward[d.symbols[0]].array
+        products.append(Product(d, param, bias, rows, stages.of_dense[d], hoisted, source,
+                                result, adjoints.projection_adjoint[d], source_adjoint))  # fmt: skip
+    return products
+
+
+def schedule(spec: CellSpec, stages: Stages, storage: Storage, adjoints: AdjointPlan):
+    """The stages of the step: products, forward loops and backward loops."""
+    sizes = sorted(
+        {e.size for e in spec.equations} | {d.block_size for d in spec.denses}
+    )
+    taken = {sym.name for sym in storage.values}
+    taken |= {adjoint_symbol(s).name for s in storage.values}
+    taken |= {external_symbol(s).name for s in storage.values}
+    products = _products(spec, stages, storage, adjoints)
+    first_load: dict = {}
+    out = []
+    for s in range(stages.count):
+        fwd = [
+            _forward_loop(spec, s, size, storage, first_load, taken) for size in sizes
+        ]
+        bwd = [
+            _backward_loop(spec, s, size, storage, adjoints, taken) for size in sizes
+        ]
+        out.append(Stage(s, tuple(p for p in products if p.stage == s),
+                         tuple(lp for lp in fwd if lp), tuple(lp for lp in bwd if lp)))  # fmt: skip
+    return tuple(out)

@@ -1,0 +1,154 @@
+"""Activations: one descriptor each, holding what every stage needs of the function.
+
+A descriptor names the SymPy function, its derivative written through its own output
+(``sigmoid'(a) = y (1 - y)`` with ``y = sigmoid(a)``), the kernel helper that computes it, its
+LaTeX head and the PyTorch function the twin reference calls. Adding an activation is adding
+one entry to :data:`FUNCTIONS`; an entry with a missing piece fails when this module is
+imported, and each emitter checks at its own import that it can print every entry.
+
+Because derivatives refer back to the function itself, every occurrence of ``f(a)`` in a
+derived expression can be replaced by the saved forward value ``y = f(a)``: the backward pass
+then reads ``y`` only, never ``cosh`` or ``exp`` of ``a``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy
+
+__all__ = [
+    "ACTIVATIONS",
+    "FUNCTIONS",
+    "GATE_ACTIVATIONS",
+    "Activation",
+    "descriptor",
+    "identity",
+    "relu",
+    "relu_step",
+    "sigmoid",
+    "tanh",
+]
+
+
+class sigmoid(sympy.Function):  # noqa: N801 (SymPy functions are lower case)
+    """Logistic sigmoid ``1 / (1 + exp(-a))``; derivative ``s (1 - s)``."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return FUNCTIONS["sigmoid"].derivative(self)
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_zero:
+            return sympy.Rational(1, 2)
+        return None
+
+
+class relu_step(sympy.Function):  # noqa: N801
+    """Derivative of ReLU written through ReLU's output: ``1`` where ``y > 0``, else ``0``.
+
+    ReLU'(0) is 0, as in PyTorch (SymPy's ``Heaviside(0)`` would be 1/2).
+    """
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return FUNCTIONS["relu_step"].derivative(self)
+
+
+class relu(sympy.Function):  # noqa: N801
+    """Rectified linear unit ``max(a, 0)``; derivative ``relu_step(relu(a))``."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return FUNCTIONS["relu"].derivative(self)
+
+
+#: SymPy's own tanh: its derivative, ``1 - tanh(a)**2``, is already written through its output.
+tanh = sympy.tanh
+
+
+def identity(arg):
+    """No activation: the argument itself."""
+    return sympy.sympify(arg)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """Everything the pipeline needs of one function of a cell's equations.
+
+    ``derivative`` maps the function's application ``y = f(a)`` to ``f'(a)`` written through
+    ``y``; ``kernel`` names the kernel helper that computes it; ``piecewise`` marks a function
+    whose kernel form is a choice between two branches (it is given a statement of its own);
+    ``latex`` is its head and ``latex_brackets`` what encloses its argument; ``torch`` is the
+    ``torch`` function the twin reference applies (None for a function that only derivatives
+    produce); ``gate`` marks a range inside [0, 1].
+    """
+
+    name: str
+    function: type[sympy.Function]
+    derivative: Callable[[sympy.Expr], sympy.Expr]
+    kernel: str
+    latex: str
+    torch: str | None
+    latex_brackets: tuple[str, str] = (r"\left(", r"\right)")
+    piecewise: bool = False
+    gate: bool = False
+    declarable: bool = True
+
+    def __post_init__(self):
+        missing = [
+            field
+            for field in ("name", "kernel", "latex")
+            if not isinstance(getattr(self, field), str) or not getattr(self, field)
+        ]
+        if self.declarable and not self.torch:
+            missing.append("torch")
+        if not callable(self.derivative):
+            missing.append("derivative")
+        if not (
+            isinstance(self.function, type)
+            and issubclass(self.function, sympy.Function)
+        ):
+            missing.append("function")
+        if missing:
+            raise TypeError(f"activation {self.name!r} lacks {', '.join(missing)}")
+
+
+#: Every function a derived expression may contain, by name.
+FUNCTIONS: dict[str, Activation] = {
+    a.name: a
+    for a in (
+        Activation("sigmoid", sigmoid, lambda y: y * (1 - y), "_sigmoid", r"\sigma",
+                   "sigmoid", gate=True),
+        Activation("tanh", sympy.tanh, lambda y: 1 - y**2, "_tanh", r"\tanh", "tanh"),
+        Activation("relu", relu, relu_step, "_relu", r"\operatorname{ReLU}", "relu",
+                   piecewise=True),
+        Activation("relu_step", relu_step, lambda y: sympy.Integer(0), "_relu_step",
+                   r"\mathbf{1}", None, (r"\left[", r" > 0\right]"), piecewise=True,
+                   declarable=False),
+    )
+}  # fmt: skip
+
+_BY_FUNCTION = {a.function: a for a in FUNCTIONS.values()}
+
+
+def descriptor(function) -> Activation | None:
+    """The descriptor of a SymPy function class (or of its application), if it has one."""
+    if isinstance(function, sympy.Basic):
+        function = type(function)
+    return _BY_FUNCTION.get(function)
+
+
+#: Activations a declaration may apply, by name (``identity`` applies none).
+ACTIVATIONS = {
+    **{a.name: a.function for a in FUNCTIONS.values() if a.declarable},
+    "identity": identity,
+}
+
+#: Activations whose range lies in [0, 1], as a gate's must.
+GATE_ACTIVATIONS = tuple(a.function for a in FUNCTIONS.values() if a.gate)

@@ -1,0 +1,22 @@
+"""Verification: generated kernels against PyTorch autograd.
+
+:mod:`~derive.verify.twin` runs any declared cell with PyTorch tensors (the twin reference);
+:mod:`~derive.verify.compare` builds random problems and measures every output's and gradient's
+error. Needs ``torch``, a test dependency, not a runtime one (imported when first used).
+"""
+
+from .compare import (
+    TOLERANCE,
+    Problem,
+    Report,
+    compare,
+    import_kernel,
+    relative_error,
+    sizes_for,
+    verify,
+)
+
+__all__ = [
+    "TOLERANCE", "Problem", "Report", "compare", "import_kernel", "relative_error",
+    "sizes_for", "verify",
+]  # fmt: skip
