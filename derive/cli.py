@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from . import __version__, pipeline, registry
 from .emit.pdf import PdfError, compile_pdf, pdflatex
 from .emit.templates import FORMATS, render_new_cell
+from .emit.write import WriteError
 from .symbolic.declare import DeclarationError
 
 __all__ = ["main"]
@@ -59,7 +61,7 @@ def _names(args) -> list[str] | None:
             "gatesmith: --spec needs --out DIR, so that the built-in generated/ is left alone"
         )
     from_files = [n for path in args.spec or () for n in registry.load_file(path)]
-    return list(args.variants) or from_files or None
+    return list(getattr(args, "variants", ())) or from_files or None
 
 
 def _cmd_generate(args) -> int:
@@ -67,7 +69,9 @@ def _cmd_generate(args) -> int:
     out = _out_dir(args)
     run = pipeline.Run()
     specs = pipeline.specs_for(names, run)
-    pipeline.generate(out, specs, run, prune=names is None)
+    # only the checkout's own generated/ is pruned of modules no declaration makes: a folder
+    # of one's own may hold kernels from other declaration files
+    pipeline.generate(out, specs, run, prune=names is None and args.out is None)
     for path in run.written:
         print(f"wrote {path}")
     for path in run.removed:
@@ -79,14 +83,21 @@ def _cmd_generate(args) -> int:
 def _cmd_check(args) -> int:
     out = _out_dir(args)
     run = pipeline.Run()
-    docs = pipeline.default_docs() if args.out is None else None
-    pipeline.check(out, pipeline.specs_for(None, run), run, docs=docs)
+    names = _names(args)
+    # the checkout's own folders are complete catalogs; a folder of one's own holds only the
+    # variants generated there, so nothing in it is called stale for want of a declaration
+    own = args.out is None
+    docs = pipeline.default_docs() if own else None
+    pipeline.check(out, pipeline.specs_for(names, run), run, docs=docs, prune=own)
     _report_timings(run, args.verbose)
     if run.diffs:
-        sys.stdout.write("".join(run.diffs))
+        sys.stdout.write("".join(diff for _, diff in run.diffs))
+        spec = "".join(f" --spec {path}" for path in args.spec or ())
+        where = "" if own else f" --out {out}"
+        commands = dict.fromkeys(command for command, _ in run.diffs)
+        advice = " and ".join(f"`gatesmith {c}{spec}{where}`" for c in commands)
         print(
-            f"gatesmith check: {len(run.diffs)} file(s) under {out} are stale; "
-            "run `gatesmith generate`",
+            f"gatesmith check: {len(run.diffs)} file(s) are stale; run {advice}",
             file=sys.stderr,
         )
         return 1
@@ -111,7 +122,7 @@ def _cmd_docs(args) -> int:
     run = pipeline.Run()
     specs = pipeline.specs_for(names, run)
     files = pipeline.doc_files(specs, run, args.format, catalog=names is None)
-    pipeline.write_docs(out, files, run, prune=names is None)
+    pipeline.write_docs(out, files, run, prune=names is None and args.out is None)
     for path in run.written:
         print(f"wrote {path}")
     for path in run.removed:
@@ -166,6 +177,11 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_new(args) -> int:
+    if args.name in registry.names():
+        raise SystemExit(
+            f"gatesmith: {args.name!r} is a built-in variant, so a declaration of that name "
+            "could never be registered; choose another name"
+        )
     path = Path(args.out or ".") / f"{args.name}.py"
     if path.exists() and not args.force:
         raise SystemExit(f"gatesmith: {path} exists; pass --force to replace it")
@@ -238,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check", help="exit 1 with a diff when the generated files are stale"
     )
+    _spec_argument(p)
     p.add_argument(
         "--out", metavar="DIR", help="generated package folder (default: generated/)"
     )
@@ -278,9 +295,15 @@ def main(argv: list[str] | None = None) -> int:
         registry.SpecFileError,
         DeclarationError,
         PdfError,
+        WriteError,
     ) as error:
         print(f"gatesmith: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (gatesmith list | head): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

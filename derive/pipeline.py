@@ -18,7 +18,7 @@ from .emit.templates import (
     render_kernel,
     render_package,
 )
-from .emit.write import diff_tree, write_tree
+from .emit.write import diff_tree, is_generated, locked, prepare_folder, write_tree
 from .lower import lower
 from .symbolic.adjoint import derive_adjoint
 from .symbolic.declare import CellSpec
@@ -54,7 +54,8 @@ class Run:
     )
     written: list[Path] = field(default_factory=list)
     removed: list[Path] = field(default_factory=list)
-    diffs: list[str] = field(default_factory=list)
+    #: (the command that brings a file up to date, its diff)
+    diffs: list[tuple[str, str]] = field(default_factory=list)
 
     @contextmanager
     def stage(self, name: str):
@@ -112,9 +113,7 @@ def kernel_files(
     with run.stage("render"):
         files[INTERFACE] = render_interface()
         if package:
-            files["__init__.py"] = render_package(
-                tuple(s.name for s in specs), tuple(s.fingerprint() for s in specs)
-            )
+            files["__init__.py"] = render_package(tuple(s.name for s in specs))
     return files
 
 
@@ -139,26 +138,57 @@ def write_docs(out: Path, files: dict[str, str], run: Run, prune: bool) -> Run:
     """Write derivation documents under ``out`` (pruning stale stamped ones when ``prune``)."""
     (suffix,) = {Path(name).suffix for name in files}  # one format at a time
     with run.stage("write"):
-        run.written, run.removed = write_tree(
-            files, out, f"*{suffix}" if prune else None
-        )
+        prepare_folder(out)
+        with locked(out):
+            run.written, run.removed = write_tree(
+                files, out, f"*{suffix}" if prune else None
+            )
     return run
+
+
+def package_index(out: Path, written: Iterable[str]) -> tuple[str, ...]:
+    """The variants a package under ``out`` holds once ``written`` are written: those, and
+    every stamped variant module already there (registered ones in the registry's order)."""
+    modules = {p.stem for p in out.glob("*.py") if is_generated(p)}
+    held = set(written) | modules - {"__init__", INTERFACE.removesuffix(".py")}
+    registered = [n for n in registry.names() if n in held]
+    return (*registered, *sorted(held - set(registered)))
+
+
+def _index_file(out: Path, specs: list[CellSpec], complete: bool) -> str:
+    """The package's ``__init__.py``: ``specs`` alone when they are the whole package."""
+    names = [s.name for s in specs]
+    return render_package(tuple(names) if complete else package_index(out, names))
 
 
 def generate(out: Path, specs: list[CellSpec], run: Run, prune: bool = True) -> Run:
-    """Render every spec, then write what changed under ``out``."""
-    files = kernel_files(specs, run)
+    """Render every spec, then write what changed under ``out``. Without ``prune`` (some
+    variants only), the package's index keeps the variants already generated there."""
+    files = kernel_files(specs, run, package=False)
     with run.stage("write"):
-        run.written, run.removed = write_tree(files, out, "*.py" if prune else None)
+        prepare_folder(out)
+        with locked(out):
+            files["__init__.py"] = _index_file(out, specs, prune)
+            run.written, run.removed = write_tree(files, out, "*.py" if prune else None)
     return run
 
 
-def check(out: Path, specs: list[CellSpec], run: Run, docs: Path | None = None) -> Run:
+def check(
+    out: Path,
+    specs: list[CellSpec],
+    run: Run,
+    docs: Path | None = None,
+    prune: bool = True,
+) -> Run:
     """Render every spec and compare with ``out`` (and the LaTeX documents with ``docs``);
-    ``run.diffs`` is empty when everything is current."""
-    files = kernel_files(specs, run)
+    ``run.diffs`` is empty when everything is current. With ``prune``, a stamped module with
+    no declaration counts as stale."""
+    files = kernel_files(specs, run, package=False)
     with run.stage("write"):
-        run.diffs = diff_tree(files, out, "*.py")
+        files["__init__.py"] = _index_file(out, specs, prune)
+        run.diffs = [
+            ("generate", d) for d in diff_tree(files, out, "*.py" if prune else None)
+        ]
     if docs is not None:
         check_docs(docs, specs, run)
     return run
@@ -168,5 +198,5 @@ def check_docs(docs: Path, specs: list[CellSpec], run: Run) -> Run:
     """Compare the LaTeX documents of ``specs`` with ``docs``; adds to ``run.diffs``."""
     texts = doc_files(specs, run)
     with run.stage("write"):
-        run.diffs += diff_tree(texts, docs, "*.tex")
+        run.diffs += [("docs", d) for d in diff_tree(texts, docs, "*.tex")]
     return run

@@ -140,7 +140,7 @@ def test_stale_documents_are_reported(tmp_path):
     path = tmp_path / "lstm.tex"
     path.write_text(path.read_text().replace("Forward step", "Forward"))
     diffs = pipeline.check_docs(tmp_path, specs, pipeline.Run()).diffs
-    assert len(diffs) == 1 and "lstm.tex" in diffs[0]
+    assert len(diffs) == 1 and diffs[0][0] == "docs" and "lstm.tex" in diffs[0][1]
 
 
 def test_missing_pdflatex_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -14,6 +14,7 @@ an unnamed identifier prints upright and escaped, a time index joins its subscri
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import sympy
@@ -125,11 +126,32 @@ for _activation in FUNCTIONS.values():
             DerivationPrinter._print_activation)  # fmt: skip
 
 
-def plain_latex(name: str) -> str:
-    """The LaTeX of an identifier nobody named: itself, upright where it is a word.
+#: Greek letters with a math command of their own (capitals that look Latin have none).
+_GREEK = {
+    chr(code): rf"\{word}"
+    for code, word in zip(
+        range(0x3B1, 0x3CA),
+        "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi o pi rho "
+        "varsigma sigma tau upsilon phi chi psi omega".split(),
+        strict=True,
+    )
+    if word not in ("o", "varsigma")
+} | {"Γ": r"\Gamma", "Δ": r"\Delta", "Θ": r"\Theta", "Λ": r"\Lambda", "Ξ": r"\Xi",
+     "Π": r"\Pi", "Σ": r"\Sigma", "Υ": r"\Upsilon", "Φ": r"\Phi", "Ψ": r"\Psi",
+     "Ω": r"\Omega"}  # fmt: skip
 
-    Underscores are escaped, never read as subscripts: ``delta_C`` prints ``\\mathit{delta\\_C}``.
+
+def plain_latex(name: str) -> str:
+    """The LaTeX of an identifier nobody named: itself, italic where it is a word.
+
+    Underscores are escaped, never read as subscripts: ``delta_C`` prints ``\\mathit{delta\\_C}``;
+    a Greek letter prints as its command; any other character outside ASCII goes through the
+    text escaper, so that every identifier compiles.
     """
+    if name in _GREEK:
+        return _GREEK[name]
+    if not name.isascii():
+        return rf"\text{{\itshape {tex_escape(name)}}}"
     if len(name) == 1:
         return name
     escaped = name.replace("_", r"\_")
@@ -169,7 +191,7 @@ def param_latex(param: Param) -> str:
 def latex_names(plan: KernelPlan) -> dict[str, str]:
     """The LaTeX of every symbol of the step, its adjoint and its incoming adjoint, by name."""
     spec = plan.spec
-    states = {s.name: s.latex or s.name for s in spec.states}
+    states = {s.name: s.latex or plain_latex(s.name) for s in spec.states}
     bases = {
         eq.target: eq.latex or plain_latex(eq.target.name) for eq in spec.equations
     }
@@ -258,6 +280,13 @@ def _math_line(lhs: str, op: str, terms: list[str], note: str = "") -> MathLine:
         current = candidate
     rows.append(current)
     return MathLine(lhs, op, tuple(rows), note)
+
+
+def _transposed(name: str) -> str:
+    """``name^⊤``, grouped where the name has a superscript of its own (``W^{(f)}``)."""
+    if "^" in name:
+        return rf"{{{name}}}^{{\top}}"
+    return rf"{name}^{{\top}}"
 
 
 def _shape(formula) -> str:
@@ -409,7 +438,7 @@ class _Builder:
             text = self.latex(adj)
             if adj.is_Add or adj.is_Mul and adj.could_extract_minus_sign():
                 text = rf"\left({text}\right)"
-            terms.append(("+ " if terms else "") + rf"{w}^{{\top}} {text}")
+            terms.append(("+ " if terms else "") + rf"{_transposed(w)} {text}")
         op = (
             "="
             if self._source_adjoint(d.source).startswith(r"\hat")
@@ -471,7 +500,7 @@ class _Builder:
                 if adj.is_Add:
                     text = rf"\left({text}\right)"
                 lines.append(MathLine(rf"\delta {w}", "=",
-                                      (rf"\sum_t {text}\, {source}^{{\top}}",)))  # fmt: skip
+                                      (rf"\sum_t {text}\, {_transposed(source)}",)))  # fmt: skip
                 if b:
                     lines.append(MathLine(rf"\delta {b}", "=", (rf"\sum_t {text}",)))
         for vector, terms in self.vector_terms.items():
@@ -483,7 +512,7 @@ class _Builder:
     def initial(self) -> tuple[MathLine, ...]:
         return tuple(
             MathLine(
-                rf"\frac{{\partial L}}{{\partial {timed(st.latex or st.name, '0')}}}",
+                rf"\frac{{\partial L}}{{\partial {timed(st.latex or plain_latex(st.name), '0')}}}",
                 "=",
                 (rf"\delta {self.name(st.prev)}\,\Big|_{{t=1}}",),
             )
@@ -536,11 +565,46 @@ _TEX_SPECIAL = {
 }  # fmt: skip
 
 
+#: Accents LaTeX makes in any font encoding, by the combining character that NFD gives.
+_TEX_ACCENTS = {
+    "\u0300": "`", "\u0301": "'", "\u0302": "^", "\u0303": "~", "\u0304": "=", "\u0306": "u",
+    "\u0307": ".", "\u0308": '"', "\u030a": "r", "\u030b": "H", "\u030c": "v", "\u0327": "c",
+}  # fmt: skip
+#: Letters with a LaTeX command of their own.
+_TEX_LETTERS = {
+    "ß": r"\ss{}", "æ": r"\ae{}", "Æ": r"\AE{}", "ø": r"\o{}", "Ø": r"\O{}", "œ": r"\oe{}",
+    "Œ": r"\OE{}", "ł": r"\l{}", "Ł": r"\L{}", "ı": r"\i{}", "å": r"\aa{}", "Å": r"\AA{}",
+}  # fmt: skip
+
+
+def _tex_character(ch: str) -> str:
+    if " " <= ch <= "~":
+        return _TEX_SPECIAL.get(ch, ch)
+    if ch in _TEX_LETTERS:
+        return _TEX_LETTERS[ch]
+    base, *marks = unicodedata.normalize("NFD", ch)
+    if (
+        base.isascii()
+        and base.isalpha()
+        and marks
+        and all(m in _TEX_ACCENTS for m in marks)
+    ):
+        for mark in marks:
+            base = rf"\{_TEX_ACCENTS[mark]}{{{base}}}"
+        return base
+    return rf"\texttt{{[U+{ord(ch):04X}]}}"  # no font can be relied on to have it
+
+
 def tex_escape(text: str) -> str:
-    """Free text as LaTeX that typesets it literally: no command, group or comment survives."""
-    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
+    """Free text as LaTeX that typesets it literally: no command, group or comment survives,
+    and every character compiles with plain pdflatex (accented Latin letters as accents, any
+    other character outside printable ASCII as its code point)."""
+    return "".join(_tex_character(ch) for ch in str(text))
 
 
 def markdown_escape(text: str) -> str:
-    """Free text as Markdown that renders it literally (no emphasis, links, HTML or math)."""
-    return re.sub(r"([\\`*_{}\[\]<>()#+!|$~^-])", r"\\\1", str(text))
+    """Free text as Markdown that renders it literally (no emphasis, links, HTML or math);
+    control and separator characters appear as their code points."""
+    text = "".join(ch if ch.isprintable() or ch == " " else f"[U+{ord(ch):04X}]"
+                   for ch in str(text))  # fmt: skip
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|$~^-])", r"\\\1", text)

@@ -16,6 +16,7 @@ from .numba import Kernel, Line, print_kernel
 
 __all__ = [
     "LINE_LENGTH",
+    "docstring_escape",
     "render_catalog",
     "render_derivation",
     "render_interface",
@@ -62,8 +63,26 @@ def _environment() -> jinja2.Environment:
     env.filters["statement"] = statement
     env.filters["tex"] = tex_escape
     env.filters["md"] = markdown_escape
+    env.filters["py"] = docstring_escape
     env.globals["bracket"] = bracket
     return env
+
+
+def docstring_escape(text: str) -> str:
+    """Free text as the inside of a ``\"\"\"`` docstring that reads back as ``text``.
+
+    Backslashes and double quotes are escaped, so nothing can close the docstring or start an
+    escape; control, separator and other unprintable characters become escapes, so the line
+    structure and the file's encoding are the template's."""
+    out = []
+    for ch in str(text):
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 def statement(line: Line, indent: int) -> str:
@@ -216,10 +235,10 @@ def render_kernel(plan: KernelPlan) -> str:
     )
 
 
-def render_package(variants: tuple[str, ...], fingerprints: tuple[str, ...]) -> str:
+def render_package(variants: tuple[str, ...]) -> str:
     """The ``__init__.py`` of a generated package: the list of its variants."""
     env = _environment()
-    digest = _digest(*fingerprints, _templates_digest(("package.py.j2",)))
+    digest = _digest(*variants, _templates_digest(("package.py.j2",)))
     return env.get_template("package.py.j2").render(
         stamp=stamp("#", "the registered declarations", digest), variants=variants
     )

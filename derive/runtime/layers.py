@@ -397,6 +397,10 @@ class Recurrent:
         out = inp
         if self.batch_first:
             out = np.ascontiguousarray(out.transpose(1, 0, 2))
+        if (
+            not out.flags.writeable
+        ):  # a view of a cell's tape: the caller gets their own copy
+            out = out.copy()
         tape = Tape(tapes, masks, index, seq.shape, self.batch_first)
         return out, tuple(finals), tape
 
@@ -412,6 +416,13 @@ class Recurrent:
             raise TypeError(
                 f"Recurrent.backward: tape must be the Tape that forward returned; "
                 f"got {type(tape).__name__}"
+            )
+        layout = [len(directions) for directions in tape.cells]
+        if layout != [self.directions] * self.num_layers:
+            raise ValueError(
+                f"Recurrent.backward: tape comes from a net of {len(layout)} layer(s) of "
+                f"{max(layout, default=0)} direction(s); this net has {self.num_layers} of "
+                f"{self.directions}. Pass the tape this net's forward returned."
             )
         steps, batch, _ = tape.shape
         width = self.directions * self.output_size

@@ -19,7 +19,8 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
 
     PyTorch's ``clip_grad_norm_``: the norm is taken over all arrays together (``norm_type``
     2, any p >= 1, or ``inf``); when it exceeds ``max_norm`` every array is multiplied by
-    ``max_norm / (norm + 1e-6)``. Returns the norm before clipping.
+    ``max_norm / (norm + 1e-6)``. A NaN anywhere makes the norm NaN and, as in PyTorch, every
+    gradient NaN. Returns the norm before clipping.
     """
     if not isinstance(grads, dict):
         raise TypeError(
@@ -34,16 +35,40 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
         )
     if not grads:
         return 0.0
-    wide = [np.abs(g.astype(np.float64)) for g in grads.values()]
-    if math.isinf(norm_type):
-        total = max(float(g.max()) for g in wide)
+    for key, g in grads.items():
+        if not isinstance(g, np.ndarray) or g.dtype.kind != "f":
+            raise TypeError(
+                f"clip_grad_norm: grads[{key!r}] must be a float array; got {_kind(g)}"
+            )
+    wide = [np.abs(g.astype(np.float64)) for g in grads.values() if g.size]
+    if not wide:
+        return 0.0
+    if math.isinf(norm_type):  # np.max propagates NaN whatever the order
+        total = float(np.max([g.max() for g in wide]))
     else:
         total = sum(float(np.sum(g**norm_type)) for g in wide) ** (1 / norm_type)
     coefficient = max_norm / (total + 1e-6)
-    if coefficient < 1:
+    if not coefficient >= 1:  # below 1, or NaN
         for g in grads.values():
             g *= g.dtype.type(coefficient)
     return total
+
+
+def _kind(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype}"
+    return type(value).__name__
+
+
+def _at_least(owner: str, name: str, value, low: float = 0.0) -> float:
+    """``value`` as a float ``>= low`` (NaN fails), or a ValueError naming it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not number >= low or isinstance(value, bool):
+        raise ValueError(f"{owner}: {name} must be a number >= {low:g}; got {value!r}")
+    return number
 
 
 def clip_grad_value(grads, clip_value):
@@ -67,12 +92,19 @@ class _Optimizer:
                 f"{type(self).__name__}: params must be a dict of arrays; "
                 f"got {type(params).__name__}"
             )
-        if not lr > 0:
-            raise ValueError(f"{type(self).__name__}: lr must be > 0; got {lr!r}")
+        if (
+            not isinstance(lr, (int, float, np.floating))
+            or not lr > 0
+            or not math.isfinite(lr)
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: lr must be a finite number > 0; got {lr!r}"
+            )
         self.params = params
         self.lr = lr
 
     def _grads(self, grads):
+        owner = f"{type(self).__name__}.step"
         if not isinstance(grads, dict) or set(grads) != set(self.params):
             missing = (
                 sorted(set(self.params) - set(grads))
@@ -80,8 +112,20 @@ class _Optimizer:
                 else "all"
             )
             raise ValueError(
-                f"{type(self).__name__}.step: grads must have the keys of params; missing {missing}"
+                f"{owner}: grads must have the keys of params; missing {missing}"
             )
+        for key, g in grads.items():
+            want = self.params[key].shape
+            if not isinstance(g, np.ndarray) or g.dtype.kind != "f" or g.shape != want:
+                got = (
+                    f"shape {g.shape}, {g.dtype}"
+                    if isinstance(g, np.ndarray)
+                    else _kind(g)
+                )
+                raise ValueError(
+                    f"{owner}: grads[{key!r}] must be a float array of shape {want} like "
+                    f"params[{key!r}]; got {got}"
+                )
         return grads
 
 
@@ -93,6 +137,9 @@ class SGD(_Optimizer):
         self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False
     ):
         super().__init__(params, lr)
+        momentum = _at_least("SGD", "momentum", momentum)
+        weight_decay = _at_least("SGD", "weight_decay", weight_decay)
+        dampening = _at_least("SGD", "dampening", dampening)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
         self.momentum, self.dampening = momentum, dampening
@@ -120,8 +167,16 @@ class Adam(_Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"Adam: betas must lie in [0, 1); got {betas!r}")
+        if (
+            not isinstance(betas, (tuple, list))
+            or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)
+        ):
+            raise ValueError(
+                f"Adam: betas must be two numbers in [0, 1); got {betas!r}"
+            )
+        eps = _at_least("Adam", "eps", eps)
+        weight_decay = _at_least("Adam", "weight_decay", weight_decay)
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
         self.steps = 0
         self._moments = {

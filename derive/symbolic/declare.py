@@ -22,10 +22,13 @@ raises :class:`DeclarationError` naming the declaration's line and how to fix it
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import keyword
 import os
+import re
 import sys
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 
@@ -45,15 +48,24 @@ __all__ = [
     "State",
 ]
 
-#: Names the generated code uses for itself; a declared name may not take one.
+#: Names the generated modules use for themselves (module globals, the kernels' locals and
+#: arguments, the interface's arguments) and Python's builtins; a declared name may take none,
+#: nor start with a reserved prefix. A test keeps this in step with the generated code.
 RESERVED = frozenset({
-    "t", "b", "j", "row", "first", "last", "steps", "batch", "real", "np", "numba", "njit",
-    "dx", "os", "CACHE", "grad",
-})  # fmt: skip
+    "t", "b", "j", "unit", "row", "first", "last", "steps", "batch", "real", "grad", "no_bias", "dx",
+    "seq_x", "lengths", "d_seq_y", "x", "params", "initial_states", "dys", "d_final_states",
+    "tape", "dtype", "seed", "np", "numba", "njit", "llvmlite", "ir", "types", "intrinsic",
+    "overload", "math", "os", "sys", "CACHE", "SMALL_PRODUCT", "CellInterface", "VARIANT",
+    "STATES", "PARAMS", "OUTPUT", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS",
+    "SIZE_CONSTRAINTS", "SAVED_PER_STEP", "forward", "backward", "forward_kernel",
+    "backward_kernel", "init_params", "param_shapes", "saved_bytes_per_step",
+}) | frozenset(dir(builtins))  # fmt: skip
 RESERVED_PREFIXES = (
-    "d_", "tmp", "_", "acc_", "buf_", "save_", "seq_", "k_", "dk_", "size_", "const_", "init_",
-    "dfinal_", "dnext_", "dprev_",
+    "d_", "tmp", "_", "acc_", "buf_", "save_", "seq_", "step_", "k_", "dk_", "wt_", "scratch_",
+    "size_", "const_", "init_", "dfinal_", "dnext_", "dprev_",
 )  # fmt: skip
+#: What a generated package's ``__init__`` defines: a variant may not be named so.
+PACKAGE_NAMES = frozenset({"VARIANTS", "load", "importlib", "retain_freed_memory"})
 
 
 class DeclarationError(ValueError):
@@ -82,6 +94,7 @@ class Size:
     name: str
     argument: str
     latex: str
+    where: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -258,6 +271,14 @@ class Cell:
                  conventions: tuple[str, ...] | list[str] = ()):  # fmt: skip
         self._where = _caller()
         _check_name(name, "cell", self._where)
+        if name in PACKAGE_NAMES:
+            raise DeclarationError(
+                f"{self._where}: cell name {name!r} is taken by the generated package itself "
+                f"({sorted(PACKAGE_NAMES)}); choose another."
+            )
+        texts = {"title": title, "citation": citation, "description": description}
+        for what, text in (*texts.items(), *(("convention", c) for c in conventions)):
+            _check_text(what, text, self._where)
         self.name = name
         self.title = title
         self.citation = citation
@@ -283,18 +304,25 @@ class Cell:
     def size(self, name: str, argument: str, latex: str | None = None) -> str:
         """Declare an extra dimension, given to ``param_shapes`` as ``argument=``."""
         where = _caller()
+        _check_name(name, "size", where, reserved=False)
         if name in self._sizes:
             raise DeclarationError(
                 f"{where}: size {name!r} is declared twice; give it another name."
             )
         _check_name(argument, "size argument", where)
-        self._sizes[name] = Size(name, argument, latex or name)
+        if argument in {s.argument for s in self._sizes.values()}:
+            raise DeclarationError(
+                f"{where}: size argument {argument!r} is already taken; give it another name."
+            )
+        self._sizes[name] = Size(
+            name, argument, _check_latex(latex, where) or name, where
+        )
         return name
 
     def input(self, latex: str = "x") -> sympy.Symbol:
         """The input vector ``x_t`` (size ``I``)."""
         self._input = sympy.Symbol("x")
-        self._input_latex = latex
+        self._input_latex = _check_latex(latex, _caller())
         self._taken.add("x")
         return self._input
 
@@ -309,7 +337,7 @@ class Cell:
             raise DeclarationError(
                 f"{where}: state {name!r} is declared twice; give it another name."
             )
-        state = State(name, size, latex, where)
+        state = State(name, size, _check_latex(latex, where), where)
         self._states[name] = state
         self._taken.update((state.prev.name, state.new.name))
         if output:
@@ -370,7 +398,9 @@ class Cell:
         self._check_size(block_size, where)
         if cols is not None:
             self._check_size(cols, where)
-        param = Param(name, kind, block_names, block_size, cols, latex, where)
+        param = Param(
+            name, kind, block_names, block_size, cols, _check_latex(latex, where), where
+        )
         self._params[name] = param
         return param
 
@@ -403,7 +433,10 @@ class Cell:
             )
         if name is None:
             name = weight.name.removeprefix("weight_")
-        _check_name(name, "dense projection", where)
+        # the projection's name only prefixes its blocks' symbols, which must be free names
+        _check_name(name, "dense projection", where, reserved=False)
+        for block in chosen:
+            _check_name(f"{name}_{block}", "projection block", where)
         for d in self._denses.values():
             if d.name == name and set(d.blocks) & set(chosen):
                 raise DeclarationError(
@@ -474,7 +507,9 @@ class Cell:
             )
             expr = expr.func(pre)
         self._taken.add(name)
-        self._equations.append(Equation(target, expr, "", role, where, latex))
+        self._equations.append(
+            Equation(target, expr, "", role, where, _check_latex(latex, where))
+        )
         return target
 
     def output(self, state: State) -> None:
@@ -578,6 +613,14 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
 
 
 def _check_usage(spec: CellSpec, where: str) -> None:
+    shaped = {size for p in spec.params for _, size in p.shape_formula()}
+    for size in spec.sizes:
+        if size.name != spec.input_size and size.name not in shaped:
+            raise DeclarationError(
+                f"{size.where or where}: size {size.name!r} is the size of no parameter, so "
+                "it cannot be read from the parameters a kernel is given; use it in a "
+                "parameter's shape, or remove it."
+            )
     updated = {eq.target for eq in spec.equations if eq.role == "state"}
     for s in spec.states:
         if s.new not in updated:
@@ -619,11 +662,73 @@ def _check_name(name: str, what: str, where: str, reserved: bool = True) -> None
             f"{where}: {what} name {name!r} is not a valid Python identifier; use letters, digits "
             "and underscores, not starting with a digit, and not a Python keyword."
         )
-    if reserved and (name in RESERVED or name.startswith(RESERVED_PREFIXES)):
+    folded = unicodedata.normalize("NFKC", name)
+    if folded != name:  # Python reads identifiers in NFKC: two spellings, one name
         raise DeclarationError(
-            f"{where}: {what} name {name!r} is reserved for the generated code (names {sorted(RESERVED)} "
-            f"and names starting with {RESERVED_PREFIXES}); choose another."
+            f"{where}: {what} name {name!r} is read by Python as {folded!r}; write {folded!r}."
         )
+    if reserved and (name in RESERVED or name.startswith(RESERVED_PREFIXES)):
+        if name.startswith(RESERVED_PREFIXES):
+            reason = "it starts with a reserved prefix"
+        elif hasattr(builtins, name):
+            reason = "it is a Python builtin"
+        else:
+            reason = "the generated modules use it"
+        raise DeclarationError(
+            f"{where}: {what} name {name!r} is reserved for the generated code: {reason}; "
+            f"choose another (reserved prefixes: {', '.join(RESERVED_PREFIXES)})."
+        )
+
+
+def _check_text(what: str, text, where: str) -> None:
+    """Free text: any Unicode string (the emitters escape it for each language)."""
+    if not isinstance(text, str):
+        raise DeclarationError(
+            f"{where}: the {what} must be a string; got {type(text).__name__}."
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DeclarationError(
+            f"{where}: the {what} has {text[error.start]!r}, which is not Unicode text (a lone "
+            "surrogate); remove it."
+        ) from None
+
+
+#: LaTeX commands a declared name may not use: they read or write files, or redefine LaTeX.
+_LATEX_COMMANDS = re.compile(
+    r"\\(input|include|write|immediate|openin|openout|read|catcode|def|edef|gdef|xdef|let"
+    r"|csname|newcommand|renewcommand|providecommand|usepackage|special|directlua|begin|end"
+    r"|makeatletter|endinput|jobname|loop|expandafter)(?![A-Za-z])"
+)
+
+
+def _check_latex(latex: str | None, where: str) -> str | None:
+    """A declared LaTeX name: one math-mode group, balanced, with no file access, no
+    definitions, no comment, no math shift and no alignment."""
+    if latex is None:
+        return None
+    if not isinstance(latex, str) or not latex.strip():
+        raise DeclarationError(
+            f"{where}: latex= must be a non-empty string; got {latex!r}."
+        )
+    depth = 0
+    for ch in latex.replace("\\\\", "").replace("\\{", "").replace("\\}", ""):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            break
+    bad = sorted(set(latex) & set("%$#&\n\r\t"))
+    command = _LATEX_COMMANDS.search(latex)
+    if depth != 0 or bad or command or not (latex.isprintable() and latex.isascii()):
+        problem = (f"the command {command.group(0)}" if command
+                   else f"the characters {bad}" if bad
+                   else "unbalanced braces" if depth
+                   else "characters outside printable ASCII (write \\sigma, not σ)")  # fmt: skip
+        raise DeclarationError(
+            f"{where}: latex={latex!r} has {problem}; a declared name is a short piece of "
+            "math-mode LaTeX such as r'\\tilde{c}' or r'W_{h\\cdot}'."
+        )
+    return latex
 
 
 def _check_functions(expr: sympy.Expr, where: str) -> sympy.Expr:
