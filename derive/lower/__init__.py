@@ -39,10 +39,10 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     planned = schedule(spec, stages, storage, adjoints)
     sequences = tuple(storage.sequences.values())
     tape = tuple(storage.backward[s].array for s in storage.tape)
-    shared = list(dict.fromkeys(adjoints.projection_adjoint.values()))
+    shared = tuple(dict.fromkeys(adjoints.projection_adjoint.values()))
+    workspaces = tuple(storage.forward[s].array for s in storage.workspaces)
     signature = _signature(spec, sequences, tape)
-    arrays = (*sequences, *tape, *shared, *adjoints.accumulators.values(),
-              *(storage.forward[s].array for s in storage.workspaces),
+    arrays = (*sequences, *tape, *shared, *adjoints.accumulators.values(), *workspaces,
               *(p.result for stage in planned for p in stage.products))  # fmt: skip
     used = _sizes_used(arrays, planned)
     return KernelPlan(
@@ -52,8 +52,8 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         sequences=sequences,
         tape=tape,
         saved=storage.tape,
-        workspaces=tuple(storage.forward[s].array for s in storage.workspaces),
-        adjoints=tuple(shared),
+        workspaces=workspaces,
+        adjoints=shared,
         accumulators=tuple(adjoints.accumulators.values()),
         **signature,
         forward_sizes=_size_sources(spec, ArrayRole.INITIAL, used),

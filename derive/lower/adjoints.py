@@ -119,14 +119,14 @@ def _shared_adjoints(spec, complete, homes) -> dict[Dense, Array]:
 def plan_adjoints(adjoint: Adjoint, stages: Stages, storage: Storage) -> AdjointPlan:
     spec, values = adjoint.spec, storage.values
     homes = _homes(adjoint, stages, values)
-    per_step_sources = {d.source for d in spec.denses if d.source != spec.input}
     elsewhere = {
         sym
         for sym, terms in adjoint.terms.items()
         if sym in homes and any(stages.of_use(t) != homes[sym] for t in terms)
     }
     computed = [*(eq.target for eq in spec.equations), *stages.dense_of]
-    buffered = [s for s in computed if s in per_step_sources or s in elsewhere]
+    sources = stages.per_step_sources
+    buffered = [s for s in computed if s in sources or s in elsewhere]
     accumulators = {
         s: Array(ArrayRole.ACCUMULATOR, s.name, Extent.BATCH, ((1, values[s].size),))
         for s in buffered

@@ -37,6 +37,11 @@ class Stages:
             return self.of_dense[self.dense_of[sym]]
         return self.of_target.get(sym, 0)
 
+    @property
+    def per_step_sources(self) -> set[sympy.Symbol]:
+        """What the step's per-step projections read (every source but the input)."""
+        return {d.source for d in self.spec.denses if d.source != self.spec.input}
+
     def of_use(self, term: Term) -> int:
         """The stage of the equation that ``term`` differentiates."""
         return self.of_target[self.spec.equations[term.use].target]

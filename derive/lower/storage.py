@@ -64,7 +64,7 @@ def _arrays(spec, values):
     return sequences, fixed
 
 
-def _projection_reads(spec, stages):
+def _projection_reads(spec):
     reads = {}
     for d in spec.denses:
         hoisted = d.source == spec.input
@@ -80,9 +80,8 @@ def _projection_reads(spec, stages):
 def choose_storage(adjoint: Adjoint, stages: Stages, values) -> Storage:
     spec = adjoint.spec
     sequences, fixed = _arrays(spec, values)
-    per_step_sources = {d.source for d in spec.denses if d.source != spec.input}
     computed = [*stages.dense_of, *(eq.target for eq in spec.equations)]
-    on_tape = set(adjoint.saved) | per_step_sources
+    on_tape = set(adjoint.saved) | stages.per_step_sources
     tape = tuple(s for s in computed if s in on_tape and values[s].role != Role.NEW)
     later = {
         s
@@ -92,7 +91,7 @@ def choose_storage(adjoint: Adjoint, stages: Stages, values) -> Storage:
         and stages.of(s) < stages.of_target[eq.target]
     }
     workspaces = tuple(s for s in computed if s in later and s not in tape)
-    forward = {**fixed, **_projection_reads(spec, stages)}
+    forward = {**fixed, **_projection_reads(spec)}
     backward = dict(fixed)
     for sym in tape:
         array = Array(ArrayRole.TAPE, sym.name, Extent.STEPS, ((1, values[sym].size),))
