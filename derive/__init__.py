@@ -17,7 +17,8 @@ The pipeline ``declare → derive → lower → render → write`` is driven by
     stamped files, written atomically and only when their bytes change.
 
 Beside the pipeline: :mod:`derive.verify` (kernels against PyTorch autograd),
-:mod:`derive.runtime` (layers and optimisers over generated modules), :mod:`derive.bench` and
+:mod:`derive.runtime` (layers and optimisers over generated modules), :mod:`derive.torch` and
+:mod:`derive.jax` (the kernels inside PyTorch and JAX), :mod:`derive.bench` and
 :mod:`derive.cli`. The symbolic core imports no emitter; the generated modules import nothing of
 ``derive``.
 

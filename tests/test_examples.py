@@ -66,3 +66,42 @@ def test_plain_rnn_gradients_vanish_where_an_lstm_keeps_them(demo):
     lstm = demo.gradient_flow(demo.Model("lstm", 2, 32, 1, 0, forget_bias=1.0), x)
     assert rnn[0] / rnn[-1] < 1e-6
     assert lstm[0] / lstm[-1] > 1e3 * rnn[0] / rnn[-1]
+
+
+def test_char_model_trains_samples_times_and_plots(tmp_path, capsys):
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location(
+        "char_model", ROOT / "examples" / "char_model.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    options = ["--iterations", "30", "--hidden", "16", "--length", "16", "--batch", "4"]
+    assert module.main(["gru", *options, "--repeats", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sample: The " in out and "eager PyTorch loop" in out
+    record = json.loads((tmp_path / "gru.json").read_text())
+    assert len(record["loss"]) == 30 and record["loss"][-1] < record["loss"][0]
+    assert set(record["step_seconds"]) == {"gatesmith", "eager PyTorch"}
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "gru_loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_char_model_eager_loop_computes_what_the_kernels_compute():
+    """The timing's contender is the same function: outputs and gradients agree."""
+    torch = pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location(
+        "char_model", ROOT / "examples" / "char_model.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    model = module.CharModel("lstm_peephole", 11, 8, 2).double()
+    eager = module.EagerRecurrent(model.rnn)
+    x = torch.randn(3, 5, 32, dtype=torch.float64)
+    want, _ = model.rnn(x)
+    got, _ = eager(x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad(got.sum(), list(model.rnn.parameters()))
+    wants = torch.autograd.grad(model.rnn(x)[0].sum(), list(model.rnn.parameters()))
+    for a, b in zip(grads, wants, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -292,3 +292,34 @@ def test_tape_holds_what_saved_bytes_per_step_states_for_a_long_sequence(cell):
     kept = sum(tape["arrays"][name].nbytes for name in cell._FORWARD_RETURNS)
     per_step = cell.saved_bytes_per_step(1, **sizes, dtype=np.float32)
     assert per_step * steps <= kept <= per_step * (steps + 1)
+
+
+def test_a_tape_rebuilt_from_its_arrays_gives_the_same_backward(cell):
+    """What the framework bindings keep between the passes: ``saved_arrays`` have the shapes
+    ``saved_shapes`` predicts, and ``restore_tape`` rebuilds a tape whose backward is the
+    original's, padding included."""
+    interface = cell._interface
+    problem = Problem(cell, np.float64, steps=4, batch=3)
+    lengths = np.array([4, 1, 3])
+    x = problem.x.copy()
+    x[1:, 1] = np.nan  # padding, which the rebuilt tape must mask again
+    ys, finals, tape = cell.forward(x, problem.states, problem.params, lengths)
+    saved = interface.saved_arrays(tape)
+    sizes = interface.check_params("test", problem.params, x.shape[2], x.dtype)
+    assert [a.shape for a in saved] == list(interface.saved_shapes(4, 3, sizes))
+    rebuilt = interface.restore_tape(
+        x, problem.params, lengths, [a.copy() for a in saved]
+    )
+    want = cell.backward(problem.dys, problem.dfinal, tape)
+    got = cell.backward(problem.dys, problem.dfinal, rebuilt)
+    np.testing.assert_array_equal(got[0], want[0])
+    for a, b in zip(got[1], want[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in cell.PARAMS:
+        np.testing.assert_array_equal(got[2][name], want[2][name])
+    with pytest.raises(ValueError, match=f"must be the {len(saved)} arrays"):
+        interface.restore_tape(x, problem.params, lengths, saved[:-1])
+    with pytest.raises(
+        ValueError, match=f"saved {cell._FORWARD_RETURNS[0]} must have shape"
+    ):
+        interface.restore_tape(x, problem.params, lengths, [saved[0][1:], *saved[1:]])

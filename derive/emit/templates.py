@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 import sympy
 
-from ..lower.plan import KernelPlan
+from ..lower.plan import Extent, KernelPlan
 from .latex import Document, markdown_escape, tex_escape
 from .numba import Kernel, Line, print_kernel
 
@@ -170,6 +170,18 @@ def _tuple(items, name: str, quote: bool = True) -> str:
     return bracket(items, f"{name} = (", ")", hug=False)
 
 
+def _saved_shape(array) -> str:
+    """``(initial, ((mult, "size"), ...))``: an array the forward kernel returns has
+    ``(steps + initial) * batch`` rows and the sum of ``mult * size`` columns."""
+    initial = 1 if array.extent is Extent.STEPS_AND_INITIAL else 0
+    width = ", ".join(f'({mult}, "{size}")' for mult, size in array.width)
+    return (
+        f"({initial}, ({width},))"
+        if len(array.width) == 1
+        else f"({initial}, ({width}))"
+    )
+
+
 def _direct_products(kernel: Kernel) -> set[str]:
     """Keys of the projections whose gradient product can be written into its array: the only
     product into a whole weight, and the first input projection when no loop adds to ``dx``."""
@@ -222,6 +234,11 @@ def render_kernel(plan: KernelPlan) -> str:
         saved_per_step=_tuple(saved, "SAVED_PER_STEP", quote=False),
         saved_text=saved_text,
         forward_returns=_tuple(kernel.forward_returns, "_FORWARD_RETURNS"),
+        forward_shapes=_tuple(
+            [_saved_shape(array) for array in plan.forward_returns],
+            "_FORWARD_SHAPES",
+            quote=False,
+        ),
         backward_tape=_tuple(
             kernel.backward_args[1 + len(kernel.states) :], "_BACKWARD_TAPE"
         ),

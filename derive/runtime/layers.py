@@ -19,14 +19,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Recurrent", "Tape", "truncated_bptt"]
+__all__ = [
+    "Recurrent", "Tape", "check_layer", "extra_sizes", "load_cell", "param_sizes",
+    "truncated_bptt",
+]  # fmt: skip
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: torch module class -> variant (nn.RNN's is picked by its nonlinearity)
 _TORCH_CELLS = {"RNN": None, "LSTM": "lstm", "GRU": "gru"}
 
 
-def _load(variant):
+def load_cell(caller, variant):
+    """The generated module of ``variant``: a variant's name, or a generated cell module (one
+    generated from a user's declaration, say). ``caller`` names the function in errors."""
     if isinstance(variant, types.ModuleType):
         missing = [
             name for name in ("forward", "backward", "init_params", "STATES", "PARAMS")
@@ -34,23 +39,97 @@ def _load(variant):
         ]  # fmt: skip
         if missing:
             raise TypeError(
-                f"Recurrent: variant must be a variant name or a generated cell module; "
+                f"{caller}: variant must be a variant name or a generated cell module; "
                 f"module {variant.__name__} lacks {missing}"
             )
         return variant
     if not isinstance(variant, str):
         raise TypeError(
-            f"Recurrent: variant must be a variant name or a generated cell module; "
+            f"{caller}: variant must be a variant name or a generated cell module; "
             f"got {type(variant).__name__}"
         )
     import generated
 
     if variant not in generated.VARIANTS:
         raise ValueError(
-            f"Recurrent: unknown variant {variant!r}; generated variants are "
+            f"{caller}: unknown variant {variant!r}; generated variants are "
             f"{', '.join(generated.VARIANTS)}"
         )
     return generated.load(variant)
+
+
+def extra_sizes(caller, cell, sizes):
+    """``sizes``, the keyword sizes a net of ``cell`` takes beyond ``input_size`` and
+    ``hidden_size`` (``proj_size`` for ``lstm_proj``), checked: all of them, each positive."""
+    known = set(cell.SIZES.values()) - {"input_size", "hidden_size"}
+    unknown = sorted(set(sizes) - known)
+    if unknown:
+        raise TypeError(
+            f"{caller}: {cell.VARIANT} takes the sizes {sorted(known) or 'none'} beyond "
+            f"input_size and hidden_size; got {unknown}"
+        )
+    missing = sorted(known - set(sizes))
+    if missing:
+        raise TypeError(
+            f"{caller}: {cell.VARIANT} needs the sizes {missing} as keywords"
+        )
+    return {k: _positive(caller, k, v) for k, v in sizes.items()}
+
+
+def param_sizes(cell, input_size, param_shapes):
+    """Size name -> int, read off the parameters' shapes (in ``cell.PARAMS`` order) as the
+    module's own check reads them: for frameworks that know shapes before they hold arrays."""
+    sizes = {"I": input_size}
+    for name, shape in zip(cell.PARAMS, param_shapes, strict=True):
+        for axis, (mult, size) in enumerate(cell.PARAM_SHAPES[name]):
+            sizes.setdefault(size, shape[axis] // mult)
+    return sizes
+
+
+def check_layer(caller, cell, x_shape, param_shapes, state_shapes):
+    """The sizes (size name -> int) of one layer's call of ``cell``, checked from shapes alone,
+    for the framework bindings: ``x_shape`` ``(T, B, I)``; ``param_shapes`` a dict keyed by
+    exactly ``cell.PARAMS``; ``state_shapes`` None or one ``(B, size)`` per state."""
+    if len(x_shape) != 3 or 0 in x_shape:
+        raise ValueError(
+            f"{caller}: x must have shape (T, B, input_size) with T, B >= 1; got "
+            f"{tuple(x_shape)}"
+        )
+    if not isinstance(param_shapes, dict) or set(param_shapes) != set(cell.PARAMS):
+        got = sorted(param_shapes) if isinstance(param_shapes, dict) else "no dict"
+        raise ValueError(
+            f"{caller}: params must be a dict with exactly the keys {cell.PARAMS}; got {got}"
+        )
+    shapes = [tuple(param_shapes[name]) for name in cell.PARAMS]
+    sizes = param_sizes(cell, x_shape[2], shapes)
+    for name, shape in zip(cell.PARAMS, shapes, strict=True):
+        want = tuple(mult * sizes[size] for mult, size in cell.PARAM_SHAPES[name])
+        if shape != want:
+            detail = ", ".join(f"{cell.SIZES[s]}={n}" for s, n in sizes.items())
+            raise ValueError(
+                f"{caller}: params[{name!r}] must have shape {want} for {detail}; got {shape}"
+            )
+    for a, b in cell.SIZE_CONSTRAINTS:
+        if sizes[a] != sizes[b]:
+            raise ValueError(
+                f"{caller}: {cell.VARIANT} needs {cell.SIZES[a]} = {cell.SIZES[b]}; got "
+                f"{sizes[a]} and {sizes[b]}"
+            )
+    if state_shapes is None:
+        return sizes
+    if len(state_shapes) != len(cell.STATES):
+        raise ValueError(
+            f"{caller}: initial_states must be None or a tuple of {len(cell.STATES)} arrays "
+            f"{cell.STATES}; got {len(state_shapes)}"
+        )
+    for n, (name, shape) in enumerate(zip(cell.STATES, state_shapes, strict=True)):
+        want = (x_shape[1], sizes[cell.STATE_SIZES[name]])
+        if tuple(shape) != want:
+            raise ValueError(
+                f"{caller}: initial_states[{n}] ({name}) must have shape {want} (batch, "
+                f"size); got {tuple(shape)}"
+            )
+    return sizes
 
 
 def _positive(caller, name, value):
@@ -111,7 +190,7 @@ class Recurrent:
         forget_bias=None,
         **sizes,
     ):
-        self.cell = _load(variant)
+        self.cell = load_cell("Recurrent", variant)
         self.variant = self.cell.VARIANT
         self.input_size = _positive("Recurrent", "input_size", input_size)
         self.hidden_size = _positive("Recurrent", "hidden_size", hidden_size)
@@ -132,19 +211,7 @@ class Recurrent:
             raise TypeError(
                 f"Recurrent: dtype must be float32 or float64; got {self.dtype}"
             )
-        known = set(self.cell.SIZES.values()) - {"input_size", "hidden_size"}
-        unknown = sorted(set(sizes) - known)
-        if unknown:
-            raise TypeError(
-                f"Recurrent: {self.variant} takes the sizes {sorted(known) or 'none'} beyond "
-                f"input_size and hidden_size; got {unknown}"
-            )
-        missing = sorted(known - set(sizes))
-        if missing:
-            raise TypeError(
-                f"Recurrent: {self.variant} needs the sizes {missing} as keywords"
-            )
-        self.sizes = {k: _positive("Recurrent", k, v) for k, v in sizes.items()}
+        self.sizes = extra_sizes("Recurrent", self.cell, sizes)
         self.training = True
         self._rng = np.random.default_rng(seed)
         shapes = self._layer_sizes()

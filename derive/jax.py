@@ -1,0 +1,181 @@
+"""Generated cells inside JAX: one layer as a differentiable, jit-compatible function.
+
+    ys, final_states = recurrent("mgu", params, x)          # x: (T, B, I)
+    jax.jit(jax.grad(loss))(params, x)
+
+:func:`recurrent` is a ``jax.custom_vjp`` function whose forward and backward run the generated
+Numba kernels through ``jax.pure_callback``: under ``jit`` they are host calls, under ``vmap``
+they run once per mapped element. float64 needs ``jax.config.update("jax_enable_x64", True)``.
+
+Needs JAX (the ``jax`` extra); the generated modules themselves do not.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .runtime.layers import check_layer, load_cell, param_sizes
+
+__all__ = ["recurrent"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _host(array):
+    return np.ascontiguousarray(np.asarray(array))
+
+
+def _struct(shape, dtype):
+    return jax.ShapeDtypeStruct(tuple(shape), dtype)
+
+
+@functools.cache
+def _function(name):
+    """The ``custom_vjp`` function of the generated module ``name``:
+    ``(x, lengths, states, params) -> (ys, final_states)``."""
+    cell = sys.modules[name]
+    interface = cell._interface
+
+    def shapes(x, states, params):
+        steps, batch, size = x.shape
+        sizes = param_sizes(cell, size, [p.shape for p in params])
+        out = sizes[cell.STATE_SIZES[cell.OUTPUT]]
+        primal = (
+            _struct((steps, batch, out), x.dtype),
+            tuple(_struct(s.shape, x.dtype) for s in states),
+        )
+        saved = tuple(
+            _struct(s, x.dtype) for s in interface.saved_shapes(steps, batch, sizes)
+        )
+        return primal, saved
+
+    def host_forward(x, lengths, states, params):
+        arrays = dict(zip(cell.PARAMS, map(_host, params), strict=True))
+        ys, finals, tape = cell.forward(
+            _host(x), tuple(map(_host, states)), arrays, _host(lengths).astype(np.int64)
+        )
+        return (ys, finals), interface.saved_arrays(tape)
+
+    def host_backward(x, lengths, params, saved, dys, d_finals):
+        arrays = dict(zip(cell.PARAMS, map(_host, params), strict=True))
+        tape = interface.restore_tape(
+            _host(x), arrays, _host(lengths).astype(np.int64), [_host(s) for s in saved]
+        )
+        dx, d_initial, d_params = cell.backward(
+            _host(dys), tuple(map(_host, d_finals)), tape
+        )
+        return dx, d_initial, tuple(d_params[n] for n in cell.PARAMS)
+
+    def run(x, lengths, states, params):
+        primal, saved = shapes(x, states, params)
+        return jax.pure_callback(
+            host_forward, (primal, saved), x, lengths, states, params,
+            vmap_method="sequential",
+        )  # fmt: skip
+
+    @jax.custom_vjp
+    def function(x, lengths, states, params):
+        return run(x, lengths, states, params)[0]
+
+    def forward(x, lengths, states, params):
+        primal, saved = run(x, lengths, states, params)
+        return primal, (x, lengths, params, saved)
+
+    def backward(residuals, cotangents):
+        x, lengths, params, saved = residuals
+        dys, d_finals = cotangents
+        result = (
+            _struct(x.shape, x.dtype),
+            tuple(_struct(d.shape, d.dtype) for d in d_finals),
+            tuple(_struct(p.shape, p.dtype) for p in params),
+        )
+        dx, d_initial, d_params = jax.pure_callback(
+            host_backward, result, x, lengths, params, saved, dys, d_finals,
+            vmap_method="sequential",
+        )  # fmt: skip
+        no_gradient = np.zeros(lengths.shape, dtype=jax.dtypes.float0)
+        return dx, no_gradient, d_initial, d_params
+
+    function.defvjp(forward, backward)
+    return function
+
+
+def _check(caller, argument, value, dtype=None):
+    """``value`` as a JAX array of a float dtype (``dtype`` when given)."""
+    array = jnp.asarray(value)
+    if dtype is None and array.dtype not in _FLOATS:
+        raise TypeError(
+            f"{caller}: {argument} must be float32 or float64; got {array.dtype}"
+        )
+    if dtype is not None and array.dtype != dtype:
+        raise TypeError(
+            f"{caller}: {argument} must have the dtype of x, {dtype}; got {array.dtype}"
+        )
+    return array
+
+
+def recurrent(variant, params, x, initial_states=None, lengths=None):
+    """Run one layer of ``variant`` over ``x`` ``(T, B, I)``, differentiably.
+
+    ``variant`` is a generated variant's name or a generated cell module; ``params`` maps the
+    cell's ``PARAMS`` to arrays; ``initial_states`` is None (zeros) or a tuple of ``(B, size)``
+    arrays in ``STATES`` order; ``lengths`` is None or each batch row's number of steps (it
+    must lie in [1, T]; outside ``jit`` it is checked). Returns ``ys`` ``(T, B, size)`` (zero
+    past a row's length) and the tuple of final states (each row's state at its length).
+    """
+    caller = "recurrent"
+    cell = load_cell(caller, variant)
+    x = _check(caller, "x", x)
+    if not (initial_states is None or isinstance(initial_states, (tuple, list))):
+        raise ValueError(
+            f"{caller}: initial_states must be None or a tuple of arrays {cell.STATES}; "
+            f"got {type(initial_states).__name__}"
+        )
+    shapes = (
+        {name: np.shape(value) for name, value in params.items()}
+        if isinstance(params, dict)
+        else params
+    )
+    sizes = check_layer(
+        caller, cell, x.shape, shapes,
+        None if initial_states is None else [np.shape(s) for s in initial_states],
+    )  # fmt: skip
+    arrays = tuple(
+        _check(caller, f"params[{n!r}]", params[n], x.dtype) for n in cell.PARAMS
+    )
+    steps, batch, _ = x.shape
+    if initial_states is None:
+        states = tuple(
+            jnp.zeros((batch, sizes[cell.STATE_SIZES[s]]), x.dtype) for s in cell.STATES
+        )
+    else:
+        states = tuple(
+            _check(caller, f"initial_states[{n}]", s, x.dtype)
+            for n, s in enumerate(initial_states)
+        )
+    lengths = _lengths(caller, lengths, steps, batch)
+    return _function(cell.__name__)(x, lengths, states, arrays)
+
+
+def _lengths(caller, lengths, steps, batch):
+    if lengths is None:
+        return jnp.full((batch,), steps, jnp.int32)
+    given = jnp.asarray(lengths)
+    if given.shape != (batch,) or not jnp.issubdtype(given.dtype, jnp.integer):
+        raise ValueError(
+            f"{caller}: lengths must be {batch} integers, one per batch row; got "
+            f"{given.dtype} {given.shape}"
+        )
+    if not isinstance(given, jax.core.Tracer):
+        bad = np.asarray((given < 1) | (given > steps))
+        if bad.any():
+            raise ValueError(
+                f"{caller}: lengths must lie in [1, {steps}] (the number of steps); got "
+                f"{np.asarray(given).tolist()}"
+            )
+    return given

@@ -1,0 +1,122 @@
+"""The JAX binding: ``derive.jax.recurrent`` under ``check_grads``, ``jit``, ``grad`` and ``vmap``,
+against the generated modules it wraps, in float64 and float32, and its argument checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import VARIANTS, load_generated, relative_error, sizes_for
+
+jax = pytest.importorskip("jax")
+jax.config.update(
+    "jax_enable_x64", True
+)  # float32 arrays stay float32; float64 is allowed
+import jax.numpy as jnp  # noqa: E402
+from jax.test_util import check_grads  # noqa: E402
+
+from derive.jax import recurrent  # noqa: E402
+
+
+def _problem(variant, dtype, seed=0, steps=4, batch=3):
+    cell = load_generated(variant)
+    kwargs = sizes_for(cell, input_size=3, hidden_size=4, extra=2)
+    sizes = {name: kwargs[argument] for name, argument in cell.SIZES.items()}
+    rng = np.random.default_rng(seed)
+    params = {
+        name: (rng.standard_normal(shape) * 0.5).astype(dtype)
+        for name, shape in cell.param_shapes(**kwargs).items()
+    }
+    x = rng.standard_normal((steps, batch, sizes["I"])).astype(dtype)
+    states = tuple(
+        rng.standard_normal((batch, sizes[cell.STATE_SIZES[s]])).astype(dtype)
+        for s in cell.STATES
+    )
+    lengths = np.array([steps, 1, steps - 1][:batch])
+    return cell, params, x, states, lengths
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_check_grads_every_variant(variant):
+    """Reverse mode against finite differences in float64, with random non-zero initial
+    states and padded rows."""
+    cell, params, x, states, lengths = _problem(variant, np.float64)
+
+    def run(params, x, states):
+        return recurrent(variant, params, x, states, jnp.asarray(lengths))
+
+    check_grads(run, (params, x, states), order=1, modes=("rev",))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("variant", ["lstm", "gru", "mgu", "lstm_proj"])
+def test_jit_grad_equals_the_generated_module(variant, dtype):
+    cell, params, x, states, lengths = _problem(variant, dtype, seed=1)
+    rng = np.random.default_rng(2)
+    ys_np, finals_np, tape = cell.forward(x, states, params, lengths)
+    d_ys = rng.standard_normal(ys_np.shape).astype(dtype)
+    d_finals = tuple(rng.standard_normal(f.shape).astype(dtype) for f in finals_np)
+    dx_np, d_states_np, d_params_np = cell.backward(d_ys, d_finals, tape)
+
+    def loss(params, x, states):
+        ys, finals = recurrent(variant, params, x, states, lengths)
+        total = (ys * d_ys).sum()
+        return total + sum((f * d).sum() for f, d in zip(finals, d_finals, strict=True))
+
+    ys, finals = jax.jit(lambda p, x, s: recurrent(variant, p, x, s, lengths))(
+        params, x, states
+    )
+    assert ys.dtype == dtype and relative_error(np.asarray(ys), ys_np) == 0
+    d_params, dx, d_states = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(
+        params, x, states
+    )
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    assert relative_error(np.asarray(dx), dx_np) <= tolerance
+    for got, want in zip(d_states, d_states_np, strict=True):
+        assert relative_error(np.asarray(got), want) <= tolerance
+    for name in cell.PARAMS:
+        err = relative_error(np.asarray(d_params[name]), d_params_np[name])
+        assert err <= tolerance, name
+
+
+def test_vmap_over_independent_batches_equals_a_loop():
+    cell, params, x, states, _ = _problem("mgu", np.float64, seed=3)
+    xs = np.random.default_rng(4).standard_normal((3, *x.shape))
+
+    def loss(x):
+        ys, (h,) = recurrent("mgu", params, x, states)
+        return (ys**2).sum() + h.sum()
+
+    values = jax.vmap(loss)(xs)
+    grads = jax.jit(jax.vmap(jax.grad(loss)))(xs)
+    for n in range(3):
+        assert float(values[n]) == pytest.approx(float(loss(xs[n])), rel=1e-14)
+        assert (
+            relative_error(np.asarray(grads[n]), np.asarray(jax.grad(loss)(xs[n]))) == 0
+        )
+
+
+def test_zero_initial_states_by_default():
+    cell, params, x, states, _ = _problem("lstm", np.float64, seed=5)
+    ys, finals = recurrent("lstm", params, x)
+    zeros = tuple(np.zeros_like(s) for s in states)
+    want, want_finals, _ = cell.forward(x, zeros, params)
+    assert relative_error(np.asarray(ys), want) == 0 and len(finals) == 2
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda p, x: recurrent("nope", p, x), ValueError, "unknown variant 'nope'"),
+        (lambda p, x: recurrent("lstm", p, x[0]), ValueError, r"shape \(T, B, input_size\)"),
+        (lambda p, x: recurrent("lstm", {}, x), ValueError, "exactly the keys"),
+        (lambda p, x: recurrent("lstm", p, x.astype(np.int32)), TypeError, "float32 or float64"),
+        (lambda p, x: recurrent("lstm", p, x.astype(np.float32)), TypeError, "dtype of x"),
+        (lambda p, x: recurrent("lstm", p, x, (x[0],)), ValueError, "tuple of 2 arrays"),
+        (lambda p, x: recurrent("lstm", p, x, lengths=[9, 1, 1]), ValueError, r"\[1, 4\]"),
+        (lambda p, x: recurrent("lstm", p, x, lengths=[1.0, 1, 1]), ValueError, "integers"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_clear_errors(call, error, match):
+    _, params, x, _, _ = _problem("lstm", np.float64)
+    with pytest.raises(error, match=match):
+        call(params, x)
