@@ -1,15 +1,22 @@
-"""``gatesmith bench``: generated kernels against PyTorch and JAX, and against the matmul limit.
+"""``gatesmith bench``: the generated kernels against PyTorch, TorchScript and JAX, fairly.
 
-Every contender runs forward and backward (the gradients of the input and of every weight) on
-the same problem; the contenders take turns within each repeat, so that a slow spell of a shared
-machine hits them alike, and medians are compared. The matrix-multiply rate is measured in the
-same run, and each kernel's rate is given as GFLOP/s and as a percent of it. The FLOP count is
-that of the weight products: ``2 T B (sum of the weights' sizes)`` forward, three times that for
-forward and backward (``2 T B G H (I + H)`` forward for a cell with ``G`` gate blocks).
+Every contender runs one layer's forward and backward (the gradients of the input and of every
+weight) on the same problem, in a process of its own: on two cores, the thread pool one library
+leaves spinning slows the next, so no two contenders ever share a process. For each problem the
+processes of the contenders strictly alternate, ``--rounds`` times; each process warms up, then
+times ``--repeats`` calls and reports their median. The table gives, per contender, the minimum,
+median and maximum of those per-process medians, and warns when they spread widely.
 
-The benchmark runs in a child process whose thread counts (BLAS, OpenMP, Numba, PyTorch, XLA)
-are fixed before anything loads. PyTorch and JAX are optional (the ``bench`` extra); without
-them the table has the generated kernels and the limit only.
+Contenders (:mod:`derive.contenders`): the generated module; ``torch.nn``'s fused cells for the
+four cells PyTorch has; for ``lstm_peephole`` and ``mgu``, the cell written by hand as an eager
+PyTorch loop and under TorchScript; and JAX ``lax.scan`` under ``jit``. Each is first checked to
+give the generated kernels' gradients, in a process of its own.
+
+The matrix-multiply rate of the BLAS the kernels call is measured too (in its own process), and
+each kernel's rate is given as GFLOP/s and as a percent of it. The FLOP count is that of the
+weight products: ``2 T B (sum of the weights' sizes)`` forward, three times that for forward and
+backward. Thread counts (BLAS, OpenMP, Numba, PyTorch, XLA) are fixed in every process.
+PyTorch and JAX are optional (the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -24,15 +31,19 @@ import sys
 import time
 from pathlib import Path
 
+from . import contenders as _contenders
+
 __all__ = ["SHAPES", "main", "run"]
 
 #: (T, B, I, H) of the performance table
 SHAPES = ((100, 1, 32, 32), (100, 32, 128, 128), (100, 64, 256, 256), (50, 64, 512, 512),
           (1000, 8, 64, 64))  # fmt: skip
 QUICK_SHAPES = ((100, 1, 32, 32), (50, 16, 64, 64))
-DEFAULT_VARIANTS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
-TORCH_CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
-_CHILD = "GATESMITH_BENCH_CHILD"
+DEFAULT_VARIANTS = ("lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_peephole", "mgu")
+#: the spread (max / min of the per-process medians) above which the table warns
+SPREAD_WARNING = 1.25
+#: the markers between which ``--report`` writes into an existing Markdown file
+BEGIN, END = "<!-- gatesmith bench: begin -->", "<!-- gatesmith bench: end -->"
 
 
 def _shape(text: str) -> tuple[int, int, int, int]:
@@ -49,7 +60,8 @@ def _shape(text: str) -> tuple[int, int, int, int]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatesmith bench",
-        description="Time generated kernels (forward + backward) against PyTorch and JAX.",
+        description="Time generated kernels (forward + backward) against PyTorch, "
+        "TorchScript and JAX, each contender in its own process.",
     )
     parser.add_argument(
         "variants", nargs="*", help=f"variants (default: {' '.join(DEFAULT_VARIANTS)})"
@@ -59,20 +71,28 @@ def _parser() -> argparse.ArgumentParser:
         help="a problem shape (repeatable; default: the five of the performance table)",
     )  # fmt: skip
     parser.add_argument(
-        "--dtype",
-        choices=("float32", "float64", "both"),
-        default="both",
+        "--dtype", choices=("float32", "float64", "both"), default="both",
         help="default: both",
-    )
+    )  # fmt: skip
     parser.add_argument(
-        "--repeats", type=int, default=7, help="timed repeats (default 7)"
+        "--rounds", type=int, default=3,
+        help="processes per contender and problem, alternated (default 3)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed calls per process (default 5)"
     )
     parser.add_argument(
         "--threads", type=int, default=2, help="threads for everyone (2)"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("benchmarks/results"),
-        help="folder for bench.json and bench.png (default: benchmarks/results)",
+        "--out", type=Path, default=None,
+        help="folder for bench.json and bench.png (default: benchmarks/results of the "
+        "source checkout; outside a checkout, required)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--report", type=Path, metavar="FILE.md",
+        help="write the machine and the table into FILE.md between gatesmith's markers "
+        "(a new file, or one with the markers)",
     )  # fmt: skip
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
@@ -81,34 +101,84 @@ def _parser() -> argparse.ArgumentParser:
         help="also time import + first call, from a cold and from a warm Numba cache",
     )  # fmt: skip
     parser.add_argument(
-        "--quick", action="store_true", help="two small shapes, three repeats"
+        "--quick", action="store_true", help="two small shapes, two rounds of three"
     )
     parser.add_argument(
         "--no-retain-memory", dest="retain_memory", action="store_false",
         help="leave glibc's defaults (see generated.retain_freed_memory)",
     )  # fmt: skip
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one task, in a child
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the arguments, then run the benchmark in a child with the thread counts fixed."""
+    """Parse the arguments; run the benchmark, or (``--worker``) one timed task of it."""
     args = _parser().parse_args(argv)
-    if args.threads < 1 or args.repeats < 1:
-        raise SystemExit("gatesmith bench: --threads and --repeats must be at least 1")
-    if os.environ.get(_CHILD) == "1":
-        return run(args)
-    n = str(args.threads)
+    if args.threads < 1 or args.repeats < 1 or args.rounds < 1:
+        raise SystemExit(
+            "gatesmith bench: --threads, --repeats and --rounds must be at least 1"
+        )
+    if args.worker:
+        print(json.dumps(_work(json.loads(args.worker))))
+        return 0
+    return run(args)
+
+
+# -- the children -----------------------------------------------------------------------------
+
+
+def _environment(threads: int) -> dict[str, str]:
+    n = str(threads)
     env = dict(os.environ)
     env.update({
-        _CHILD: "1", "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
+        "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
         "NUMBA_NUM_THREADS": n,
         "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={n}",
     })  # fmt: skip
-    argv = sys.argv[1:] if argv is None else argv
-    return subprocess.call([sys.executable, "-m", "derive.bench", *argv], env=env)
+    return env
 
 
-# -- the contenders ---------------------------------------------------------------------------
+def _child(task: dict, threads: int):
+    """Run ``task`` in a fresh process with the thread counts fixed; its JSON answer."""
+    command = [sys.executable, "-m", "derive.bench", "--worker", json.dumps(task),
+               "--threads", str(threads)]  # fmt: skip
+    done = subprocess.run(
+        command, env=_environment(threads), capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(
+            f"gatesmith bench: a child process failed on {task}:\n{done.stderr[-2000:]}"
+        )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _work(task: dict):
+    """One task in this process: ``time`` a contender, ``check`` gradients, or ``matmul``."""
+    import numpy as np
+
+    import generated
+
+    if task["kind"] == "matmul":
+        return _matmul_rate(np.dtype(task["dtype"]), task["repeats"])
+    cell = generated.load(task["variant"])
+    if task["kind"] == "check":
+        small = lambda dtype: Problem(cell, (6, 3, 4, 5), dtype)  # noqa: E731
+        return _contenders.check(small, task["names"])
+    if task["retain"]:
+        generated.retain_freed_memory()
+    problem = Problem(cell, tuple(task["shape"]), np.dtype(task["dtype"]))
+    step = _contenders.build(task["name"], problem, task["threads"])
+    # warm: compiled (TorchScript profiles its first calls, then optimises), every pool awake
+    start, calls = time.perf_counter(), 0
+    while calls < 3 or (calls < 20 and time.perf_counter() - start < 1.0):
+        step()
+        calls += 1
+    times = []
+    for _ in range(task["repeats"]):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 class Problem:
@@ -141,90 +211,6 @@ class Problem:
         return 3 * 2 * steps * batch * weights
 
 
-def _gatesmith(problem):
-    cell = problem.cell
-
-    def step():
-        ys, _, tape = cell.forward(problem.x, None, problem.params)
-        cell.backward(problem.d_out, None, tape)
-
-    return step
-
-
-def _torch(problem, variant, threads):
-    import torch
-
-    torch.set_num_threads(threads)
-    dtype = torch.float64 if problem.dtype.itemsize == 8 else torch.float32
-    input_size, hidden = problem.x.shape[2], problem.d_out.shape[2]
-    kind = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}.get(variant)
-    if kind is None:
-        module = torch.nn.RNN(
-            input_size, hidden, nonlinearity=variant.removeprefix("rnn_")
-        )
-    else:
-        module = kind(input_size, hidden)
-    module = module.to(dtype)
-    module.load_state_dict(
-        {f"{k}_l0": torch.tensor(v) for k, v in problem.params.items()}
-    )
-    x = torch.tensor(problem.x, requires_grad=True)
-    d_out = torch.tensor(problem.d_out)
-
-    def step():
-        module.zero_grad(set_to_none=True)
-        x.grad = None
-        out, _ = module(x)
-        out.backward(d_out)
-
-    return step
-
-
-def _jax(problem, variant):
-    import jax
-    import jax.numpy as jnp
-
-    if problem.dtype.itemsize == 8:
-        jax.config.update("jax_enable_x64", True)
-    params = {k: jnp.asarray(v) for k, v in problem.params.items()}
-    x, d_out = jnp.asarray(problem.x), jnp.asarray(problem.d_out)
-    hidden = problem.d_out.shape[2]
-
-    def cell_step(p, carry, xt):
-        h = carry[0]
-        gi = xt @ p["weight_ih"].T + p["bias_ih"]
-        gh = h @ p["weight_hh"].T + p["bias_hh"]
-        if variant == "lstm":
-            i, f, g, o = jnp.split(gi + gh, 4, axis=-1)
-            c = jax.nn.sigmoid(f) * carry[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
-            h = jax.nn.sigmoid(o) * jnp.tanh(c)
-            return (h, c), h
-        if variant == "gru":
-            ir, iz, in_ = jnp.split(gi, 3, axis=-1)
-            hr, hz, hn = jnp.split(gh, 3, axis=-1)
-            r, z = jax.nn.sigmoid(ir + hr), jax.nn.sigmoid(iz + hz)
-            n = jnp.tanh(in_ + r * hn)
-            h = (1 - z) * n + z * h
-            return (h,), h
-        act = jnp.tanh if variant == "rnn_tanh" else jax.nn.relu
-        h = act(gi + gh)
-        return (h,), h
-
-    states = 2 if variant == "lstm" else 1
-
-    def loss(p, x):
-        zeros = tuple(jnp.zeros((x.shape[1], hidden), x.dtype) for _ in range(states))
-        _, ys = jax.lax.scan(lambda c, xt: cell_step(p, c, xt), zeros, x)
-        return jnp.sum(ys * d_out)
-
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
-
-    def step():
-        jax.block_until_ready(grad(params, x))
-
-    return step
-
-
 def _matmul_rate(dtype, repeats) -> float:
     """GFLOP/s of a large matrix product through NumPy's BLAS (the library Numba calls)."""
     import numpy as np
@@ -245,27 +231,6 @@ def _available(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
-
-
-def _time(contenders: dict, repeats: int) -> dict[str, list[float]]:
-    """Each repeat times one call of every contender in turn. A contender whose call is short
-    first makes an untimed call in its turn, so that its thread pool is awake (an idle OpenMP
-    pool sleeps while the others run, and waking it would be charged to the timed call)."""
-    short = {}
-    for name, step in contenders.items():  # compile and warm up
-        step()
-        start = time.perf_counter()
-        step()
-        short[name] = time.perf_counter() - start < 0.05
-    times = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, step in contenders.items():
-            if short[name]:
-                step()
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def _startup(variant: str) -> dict[str, float]:
@@ -292,8 +257,37 @@ def _startup(variant: str) -> dict[str, float]:
     return out
 
 
+def _out(args) -> Path:
+    if args.out is not None:
+        return args.out
+    from .pipeline import default_out
+
+    generated = default_out()
+    if generated is None:
+        raise SystemExit("gatesmith bench: no source checkout found; pass --out DIR")
+    return generated.parent / "benchmarks" / "results"
+
+
+def _machine(threads: int) -> dict:
+    """The processor by name and its vector extensions, for the report."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    extensions = [f for f in ("avx2", "fma", "avx512f") if f in flags]
+    return {"processor": name, "extensions": extensions, "cpus": os.cpu_count(),
+            "threads": threads, "python": platform.python_version()}  # fmt: skip
+
+
 def run(args) -> int:
-    """The benchmark itself (in the child process)."""
+    """The benchmark: the checks, then every problem, each contender in its own processes."""
     import numpy as np
 
     import generated
@@ -303,82 +297,109 @@ def run(args) -> int:
     if unknown:
         print(f"gatesmith bench: unknown variants {unknown}", file=sys.stderr)
         return 2
+    out = _out(args)
     shapes = args.shape or (QUICK_SHAPES if args.quick else SHAPES)
-    repeats = 3 if args.quick else args.repeats
+    rounds, repeats = (2, 3) if args.quick else (args.rounds, args.repeats)
     dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
     use_torch = not args.no_torch and _available("torch")
     use_jax = not args.no_jax and _available("jax")
-    if use_torch:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    retained = generated.retain_freed_memory() if args.retain_memory else False
-    rates = {dt: _matmul_rate(np.dtype(dt), repeats) for dt in dtypes}
-    print(
-        f"threads {args.threads}; matmul rate "
-        + ", ".join(f"{dt} {r:.0f} GFLOP/s" for dt, r in rates.items())
-        + f"; torch {'yes' if use_torch else 'no'}, jax {'yes' if use_jax else 'no'}; "
-        + f"freed memory {'retained' if retained else 'returned'} (all contenders); "
-        f"median of {repeats}, forward + backward"
-    )
-    header = (
-        f"{'variant':<14}{'dtype':<8}{'T,B,I,H':<17}{'gatesmith':>11}{'torch':>11}{'jax':>11}"
-        f"{'vs torch':>9}{'vs jax':>8}{'GFLOP/s':>9}{'% mm':>6}{'limit':>10}"
-    )
-    print(header)
+    names = {v: _contenders.contenders_for(v, use_torch, use_jax) for v in variants}
+    checks = {}
+    for variant in variants:
+        if len(names[variant]) > 1:
+            checks[variant] = _child(
+                {"kind": "check", "variant": variant, "names": names[variant]}, 1
+            )
+            worst = max(checks[variant].values())
+            print(
+                f"{variant}: every contender's gradients agree (relative {worst:.1g})"
+            )
+    rates = {
+        dt: _child({"kind": "matmul", "dtype": dt, "repeats": repeats}, args.threads)
+        for dt in dtypes
+    }
+    machine = _machine(args.threads)
+    print(_preamble(machine, rates, rounds, repeats, args.retain_memory))
     rows = []
     for variant in variants:
         cell = generated.load(variant)
         for dt in dtypes:
             for shape in shapes:
                 problem = Problem(cell, shape, np.dtype(dt))
-                others = (
-                    use_torch and variant in TORCH_CELLS,
-                    use_jax and variant in TORCH_CELLS,
-                )
-                rows.append(
-                    _measure(problem, variant, others, rates[dt], args, repeats)
-                )
+                task = {"kind": "time", "variant": variant, "dtype": dt,
+                        "shape": list(shape), "repeats": repeats, "threads": args.threads,
+                        "retain": args.retain_memory}  # fmt: skip
+                rows.append(_measure(problem, names[variant], task, rates[dt], rounds))
                 print(_format_row(rows[-1]), flush=True)
+    print(LEGEND)
+    spread = [r for r in rows if max(r["spread"].values()) > SPREAD_WARNING]
+    if spread:
+        print(
+            f"warning: in {len(spread)} of {len(rows)} rows a contender's process medians "
+            f"spread by more than {SPREAD_WARNING}x (marked !); the machine was busy or "
+            "noisy: rerun with more --rounds, or on a quieter machine"
+        )
     report = {
-        "threads": args.threads, "repeats": repeats, "matmul_gflops": rates,
-        "freed_memory_retained": retained,
-        "machine": {"processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "python": platform.python_version()},
-        "versions": _versions(use_torch, use_jax), "results": rows,
+        "rounds": rounds, "repeats": repeats, "matmul_gflops": rates,
+        "freed_memory_retained": args.retain_memory, "machine": machine,
+        "versions": _versions(use_torch, use_jax), "checks": checks, "results": rows,
     }  # fmt: skip
     if args.startup:
         report["startup"] = {variant: _report_startup(variant) for variant in variants}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "bench.json"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {path}")
-    image = args.out / "bench.png"
+    image = out / "bench.png"
     if _plot(rows, image):
         print(f"wrote {image}")
+    if args.report:
+        _write_report(args.report, report)
+        print(f"wrote {args.report}")
     return 0
 
 
-def _measure(problem, variant, others, rate, args, repeats) -> dict:
-    """Time one problem for every contender; the row of the report."""
-    use_torch, use_jax = others
-    contenders = {"gatesmith": _gatesmith(problem)}
-    if use_torch:
-        contenders["torch"] = _torch(problem, variant, args.threads)
-    if use_jax:
-        contenders["jax"] = _jax(problem, variant)
-    times = _time(contenders, repeats)
-    medians = {k: statistics.median(v) for k, v in times.items()}
+LEGEND = """\
+columns: each contender's time in ms, min / median / max over its processes (the median of
+  each process's timed calls); "gatesmith / best other": gatesmith's median over the fastest
+  other contender's (below 1, gatesmith is faster; 0.5: twice as fast); GFLOP/s and "% mm":
+  gatesmith's rate on the weight products, and that rate over the measured matrix-multiply
+  rate; limit: the weight products' FLOPs at the matrix-multiply rate, the time no kernel that
+  multiplies through this BLAS can beat; "!": a spread (max / min) over 1.25"""
+
+
+def _preamble(machine, rates, rounds, repeats, retained) -> str:
+    extensions = ", ".join(machine["extensions"]) or "no AVX2"
+    return (
+        f"{machine['processor']} ({extensions}), {machine['cpus']} CPUs, "
+        f"{machine['threads']} threads per process; matmul rate "
+        + ", ".join(f"{dt} {r:.0f} GFLOP/s" for dt, r in rates.items())
+        + f"; {rounds} alternated processes per contender, median of {repeats} calls each; "
+        f"freed memory {'retained' if retained else 'returned'} in every process"
+    )
+
+
+def _measure(problem, names, task, rate, rounds) -> dict:
+    """Time one problem: ``rounds`` processes per contender, strictly alternated, the order
+    rotating each round. The row of the report."""
+    times = {name: [] for name in names}
+    for round_ in range(rounds):
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in order:
+            times[name].append(_child({**task, "name": name}, task["threads"]))
+    medians = {k: [statistics.median(t) for t in v] for k, v in times.items()}
+    stats = {k: {"min": min(v), "median": statistics.median(v), "max": max(v)}
+             for k, v in medians.items()}  # fmt: skip
+    ours = stats["gatesmith"]["median"]
     flops = problem.flops()
     row = {
-        "variant": variant, "dtype": problem.dtype.name, "shape": list(problem.shape),
-        "flops": flops, "times": times, "medians": medians,
-        "gflops": flops / medians["gatesmith"] / 1e9, "limit": flops / (rate * 1e9),
+        "variant": problem.cell.VARIANT, "dtype": problem.dtype.name,
+        "shape": list(problem.shape), "flops": flops, "times": times, "stats": stats,
+        "spread": {k: v["max"] / v["min"] for k, v in stats.items()},
+        "ratio": {k: ours / v["median"] for k, v in stats.items() if k != "gatesmith"},
+        "gflops": flops / ours / 1e9, "limit": flops / (rate * 1e9),
     }  # fmt: skip
     row["percent_of_matmul"] = 100 * row["gflops"] / rate
-    for other in ("torch", "jax"):
-        if other in medians:
-            row[f"ratio_{other}"] = medians["gatesmith"] / medians[other]
     return row
 
 
@@ -392,19 +413,83 @@ def _report_startup(variant) -> dict:
 
 
 def _ms(seconds) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e3:.3g}"
+
+
+def _cells(row) -> list[str]:
+    """The report's cells of one row: each contender's min / median / max, then the ratios."""
+    out = []
+    for name, v in row["stats"].items():
+        mark = "!" if row["spread"][name] > SPREAD_WARNING else ""
+        out.append(
+            f"{name} {_ms(v['min'])} / {_ms(v['median'])} / {_ms(v['max'])}{mark}"
+        )
+    best = max(row["ratio"].values(), default=None)
+    out.append("-" if best is None else f"{best:.2f}x")
+    out += [
+        f"{row['gflops']:.0f}",
+        f"{row['percent_of_matmul']:.0f}%",
+        _ms(row["limit"]),
+    ]
+    return out
 
 
 def _format_row(row) -> str:
-    m = row["medians"]
-    ratio = {k: (f"{row[f'ratio_{k}']:.2f}x" if f"ratio_{k}" in row else "-")
-             for k in ("torch", "jax")}  # fmt: skip
+    cells = _cells(row)
     return (
-        f"{row['variant']:<14}{row['dtype']:<8}{','.join(map(str, row['shape'])):<17}"
-        f"{_ms(m['gatesmith']):>11}{_ms(m.get('torch')):>11}{_ms(m.get('jax')):>11}"
-        f"{ratio['torch']:>9}{ratio['jax']:>8}{row['gflops']:>9.1f}"
-        f"{row['percent_of_matmul']:>5.0f}%{_ms(row['limit']):>10}"
+        f"{row['variant']:<14}{row['dtype']:<8}{','.join(map(str, row['shape'])):<16}"
+        + "  ".join(cells[:-4])
+        + f"  | gatesmith / best other {cells[-4]}, {cells[-3]} GFLOP/s ({cells[-2]} of mm), "
+        f"limit {cells[-1]} ms"
     )
+
+
+def _markdown(report) -> str:
+    """The machine and the table, in Markdown."""
+    machine, rates = report["machine"], report["matmul_gflops"]
+    lines = [
+        "Measured by `gatesmith bench` on " + _preamble(
+            machine, rates, report["rounds"], report["repeats"],
+            report["freed_memory_retained"],
+        ) + ". " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        "",
+        "Times in ms, forward plus backward of one layer: min / median / max over the "
+        "processes of each contender. *gatesmith / best other*: gatesmith's median over the "
+        "fastest other contender's (below 1, gatesmith is faster). *Limit*: the "
+        "weight products' FLOPs at the measured matrix-multiply rate.",
+        "",
+        "| variant | dtype | T, B, I, H | gatesmith | others | gatesmith / best other "
+        "| GFLOP/s | % of matmul | limit (ms) |",
+        "|---|---|---|---|---|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for row in report["results"]:
+        cells = _cells(row)
+        shape = ", ".join(map(str, row["shape"]))
+        lines.append(
+            f"| {row['variant']} | {row['dtype']} | {shape} | "
+            f"{cells[0].removeprefix('gatesmith ')} | {'; '.join(cells[1:-4]) or '-'} | "
+            + " | ".join(cells[-4:])
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _write_report(path: Path, report) -> None:
+    """Write the table between the markers of ``path`` (a new file holds only them and it);
+    a file without both markers is not this command's to change."""
+    text = path.read_text(encoding="utf-8") if path.exists() else f"{BEGIN}{END}\n"
+    if (
+        text.count(BEGIN) != 1
+        or text.count(END) != 1
+        or text.index(BEGIN) > text.index(END)
+    ):
+        raise SystemExit(
+            f"gatesmith bench: {path} exists without one pair of the markers {BEGIN} ... "
+            f"{END}; add them where the table goes, or pass a new file to --report"
+        )
+    block = f"{BEGIN}\n{_markdown(report)}{END}"
+    head, rest = text.split(BEGIN)
+    path.write_text(head + block + rest.split(END, 1)[1], encoding="utf-8")
 
 
 def _versions(use_torch, use_jax) -> dict[str, str]:
@@ -424,7 +509,8 @@ def _versions(use_torch, use_jax) -> dict[str, str]:
 
 
 def _plot(rows, path) -> bool:
-    """Time relative to PyTorch (and JAX) per problem, log scale; False without matplotlib."""
+    """Each other contender's median over gatesmith's, per problem, log scale; False without
+    matplotlib."""
     try:
         import matplotlib
 
@@ -436,29 +522,20 @@ def _plot(rows, path) -> bool:
         f"{r['variant']} {r['dtype'][-2:]}\n{','.join(map(str, r['shape']))}"
         for r in rows
     ]
+    others = sorted({k for r in rows for k in r["ratio"]})
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(rows)), 4.5))
-    positions = range(len(rows))
-    for offset, key, name in (
-        (-0.2, "ratio_torch", "vs PyTorch"),
-        (0.2, "ratio_jax", "vs JAX"),
-    ):
-        values = [r.get(key, float("nan")) for r in rows]
-        ax.bar([p + offset for p in positions], values, width=0.4, label=name)
-    limits = [r["limit"] / r["medians"]["torch"] if "torch" in r["medians"] else float("nan")
-              for r in rows]  # fmt: skip
-    ax.scatter(
-        positions,
-        limits,
-        marker="_",
-        s=200,
-        color="black",
-        label="matmul limit vs PyTorch",
-    )
+    width = 0.8 / max(1, len(others))
+    for n, name in enumerate(others):
+        values = [r["ratio"].get(name, float("nan")) for r in rows]
+        positions = [p - 0.4 + (n + 0.5) * width for p in range(len(rows))]
+        ax.bar(positions, values, width=width, label=name)
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.set_yscale("log")
-    ax.set_ylabel("gatesmith time / other's time (lower is faster)")
-    ax.set_xticks(list(positions), labels, rotation=90, fontsize=7)
-    ax.legend(fontsize=8)
+    ax.set_ylabel("gatesmith's time / other's (below 1: gatesmith faster)")
+    ax.set_title("Forward + backward of one layer, each contender in its own processes")
+    ax.set_xticks(list(range(len(rows))), labels, rotation=90, fontsize=7)
+    if others:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120, metadata={"Software": None})
     plt.close(fig)

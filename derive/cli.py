@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__, pipeline, registry
+from .emit.diagram import DiagramError, dot, dot_source, render
 from .emit.pdf import PdfError, compile_pdf, pdflatex
 from .emit.templates import FORMATS, render_new_cell
 from .emit.write import WriteError
@@ -76,6 +77,9 @@ def _cmd_generate(args) -> int:
         print(f"wrote {path}")
     for path in run.removed:
         print(f"removed {path} (no declaration left)")
+    if not run.written and not run.removed:
+        print(f"gatesmith generate: {out} is up to date ({len(specs)} variant(s)); "
+              "nothing written")  # fmt: skip
     _report_timings(run, args.verbose)
     return 0
 
@@ -109,7 +113,7 @@ def _cmd_check(args) -> int:
 def _cmd_docs(args) -> int:
     if args.pdf and args.format != "latex":
         raise SystemExit(
-            "gatesmith: --pdf compiles LaTeX; it cannot go with --format markdown"
+            f"gatesmith: --pdf compiles LaTeX; it cannot go with --format {args.format}"
         )
     if args.pdf:
         pdflatex()  # a missing pdflatex is reported before anything is written
@@ -127,15 +131,31 @@ def _cmd_docs(args) -> int:
         print(f"wrote {path}")
     for path in run.removed:
         print(f"removed {path} (no declaration left)")
+    if args.pdf or args.format != "latex":  # the figure each document shows
+        _diagrams(specs, out, "pdf" if args.pdf else "svg")
     if args.pdf:
         for name in files:
-            result = compile_pdf(out / name, runs=2 if name == pipeline.CATALOG else 1)
+            result = compile_pdf(out / name)
             pages = f"{result.pages} page{'s' if result.pages != 1 else ''}"
-            print(f"wrote {result.pdf} ({pages}, {result.seconds:.1f}s)")
+            passes = f"{result.runs} pdflatex pass{'es' if result.runs != 1 else ''}"
+            print(f"wrote {result.pdf} ({pages}, {passes}, {result.seconds:.1f}s)")
             for line in result.overfull:
                 print(f"  warning: {line}", file=sys.stderr)
     _report_timings(run, args.verbose)
     return 0
+
+
+def _diagrams(specs, out: Path, suffix: str) -> None:
+    """Each variant's data-flow diagram beside its document; without Graphviz, a warning (the
+    documents stand without their figures)."""
+    try:
+        dot()
+    except DiagramError as error:
+        print(f"gatesmith: no diagrams: {error}", file=sys.stderr)
+        return
+    for spec in specs:
+        figure = render(dot_source(spec), out / f"{spec.name}-diagram.{suffix}")
+        print(f"wrote {figure}")
 
 
 def _cmd_verify(args) -> int:
@@ -294,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         registry.UnknownVariantError,
         registry.SpecFileError,
         DeclarationError,
+        DiagramError,
         PdfError,
         WriteError,
     ) as error:

@@ -38,7 +38,8 @@ __all__ = [
 ]
 
 #: The file name of the combined document (one section per variant).
-CATALOG = "gatesmith.tex"
+#: the combined document of every variant: gatesmith.tex, gatesmith.md
+CATALOG = "gatesmith"
 #: The module of a generated package that holds the interface its kernel modules share.
 INTERFACE = "_interface.py"
 
@@ -121,7 +122,7 @@ def doc_files(
     specs: list[CellSpec], run: Run, fmt: str = "latex", catalog: bool = True
 ) -> dict[str, str]:
     """Derive, lower and document every spec: relative path -> file text. ``catalog`` adds the
-    combined LaTeX document."""
+    combined document."""
     docs = []
     for plan in _plans(specs, run):
         with run.stage("render"):
@@ -129,8 +130,8 @@ def doc_files(
     with run.stage("render"):
         suffix = FORMATS[fmt][0]
         files = {f"{d.spec.name}{suffix}": render_derivation(d, fmt) for d in docs}
-        if catalog and fmt == "latex":
-            files[CATALOG] = render_catalog(docs)
+        if catalog:
+            files[CATALOG + suffix] = render_catalog(docs, fmt)
     return files
 
 

@@ -30,25 +30,82 @@ def test_flops_are_those_of_the_weight_products(variant, blocks):
     assert problem.flops() == 3 * forward
 
 
-def test_a_tiny_run_writes_its_table_and_json(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv(
-        bench._CHILD, "1"
-    )  # run in this process; thread counts as they are
+def test_a_tiny_run_writes_its_table_json_and_report(tmp_path, capsys):
+    """Every contender in processes of its own, alternated; the table, JSON and report."""
+    report = tmp_path / "performance.md"
+    report.write_text(
+        f"# Prose before\n\n{bench.BEGIN}\nold table\n{bench.END}\n\nafter\n"
+    )
     argv = ["rnn_tanh", "gru", "--shape", "6,2,3,4", "--dtype", "float32", "--repeats", "2",
-            "--no-torch", "--no-jax", "--no-retain-memory", "--out", str(tmp_path)]  # fmt: skip
+            "--rounds", "2", "--no-torch", "--no-jax", "--no-retain-memory",
+            "--out", str(tmp_path), "--report", str(report)]  # fmt: skip
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
     assert "matmul rate float32" in out and f"wrote {tmp_path / 'bench.json'}" in out
-    report = json.loads((tmp_path / "bench.json").read_text())
-    assert [r["variant"] for r in report["results"]] == ["rnn_tanh", "gru"]
-    for row in report["results"]:
-        assert row["shape"] == [6, 2, 3, 4] and len(row["times"]["gatesmith"]) == 2
-        assert row["gflops"] > 0 and 0 < row["limit"] < row["medians"]["gatesmith"]
-        assert "ratio_torch" not in row
+    assert "2 alternated processes per contender" in out and "limit:" in out
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["variant"] for r in result["results"]] == ["rnn_tanh", "gru"]
+    for row in result["results"]:
+        assert row["shape"] == [6, 2, 3, 4] and list(row["times"]) == ["gatesmith"]
+        assert [len(t) for t in row["times"]["gatesmith"]] == [2, 2]  # two processes
+        stats = row["stats"]["gatesmith"]
+        assert stats["min"] <= stats["median"] <= stats["max"]
+        assert row["gflops"] > 0 and 0 < row["limit"] < stats["median"]
+        assert row["ratio"] == {}
+    text = report.read_text()
+    assert text.startswith("# Prose before") and text.endswith("after\n")
+    assert "old table" not in text and "| rnn_tanh | float32 | 6, 2, 3, 4 |" in text
 
 
-def test_unknown_variant_is_refused(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(bench._CHILD, "1")
+def test_custom_cells_race_eager_torchscript_and_jax_after_a_gradient_check(
+    tmp_path, capsys
+):
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    argv = ["mgu", "--shape", "5,2,3,3", "--dtype", "float64", "--repeats", "1",
+            "--rounds", "1", "--out", str(tmp_path)]  # fmt: skip
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "mgu: every contender's gradients agree" in out
+    (row,) = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert set(row["stats"]) == {"gatesmith", "eager", "torchscript", "jax"}
+    assert set(row["ratio"]) == {"eager", "torchscript", "jax"}
+
+
+def test_a_contender_that_computes_something_else_is_refused(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from derive import by_hand, contenders
+
+    cell = load_generated("mgu")
+    small = lambda dtype: bench.Problem(cell, (4, 2, 3, 3), dtype)  # noqa: E731
+    errors = contenders.check(small, ("gatesmith", "eager"))
+    assert errors["eager"] < 1e-12
+
+    def flipped(x, h, w_ih, w_hh, b_ih, b_hh):  # the update on the wrong side
+        size = h.size(1)
+        kx = torch.matmul(x, w_ih.t()) + b_ih
+        outs = []
+        for t in range(x.size(0)):
+            f = torch.sigmoid(kx[t, :, :size] + h @ w_hh[:size].t() + b_hh[:size])
+            n = torch.tanh(kx[t, :, size:] + (f * h) @ w_hh[size:].t() + b_hh[size:])
+            h = f * h + (1 - f) * n
+            outs.append(h)
+        return torch.stack(outs)
+
+    monkeypatch.setattr(by_hand, "mgu", flipped)
+    with pytest.raises(AssertionError, match="mgu eager: gradients differ"):
+        contenders.check(small, ("gatesmith", "eager"))
+
+
+def test_a_report_file_without_markers_is_not_overwritten(tmp_path):
+    page = tmp_path / "notes.md"
+    page.write_text("my own notes\n")
+    with pytest.raises(SystemExit, match="without one pair of the markers"):
+        bench._write_report(page, {})
+    assert page.read_text() == "my own notes\n"
+
+
+def test_unknown_variant_is_refused(tmp_path, capsys):
     assert (
         bench.main(
             ["lstmm", "--quick", "--no-torch", "--no-jax", "--out", str(tmp_path)]

@@ -27,7 +27,10 @@ def test_quick_run_prints_samples_table_and_files(demo, tmp_path, capsys):
         sample = next(line for line in lines if line.split()[:1] == [variant])
         text = sample.split()[1].strip("'")
         assert len(text) == 5 and text[0] == "h" and set(text) <= set("helo")
-        assert any(line.split()[:1] == [variant] and "does" in line for line in lines)
+        assert any(
+            line.split()[:1] == [variant] and line.split()[2:3] in (["yes"], ["no"])
+            for line in lines
+        )
     payload = json.loads((tmp_path / "gradient_flow.json").read_text())
     assert set(payload["gradient_norms"]) == set(variants)
     for flows in payload["gradient_norms"].values():

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, Problem, load_package
+from conftest import ROOT, VARIANTS, Problem, load_package
 
 from derive import pipeline, registry
 from derive.cli import main
@@ -60,7 +60,10 @@ def test_cli_generate_check_and_import(tmp_path, capsys):
     stamp = {p.name: p.stat().st_mtime_ns for p in out.glob("*.py")}
     # unchanged files are not rewritten (Numba's cache keys on mtime and size)
     assert main(["generate", "--out", str(out)]) == 0
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out == (
+        f"gatesmith generate: {out} is up to date ({len(VARIANTS)} variant(s)); nothing "
+        "written\n"
+    )
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.py")} == stamp
     assert main(["check", "--out", str(out)]) == 0
     capsys.readouterr()

@@ -96,3 +96,72 @@ def test_relu_derivative_at_zero_is_zero():
         relu(sympy.Symbol("a"))
     )
     assert _numeric(relu_step(sympy.Integer(0))) == 0
+
+
+# -- conventions that are equations ------------------------------------------------------------
+
+
+def _gru_like(relation):
+    from derive.symbolic.activations import tanh
+    from derive.symbolic.declare import Cell
+
+    cell = Cell("rel", title="t", citation="c")
+    x, h = cell.input(), cell.state("h")
+    w = cell.weight("w", "z n", cols="I")
+    u = cell.weight("u", "z n", cols="H")
+    wx, wh = cell.dense(w, x), cell.dense(u, h.prev)
+    z = cell.gate("z", sigmoid(wx.z + wh.z))
+    n = cell.let("n", tanh(wx.n + wh.n))
+    cell.update(h, (1 - z) * n + z * h.prev)
+    relation(cell, h, z, n)
+    return cell.build()
+
+
+def test_a_relation_that_follows_from_the_equations_is_kept():
+    spec = _gru_like(
+        lambda cell, h, z, n: cell.relation(
+            "Keeps:", h.new, h.prev + (1 - z) * (n - h.prev)
+        )
+    )
+    (relation,) = spec.relations
+    assert relation.text == "Keeps:" and relation.lhs == spec.state("h").new
+
+
+@pytest.mark.parametrize(
+    "relation, words",
+    [
+        (lambda cell, h, z, n: cell.relation("Flipped:", h.new, z * n + (1 - z) * h.prev),
+         "does not follow from the cell's equations"),
+        (lambda cell, h, z, n: cell.relation("Unknown:", h.new, sympy.Symbol("q")),
+         r"names \['q'\], which the cell does not declare"),
+    ],
+)  # fmt: skip
+def test_a_relation_the_equations_contradict_is_refused_with_its_line(relation, words):
+    from derive.symbolic.declare import DeclarationError
+
+    with pytest.raises(DeclarationError, match=words) as caught:
+        _gru_like(relation)
+    assert "test_symbolic.py:" in str(caught.value)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_declared_relations_hold_numerically(variant):
+    """Every declared relation holds at random values of the step's inputs (the symbolic check
+    at declaration, repeated with numbers)."""
+    spec = registry.get(variant)
+    definition = {eq.target: eq.expr for eq in spec.equations}
+    rng = random.Random(1)
+    for relation in spec.relations:
+        sides = []
+        for side in (relation.lhs, relation.rhs):
+            for _ in range(len(definition) + 1):
+                side = side.xreplace(definition)
+            sides.append(side)
+        values = {
+            s: rng.uniform(-1, 1) for s in sides[0].free_symbols | sides[1].free_symbols
+        }
+        difference = (sides[0] - sides[1]).subs(values)
+        assert abs(float(_numeric(difference).evalf(30))) < 1e-12, (
+            variant,
+            str(relation),
+        )

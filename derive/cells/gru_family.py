@@ -10,11 +10,7 @@ JOZEFOWICZ = (
     "Jozefowicz, Zaremba and Sutskever 2015, An empirical exploration of recurrent network "
     "architectures, ICML"
 )
-_CHUNG_SIDE = (
-    "The update gate selects the candidate (Chung et al.'s side): "
-    "h_t = (1 - z) * h_{t-1} + z * candidate."
-)
-_RESET_BEFORE = "The reset gate multiplies the state before the recurrent projection: W (r * h_{t-1})."
+_RESET_BEFORE = "The reset gate multiplies the state before the recurrent projection."
 
 
 @register
@@ -26,15 +22,12 @@ def gru_cho() -> CellSpec:
         "for statistical machine translation; ONNX GRU linear_before_reset=0; Keras "
         "reset_after=False",
         description="The GRU as first published: the candidate reads the reset state "
-        "r * h_{t-1} through its own projection, a second matrix product inside the step.",
+        "(the previous state times the reset gate) through its own projection, a second "
+        "matrix product inside the step.",
         conventions=(
             "Gate order and bias layout are PyTorch's nn.GRU: weight_ih (3 H, I), weight_hh "
             "(3 H, H), bias_ih and bias_hh (3 H), blocks r, z, n; b_hn is added after the "
-            "projection of r * h_{t-1}.",
-            "The reset gate multiplies the state before the recurrent projection: "
-            "n = tanh(W_in x + b_in + W_hn (r * h_{t-1}) + b_hn).",
-            "The update gate keeps the old state (PyTorch's and Cho's side): "
-            "h_t = (1 - z) * n + z * h_{t-1}.",
+            "projection of the reset state.",
         ),
     )
     x = cell.input()
@@ -48,6 +41,14 @@ def gru_cho() -> CellSpec:
     wrh = cell.dense(W_hh, rh, bias=b_hh, blocks="n", name="hn")
     n = cell.let("n", tanh(wx.n + wrh.n), latex=r"\tilde{h}")
     cell.update(h, (1 - z) * n + z * h.prev)
+    cell.relation(
+        "The reset gate multiplies the state before the recurrent projection:",
+        n, tanh(wx.n + wrh.n),
+    )  # fmt: skip
+    cell.relation(
+        "The update gate keeps the old state (PyTorch's and Cho's side):",
+        h.new, (1 - z) * n + z * h.prev,
+    )  # fmt: skip
     return cell.build()
 
 
@@ -63,10 +64,7 @@ def mgu() -> CellSpec:
         conventions=(
             "Parameters in PyTorch's layout: weight_ih (2 H, I), weight_hh (2 H, H), bias_ih "
             "and bias_hh (2 H), blocks f, then the candidate n; bias_hh's n block is added "
-            "after the projection of f * h_{t-1}.",
-            "The forget gate multiplies the state before the recurrent projection: "
-            "n = tanh(W_n x + U_n (f * h_{t-1}) + b).",
-            "The forget gate selects the candidate: h_t = (1 - f) * h_{t-1} + f * n.",
+            "after the projection of the gated state.",
         ),
     )
     x = cell.input()
@@ -79,6 +77,13 @@ def mgu() -> CellSpec:
     wfh = cell.dense(W_hh, fh, bias=b_hh, blocks="n", name="hn")
     n = cell.let("n", tanh(wx.n + wfh.n), latex=r"\tilde{h}")
     cell.update(h, (1 - f) * h.prev + f * n)
+    cell.relation(
+        "The forget gate multiplies the state before the recurrent projection:",
+        n, tanh(wx.n + wfh.n),
+    )  # fmt: skip
+    cell.relation(
+        "The forget gate selects the candidate:", h.new, (1 - f) * h.prev + f * n
+    )
     return cell.build()
 
 
@@ -93,7 +98,6 @@ def _mut(name: str, description: str) -> tuple[Cell, object, object]:
             "of weight_hh (named by the vector they produce); the biases b_z, b_r and b_h are "
             "separate vectors.",
             _RESET_BEFORE,
-            _CHUNG_SIDE,
         ),
     )
     return cell, cell.input(), cell.state("h")
@@ -101,6 +105,8 @@ def _mut(name: str, description: str) -> tuple[Cell, object, object]:
 
 def _mut_update(cell: Cell, h, z, candidate) -> None:
     cell.update(h, candidate * z + h.prev * (1 - z))
+    cell.relation("The update gate selects the candidate (Chung et al.'s side):", h.new,
+                  (1 - z) * h.prev + z * candidate)  # fmt: skip
 
 
 @register

@@ -27,7 +27,7 @@ _LAYOUT = (
 )
 _PEEPHOLES = (
     "Peepholes are diagonal (one weight per unit): the input and forget gates look at the "
-    "previous cell state c_{t-1}, the output gate looks at the new cell state c_t."
+    "previous cell state, the output gate looks at the new cell state."
 )
 _NO_PEEPHOLES = "No peepholes."
 
@@ -37,10 +37,6 @@ def _conventions(blocks, peepholes: bool, candidate, output) -> list[str]:
     conventions = [
         _LAYOUT.format(order=", ".join(blocks)),
         _PEEPHOLES if peepholes else _NO_PEEPHOLES,
-        "The output applies "
-        + ("no activation to the cell state: h_t = o_t * c_t." if output is identity
-           else f"{output.__name__} to the cell state: h_t = o_t * {output.__name__}(c_t).")
-        + ("" if "o" in blocks else " There is no output gate (o = 1)."),
     ]  # fmt: skip
     if candidate is relu or output is relu:
         conventions.append("ReLU's derivative at 0 is taken as 0, as in PyTorch.")
@@ -115,8 +111,15 @@ def _lstm(
         f = 1
     g = cell.let("g", candidate(wx.g + wh.g), latex=r"\tilde{c}")
     cell.update(c, f * c.prev + i * g)
+    if coupled:
+        cell.relation("The coupled forget gate:", f, 1 - i)
+    cell.relation("The cell state update:", c.new, f * c.prev + i * g)
     o = gate_value("o", c.new) if "o" in blocks else 1
     cell.update(h, o * output(c.new))
+    applies = "no activation" if output is identity else output.__name__
+    gate = "" if "o" in blocks else " (there is no output gate: o = 1)"
+    cell.relation(f"The output applies {applies} to the cell state{gate}:", h.new,
+                  o * output(c.new))  # fmt: skip
     return cell.build()
 
 
@@ -136,7 +139,7 @@ def lstm_peephole() -> CellSpec:
 def lstm_nig() -> CellSpec:
     return _lstm(
         "lstm_nig", "LSTM without input gate (Greff's NIG)", GREFF,
-        "No input gate: i = 1, so c_t = f_t * c_{t-1} + g_t.", gates="f o",
+        "No input gate (i = 1).", gates="f o",
     )  # fmt: skip
 
 
@@ -144,7 +147,7 @@ def lstm_nig() -> CellSpec:
 def lstm_nfg() -> CellSpec:
     return _lstm(
         "lstm_nfg", "LSTM without forget gate (Greff's NFG)", GREFF,
-        "No forget gate: f = 1, so c_t = c_{t-1} + i_t * g_t.", gates="i o",
+        "No forget gate (f = 1).", gates="i o",
     )  # fmt: skip
 
 
@@ -152,7 +155,7 @@ def lstm_nfg() -> CellSpec:
 def lstm_nog() -> CellSpec:
     return _lstm(
         "lstm_nog", "LSTM without output gate (Greff's NOG)", GREFF,
-        "No output gate: o = 1, so h_t = tanh(c_t).", gates="i f",
+        "No output gate (o = 1).", gates="i f",
     )  # fmt: skip
 
 
@@ -160,7 +163,7 @@ def lstm_nog() -> CellSpec:
 def lstm_niaf() -> CellSpec:
     return _lstm(
         "lstm_niaf", "LSTM without input activation function (Greff's NIAF)", GREFF,
-        "No input activation: the cell input is the linear pre-activation, g(a) = a.",
+        "No input activation: the cell input is its linear pre-activation.",
         candidate=identity,
     )  # fmt: skip
 
@@ -169,7 +172,7 @@ def lstm_niaf() -> CellSpec:
 def lstm_noaf() -> CellSpec:
     return _lstm(
         "lstm_noaf", "LSTM without output activation function (Greff's NOAF)", GREFF,
-        "No output activation: h_t = o_t * c_t.", output=identity,
+        "No output activation.", output=identity,
     )  # fmt: skip
 
 
@@ -178,7 +181,7 @@ def lstm_cifg() -> CellSpec:
     return _lstm(
         "lstm_cifg", "LSTM with coupled input and forget gate (Greff's CIFG)",
         f"{GREFF}; ONNX LSTM input_forget=1",
-        "The forget gate is coupled to the input gate: f_t = 1 - i_t; it has no weights.",
+        "The forget gate is coupled to the input gate and has no weights of its own.",
         gates="i o", coupled=True,
     )  # fmt: skip
 
@@ -196,7 +199,7 @@ def lstm_fgr() -> CellSpec:
     return _lstm(
         "lstm_fgr", "LSTM with full gate recurrence (Greff's FGR)", GREFF,
         "Full gate recurrence: the pre-activations of i, f and o also receive "
-        "R_{.i} i_{t-1} + R_{.f} f_{t-1} + R_{.o} o_{t-1} (nine H x H matrices, stored as "
+        "the previous gate values through nine H x H matrices (stored as "
         "weight_ri, weight_rf and weight_ro with blocks i, f, o), so the gate values of the "
         "previous step are carried states.",
         gate_recurrence=True,
@@ -207,7 +210,7 @@ def lstm_fgr() -> CellSpec:
 def lstm_1997() -> CellSpec:
     return _lstm(
         "lstm_1997", "The original LSTM, without forget gate or peepholes", HOCHREITER,
-        "No forget gate: c_t = c_{t-1} + i_t * g_t (the constant error carousel).",
+        "No forget gate: the cell state adds to itself unscaled (the constant error carousel).",
         gates="i o", peepholes=False,
     )  # fmt: skip
 

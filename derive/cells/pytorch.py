@@ -7,9 +7,16 @@ from ..symbolic.activations import relu, sigmoid, tanh
 from ..symbolic.declare import Cell, CellSpec
 
 _PYTORCH_LAYOUT = (
-    "Gate order and bias layout are PyTorch's: weight_ih (G H, I), weight_hh (G H, H), bias_ih "
-    "and bias_hh (G H), gate blocks in the order {order}."
+    "Gate order and bias layout are PyTorch's: weight_ih ({rows}, I), weight_hh ({rows}, H), "
+    "bias_ih and bias_hh ({rows}), gate blocks in the order {order}."
 )
+
+
+def _layout(order: str) -> str:
+    blocks = len(order.split(", "))
+    return _PYTORCH_LAYOUT.format(
+        rows=f"{blocks} H" if blocks > 1 else "H", order=order
+    )
 
 
 def _elman(name: str, activation, act_name: str, convention: str) -> CellSpec:
@@ -19,7 +26,7 @@ def _elman(name: str, activation, act_name: str, convention: str) -> CellSpec:
         citation="Elman 1990, Finding structure in time; PyTorch nn.RNN(nonlinearity='"
         + act_name.lower()
         + "')",
-        conventions=(_PYTORCH_LAYOUT.format(order="h"), convention),
+        conventions=(_layout("h"), convention),
     )
     x = cell.input()
     h = cell.state("h")
@@ -54,9 +61,8 @@ def lstm() -> CellSpec:
         title="Long short-term memory with a forget gate",
         citation="Hochreiter and Schmidhuber 1997; Gers, Schmidhuber and Cummins 2000; PyTorch nn.LSTM",
         conventions=(
-            _PYTORCH_LAYOUT.format(order="i, f, g, o"),
+            _layout("i, f, g, o"),
             "No peepholes.",
-            "The output applies tanh to the cell state: h_t = o_t * tanh(c_t).",
         ),
     )
     x = cell.input()
@@ -70,6 +76,7 @@ def lstm() -> CellSpec:
     o = cell.gate("o", sigmoid(wx.o + wh.o))
     cell.update(c, f * c.prev + i * g)
     cell.update(h, o * tanh(c.new))
+    cell.relation("The output applies tanh to the cell state:", h.new, o * tanh(c.new))
     return cell.build()
 
 
@@ -79,12 +86,7 @@ def gru() -> CellSpec:
         "gru",
         title="Gated recurrent unit, reset after the recurrent projection",
         citation="Cho et al. 2014; cuDNN and PyTorch nn.GRU (ONNX linear_before_reset=1)",
-        conventions=(
-            _PYTORCH_LAYOUT.format(order="r, z, n"),
-            "The reset gate multiplies the recurrent projection after it is taken: "
-            "n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); b_hn is not merged with b_in.",
-            "The update gate keeps the old state: h_t = (1 - z) * n + z * h_{t-1}.",
-        ),
+        conventions=(_layout("r, z, n"),),
     )
     x = cell.input()
     h = cell.state("h")
@@ -95,4 +97,11 @@ def gru() -> CellSpec:
     z = cell.gate("z", sigmoid(wx.z + wh.z))
     n = cell.let("n", tanh(wx.n + r * wh.n), latex=r"\tilde{h}")
     cell.update(h, (1 - z) * n + z * h.prev)
+    cell.relation(
+        "The reset gate multiplies the recurrent projection after it is taken (b_hn is not "
+        "merged with b_in):", n, tanh(wx.n + r * wh.n),
+    )  # fmt: skip
+    cell.relation(
+        "The update gate keeps the old state:", h.new, (1 - z) * n + z * h.prev
+    )
     return cell.build()

@@ -23,8 +23,9 @@ from sympy.printing.precedence import PRECEDENCE
 
 from ..lower.plan import KernelPlan, Role
 from ..symbolic.activations import FUNCTIONS, descriptor
-from ..symbolic.adjoint import adjoint_symbol, external_symbol
+from ..symbolic.adjoint import adjoint_symbol, derive_adjoint, external_symbol
 from ..symbolic.declare import CellSpec, Dense, Param
+from ..symbolic.flow import Path, jacobians, verdict
 
 __all__ = [
     "DerivationPrinter",
@@ -243,6 +244,16 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Flow:
+    """One state-to-state Jacobian: its equation (then the factors it names ``d^{(k)}``), and
+    for a state by its own previous value, what its structure says (``meaning`` pieces, as in
+    :class:`Row`)."""
+
+    lines: tuple[MathLine, ...]  # the Jacobian, then the factors it names
+    meaning: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Document:
     """Everything a derivation template needs; mathematics printed, free text raw."""
 
@@ -261,6 +272,17 @@ class Document:
     statements: tuple[
         str, ...
     ]  # the printed right-hand side of every adjoint statement
+    #: per part of the backward step, per statement: what it differentiates (pieces, as in
+    #: Row.meaning)
+    chains: tuple[tuple[tuple[tuple[str, str], ...], ...], ...] = ()
+    #: the declared conventions that are equations, as pieces
+    relations: tuple[tuple[tuple[str, str], ...], ...] = ()
+    flow: tuple[Flow, ...] = ()  # the Jacobian of each new state by each previous state
+    flow_summary: tuple[tuple[str, str], ...] = ()  # pieces, as in Row.meaning
+
+    @property
+    def flow_lines(self) -> tuple[MathLine, ...]:
+        return tuple(line for item in self.flow for line in item.lines)
 
 
 def _rough_width(latex: str) -> int:
@@ -270,11 +292,13 @@ def _rough_width(latex: str) -> int:
     return len(re.sub(r"[{}_^ ]", "", text))
 
 
-def _math_line(lhs: str, op: str, terms: list[str], note: str = "") -> MathLine:
+def _math_line(
+    lhs: str, op: str, terms: list[str], note: str = "", width: int = MATH_WIDTH
+) -> MathLine:
     rows, current = [], ""
     for term in terms:
         candidate = f"{current} {term}".strip()
-        if current and _rough_width(candidate) > MATH_WIDTH:
+        if current and _rough_width(candidate) > width:
             rows.append(current)
             candidate = term
         current = candidate
@@ -383,12 +407,30 @@ class _Builder:
         for eq in spec.equations:
             if eq.role == "pre":
                 pieces = (("text", "pre-activation of "), ("math", self.name(eq.owner)))
+            elif eq.role == "gate":
+                pieces = (("text", "gate"),)
             elif eq.role != "state":
-                pieces = (("text", "gate" if eq.role == "gate" else "named value"),)
+                pieces = self._role_of(eq.target)
             else:
                 continue
             rows.append(Row(self.name(eq.target), eq.size, "intermediate", pieces))
         return tuple(rows)
+
+    def _role_of(self, value) -> tuple[tuple[str, str], ...]:
+        """What a named value is for, from where the step reads it."""
+        spec = self.spec
+        readers = [d for d in spec.denses if d.source == value]
+        if readers:
+            return (("text", "the value a projection reads: "),
+                    ("math", f"{self.block[readers[0].symbols[0]][0]} {self.name(value)}"))  # fmt: skip
+        states = [eq.target for eq in spec.equations
+                  if eq.role == "state" and value in eq.expr.free_symbols]  # fmt: skip
+        if states:
+            return (
+                ("text", "candidate for "),
+                ("math", ", ".join(map(self.name, states))),
+            )
+        return (("text", "a value the step computes once and reads again"),)
 
     def forward(self) -> tuple[MathLine, ...]:
         spec = self.spec
@@ -436,7 +478,7 @@ class _Builder:
             w, _ = self.block[sym]
             adj = adjoints[sym]
             text = self.latex(adj)
-            if adj.is_Add or adj.is_Mul and adj.could_extract_minus_sign():
+            if not adj.is_Symbol:  # W^T (δa ⊙ r), never read as (W^T δa) ⊙ r
                 text = rf"\left({text}\right)"
             terms.append(("+ " if terms else "") + rf"{_transposed(w)} {text}")
         op = (
@@ -450,11 +492,11 @@ class _Builder:
         plan, spec = self.plan, self.spec
         prev = {st.prev for st in spec.states}
         vectors = {sympy.Symbol(p.name) for p in spec.params if p.kind == "vector"}
-        parts, statements = [], []
+        parts, statements, chains = [], [], []
         self.adjoints: dict[sympy.Symbol, sympy.Expr] = {}
         self.vector_terms: dict[sympy.Symbol, list] = {}
         for stage in reversed(plan.stages):
-            lines = []
+            lines, notes = [], []
             for loop in stage.backward:
                 for item in loop.derivation:
                     if item.kind == "projection":
@@ -474,16 +516,49 @@ class _Builder:
                             r"\mathrel{+}=",
                         )
                     lines.append(self.line(lhs, op, item.expr))
+                    notes.append(self._chain(lhs, item.target, item.expr))
             for p in stage.products:
                 if not p.hoisted:
                     lines.append(self._transpose(p.dense, self.adjoints))
+                    notes.append((
+                        ("math", lines[-1].lhs),
+                        ("text", ": the transpose rule of the projection of "),
+                        ("math", self.name(p.dense.source)),
+                        ("text", ", which the forward step multiplies by a weight matrix."),
+                    ))  # fmt: skip
+            count = len(plan.stages)
+            undone = "first" if stage.index == count - 1 else "next"
             what = (
                 "the whole step"
-                if len(plan.stages) == 1
-                else f"stage {stage.index + 1}"
+                if count == 1
+                else f"stage {stage.index + 1} of {count}, undone {undone}"
             )
             parts.append((what, tuple(lines)))
+            chains.append(tuple(notes))
+        self.chains = tuple(chains)
         return tuple(parts), tuple(statements)
+
+    def _chain(self, lhs, target, expr) -> tuple[tuple[str, str], ...]:
+        """Which forward equations a backward statement differentiates, and how many paths it
+        sums: read off the adjoints and outside adjoints its right-hand side holds."""
+        symbols = expr.free_symbols
+        through = [
+            self.name(eq.target)
+            for eq in self.spec.equations
+            if adjoint_symbol(eq.target) in symbols
+        ]
+        outside = external_symbol(target) in symbols
+        paths = len(through) + outside
+        pieces = [("math", lhs), ("text", f": {paths} path{'s' if paths != 1 else ''}")]
+        if through:
+            pieces += [("text", ", the chain rule through the equation"
+                        + ("s of " if len(through) > 1 else " of ")),
+                       ("math", ", ".join(through))]  # fmt: skip
+        if outside:
+            pieces.append(("text", (" and " if through else ", ")
+                           + "what reaches it from outside the step"))  # fmt: skip
+        pieces.append(("text", "."))
+        return tuple(pieces)
 
     def after_loop(self) -> tuple[MathLine, ...]:
         projections = [p for p in self.plan.products if p.hoisted]
@@ -519,6 +594,112 @@ class _Builder:
             for st in self.spec.states
         )
 
+    def _diag(self, expr, definitions: list) -> str:
+        """``diag(expr)``; an expression too wide for a line is named ``d^{(k)}`` and defined
+        on lines of its own."""
+        text = self.latex(expr)
+        if _rough_width(text) > MATH_WIDTH // 2:
+            name = rf"d^{{({len(definitions) + 1})}}"
+            sums = [a for a in expr.args if a.is_Add] if expr.is_Mul else []
+            widest = max(sums, key=lambda a: _rough_width(self.latex(a)), default=None)
+            if (
+                widest is not None
+            ):  # outer ⊙ (a + b + ...), the widest sum broken over rows
+                outer = self.latex(expr / widest)
+                terms = self.printer.terms(widest)
+                terms[0] = rf"{outer} \odot \Bigl({terms[0]}"
+                terms[-1] += r"\Bigr)"
+            else:
+                terms = self.printer.terms(sympy.sympify(expr))
+            definitions.append(_math_line(name, "=", terms, width=MATH_WIDTH // 2))
+            text = name
+        return rf"\operatorname{{diag}}\left({text}\right)"
+
+    def _path(self, path: Path, definitions: list) -> str:
+        """``diag(a_0) W_1 diag(a_1) ...``, leaving out ``diag(1)``."""
+        parts = []
+        for n, diagonal in enumerate(path.diagonals):
+            if diagonal != 1:
+                parts.append(self._diag(diagonal, definitions))
+            if n < len(path.blocks):
+                parts.append(self.block[path.blocks[n]][0])
+        return " ".join(parts)
+
+    def flow(self) -> tuple[tuple[Flow, ...], tuple[tuple[str, str], ...]]:
+        spec = self.spec
+        gates = {eq.target for eq in spec.equations if eq.role == "gate"}
+        carried, pointwise, flows, definitions = [], [], [], []
+        for jac in jacobians(derive_adjoint(spec)):
+            new, prev = spec.state(jac.new), spec.state(jac.prev)
+            lhs = rf"\frac{{\partial {self.name(new.new)}}}{{\partial {self.name(prev.prev)}}}"
+            first = len(definitions)
+            terms = [self._diag(jac.diagonal, definitions)] if jac.diagonal != 0 else []
+            for path in jac.paths:  # one path a row
+                terms.append(("+ " if terms else "") + self._path(path, definitions))
+            lines = (MathLine(lhs, "=", tuple(terms) or ("0",)), *definitions[first:])
+            meaning: tuple[tuple[str, str], ...] = ()
+            if jac.new == jac.prev:
+                kind, factor = verdict(jac, gates)
+                if kind in ("gate", "identity"):
+                    carried.append(self.name(new.new))
+                elif kind == "pointwise":
+                    pointwise.append(self.name(new.new))
+                meaning = self._verdict(
+                    kind, factor, bool(jac.paths), new, factor in gates
+                )
+            flows.append(Flow(lines, meaning))
+        if carried:
+            summary = (
+                ("text", "Over many steps the gradient survives along "),
+                ("math", ", ".join(carried)),
+                ("text", ": along that path each step multiplies it by a diagonal matrix, "
+                 "a gate value per unit, not by a weight matrix."),
+            )  # fmt: skip
+        elif pointwise:
+            summary = (
+                ("text", "Over many steps the gradient along "),
+                ("math", ", ".join(pointwise)),
+                ("text", " is multiplied per unit by its pointwise factor at every step: it is "
+                 "kept where that factor stays near 1 and vanishes or explodes geometrically "
+                 "where it does not."),
+            )  # fmt: skip
+        else:
+            summary = (("text", (
+                "Every path from step to step multiplies the gradient by a weight matrix and "
+                "by activation derivatives (or by factors below 1), so over many steps it "
+                "vanishes or explodes geometrically: the difficulty gated cells were made for."
+            )),)  # fmt: skip
+        return tuple(flows), summary
+
+    def _verdict(
+        self, kind, factor, paths, state, gate=True
+    ) -> tuple[tuple[str, str], ...]:
+        name = ("math", self.name(state.new))
+        if kind == "none":
+            return (name, ("text", " does not depend on its previous value."))
+        if kind == "projections":
+            return (name, ("text", (
+                " has no pointwise path from its previous value: every path goes through a "
+                "weight matrix and an activation's derivative."
+            )))  # fmt: skip
+        rest = " The paths through the projections add to it." if paths else ""
+        if kind == "identity":
+            text = " copies its previous value: its gradient passes unchanged." + rest
+            return (name, ("text", text))
+        if kind == "gate":
+            what = "the gate value " if gate else "one minus a gate value, "
+            return (
+                name, ("text", f"'s pointwise path is led by {what}"),
+                ("math", self.latex(factor)),
+                ("text", ": where it is near 1, the gradient passes from step to step "
+                 "unchanged, with no weight matrix and no activation derivative in between."
+                 + rest),
+            )  # fmt: skip
+        return (name, ("text", (
+            "'s pointwise path multiplies the gradient by a per-unit factor at every step, "
+            "which keeps it where the factor stays near 1." + rest
+        )))  # fmt: skip
+
     def saved(self) -> tuple[tuple[Row, ...], str]:
         spec, plan = self.spec, self.plan
         sizes = {**{eq.target: eq.size for eq in spec.equations},
@@ -541,6 +722,7 @@ def document(plan: KernelPlan) -> Document:
     build = _Builder(plan)
     backward, statements = build.backward()
     saved, memory = build.saved()
+    flow, summary = build.flow()
     return Document(
         spec=plan.spec,
         output=build.name(plan.spec.state(plan.spec.output).new),
@@ -555,6 +737,16 @@ def document(plan: KernelPlan) -> Document:
         saved=saved,
         memory=memory,
         statements=statements,
+        chains=build.chains,
+        relations=tuple(
+            (
+                ("text", r.text + " "),
+                ("math", f"{build.latex(r.lhs)} = {build.latex(r.rhs)}"),
+            )
+            for r in plan.spec.relations
+        ),
+        flow=flow,
+        flow_summary=summary,
     )
 
 
@@ -607,4 +799,5 @@ def markdown_escape(text: str) -> str:
     control and separator characters appear as their code points."""
     text = "".join(ch if ch.isprintable() or ch == " " else f"[U+{ord(ch):04X}]"
                    for ch in str(text))  # fmt: skip
-    return re.sub(r"([\\`*_{}\[\]<>()#+!|$~^-])", r"\\\1", text)
+    # not ( or ): "\(" opens inline math for MathJax, and brackets are escaped already
+    return re.sub(r"([\\`*_{}\[\]<>#+!|$~^-])", r"\\\1", text)

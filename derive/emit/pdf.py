@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PdfError", "PdfResult", "compile_pdf", "pdflatex"]
+__all__ = ["RERUN", "PdfError", "PdfResult", "compile_pdf", "pdflatex"]
 
 #: 2026-01-01T00:00:00Z, the date stamped into PDFs unless SOURCE_DATE_EPOCH is set.
 DEFAULT_EPOCH = "1767225600"
@@ -32,6 +32,7 @@ class PdfResult:
     pages: int
     overfull: tuple[str, ...]  # the log's "Overfull \hbox" and "\vbox" lines
     seconds: float
+    runs: int  # pdflatex passes until the references and table columns settled
 
 
 def pdflatex() -> str:
@@ -45,8 +46,17 @@ def pdflatex() -> str:
     return found
 
 
-def compile_pdf(tex: Path, runs: int = 1) -> PdfResult:
-    """Compile ``tex`` into a PDF beside it (``runs`` passes: 2 resolve a table of contents)."""
+#: what pdflatex and its packages (longtable, hyperref, the table of contents) write to the
+#: log while another pass would change the document
+RERUN = re.compile(
+    r"Rerun to get|Rerun LaTeX|Label\(s\) may have changed|Table widths have changed"
+)
+
+
+def compile_pdf(tex: Path, max_runs: int = 5) -> PdfResult:
+    """Compile ``tex`` into a PDF beside it, running ``pdflatex`` again while its log asks for
+    another pass (references, a table of contents, longtable's column widths), at most
+    ``max_runs`` times."""
     executable = pdflatex()
     folder = tex.parent.resolve()
     env = {
@@ -61,7 +71,10 @@ def compile_pdf(tex: Path, runs: int = 1) -> PdfResult:
         "-file-line-error", tex.name,
     ]  # fmt: skip
     start = time.perf_counter()
-    for _ in range(runs):
+    log_path = folder / tex.with_suffix(".log").name
+    runs = 0
+    while runs < max_runs:
+        runs += 1
         done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
                               errors="replace", check=False)  # fmt: skip
         if done.returncode != 0:
@@ -72,7 +85,9 @@ def compile_pdf(tex: Path, runs: int = 1) -> PdfResult:
             ]
             detail = "\n".join(errors[:10]) or done.stdout[-2000:]
             raise PdfError(f"pdflatex failed on {tex}:\n{detail}")
-    log = (folder / tex.with_suffix(".log").name).read_text(errors="replace")
+        log = log_path.read_text(errors="replace")
+        if not RERUN.search(log):
+            break
     for suffix in (".aux", ".toc", ".out"):
         (folder / tex.with_suffix(suffix).name).unlink(missing_ok=True)
     pages = re.search(r"Output written on .*?\((\d+) pages?", log.replace("\n", ""))
@@ -82,4 +97,5 @@ def compile_pdf(tex: Path, runs: int = 1) -> PdfResult:
         int(pages.group(1)) if pages else 0,
         overfull,
         time.perf_counter() - start,
+        runs,
     )

@@ -64,8 +64,32 @@ def _environment() -> jinja2.Environment:
     env.filters["tex"] = tex_escape
     env.filters["md"] = markdown_escape
     env.filters["py"] = docstring_escape
+    env.filters["html"] = html_escape
+    env.filters["mathml"] = mathml
     env.globals["bracket"] = bracket
     return env
+
+
+def html_escape(text: str) -> str:
+    """Free text as HTML text: markup characters and quotes as entities, control characters
+    as their code points."""
+    import html
+
+    text = "".join(ch if ch.isprintable() or ch == " " else f"[U+{ord(ch):04X}]"
+                   for ch in str(text))  # fmt: skip
+    return html.escape(text, quote=True)
+
+
+def mathml(latex: str, display: bool = False) -> str:
+    """LaTeX mathematics as MathML, converted here, so that a page needs no script to show
+    it (``latex2mathml``, the ``docs`` extra)."""
+    try:
+        from latex2mathml.converter import convert
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "--format html needs latex2mathml: pip install latex2mathml (or gatesmith[docs])"
+        ) from error
+    return convert(latex, display="block" if display else "inline")
 
 
 def docstring_escape(text: str) -> str:
@@ -282,10 +306,17 @@ def render_new_cell(name: str) -> str:
     return _environment().get_template("new_cell.py.j2").render(name=name)
 
 
-#: Derivation formats: file suffix, template, and how a comment line starts.
+#: Derivation formats: file suffix, then the templates of one variant's document, of the
+#: combined document, and of the body they share.
 FORMATS = {
-    "latex": (".tex", "derivation.tex.j2"),
-    "markdown": (".md", "derivation.md.j2"),
+    "latex": (".tex", "derivation.tex.j2", "catalog.tex.j2", "derivation_body.tex.j2"),
+    "markdown": (".md", "derivation.md.j2", "catalog.md.j2", "derivation_body.md.j2"),
+    "html": (
+        ".html",
+        "derivation.html.j2",
+        "catalog.html.j2",
+        "derivation_body.html.j2",
+    ),
 }
 
 
@@ -298,8 +329,8 @@ def _doc_stamp(fmt: str, what: str, digest: str) -> str:
 
 def render_derivation(doc: Document, fmt: str = "latex") -> str:
     """One variant's derivation document, in ``fmt`` (``latex`` or ``markdown``)."""
-    template = FORMATS[fmt][1]
-    names = (template, "derivation_body.tex.j2") if fmt == "latex" else (template,)
+    _, template, _, shared = FORMATS[fmt]
+    names = (template, shared) + (("page.html.j2",) if fmt == "html" else ())
     digest = _digest(doc.spec.fingerprint(), _templates_digest(names))
     return (
         _environment()
@@ -311,15 +342,19 @@ def render_derivation(doc: Document, fmt: str = "latex") -> str:
     )
 
 
-def render_catalog(docs: list[Document]) -> str:
-    """One LaTeX document with a section per variant and a table of contents."""
-    names = ("catalog.tex.j2", "derivation_body.tex.j2")
+def render_catalog(docs: list[Document], fmt: str = "latex") -> str:
+    """One document in ``fmt`` with an introduction, a table of contents (links and PDF
+    bookmarks in LaTeX, links in Markdown) and a section per variant."""
+    _, _, template, shared = FORMATS[fmt]
+    names = (template, shared, "intro.j2") + (
+        ("page.html.j2",) if fmt == "html" else ()
+    )
     digest = _digest(*(d.spec.fingerprint() for d in docs), _templates_digest(names))
     return (
         _environment()
-        .get_template("catalog.tex.j2")
+        .get_template(template)
         .render(
-            stamp=stamp("%", "the registered declarations", digest),
+            stamp=_doc_stamp(fmt, "the registered declarations", digest),
             docs=docs,
             version=version(),
         )

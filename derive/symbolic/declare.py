@@ -42,6 +42,7 @@ __all__ = [
     "DeclarationError",
     "Dense",
     "Equation",
+    "Relation",
     "GateRangeWarning",
     "Param",
     "Size",
@@ -188,6 +189,21 @@ class Equation:
 
 
 @dataclass(frozen=True)
+class Relation:
+    """A convention that is an equation: ``text`` then ``lhs = rhs``, in the cell's own
+    symbols. It is checked to follow from the cell's equations, and typeset by the same printer
+    as they are."""
+
+    text: str
+    lhs: sympy.Expr
+    rhs: sympy.Expr
+    where: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.text} {self.lhs} = {self.rhs}"
+
+
+@dataclass(frozen=True)
 class Quantity:
     """What a symbol of the step stands for."""
 
@@ -215,6 +231,7 @@ class CellSpec:
     equations: tuple[Equation, ...]
     input_latex: str = "x"
     constraints: tuple[tuple[str, str], ...] = ()
+    relations: tuple[Relation, ...] = ()
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -260,6 +277,7 @@ class CellSpec:
             repr(tuple((sympy.srepr(e.target), sympy.srepr(e.expr), e.size, e.role, e.latex,
                         str(e.owner)) for e in self.equations)),
             self.input_latex, repr(self.constraints),
+            repr(tuple((r.text, sympy.srepr(r.lhs), sympy.srepr(r.rhs)) for r in self.relations)),
         ]  # fmt: skip
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
@@ -293,6 +311,7 @@ class Cell:
         self._params: dict[str, Param] = {}
         self._denses: dict[str, Dense] = {}
         self._equations: list[Equation] = []
+        self._relations: list[Relation] = []
         self._input_latex = "x"
         self._taken: set[str] = (
             set()
@@ -512,6 +531,16 @@ class Cell:
         )
         return target
 
+    def relation(self, text: str, lhs, rhs) -> None:
+        """A convention that is an equation, ``lhs = rhs`` in this cell's symbols, after the
+        prose ``text``: printed as mathematics, and refused unless the cell's equations imply
+        it (so a convention cannot contradict the cell)."""
+        where = _caller()
+        _check_text("convention", text, where)
+        lhs = _check_functions(sympy.sympify(lhs), where)
+        rhs = _check_functions(sympy.sympify(rhs), where)
+        self._relations.append(Relation(text, lhs, rhs, where))
+
     def output(self, state: State) -> None:
         """Make ``state`` the sequence output (default: the state named ``h``)."""
         self._output = state.name
@@ -549,10 +578,40 @@ class Cell:
         )  # fmt: skip
         equations, constraints = _size_equations(spec, self._equations)
         spec = CellSpec(
-            **{**spec.__dict__, "equations": equations, "constraints": constraints}
-        )
+            **{**spec.__dict__, "equations": equations, "constraints": constraints,
+               "relations": tuple(self._relations)}
+        )  # fmt: skip
         _check_usage(spec, self._where)
+        _check_relations(spec)
         return spec
+
+
+def _check_relations(spec: CellSpec) -> None:
+    """Each declared relation names only the cell's symbols and follows from its equations:
+    with every equation substituted into both sides, their difference simplifies to 0."""
+    known = set(spec.quantities) | {eq.target for eq in spec.equations}
+    definition = {eq.target: eq.expr for eq in spec.equations}
+    for relation in spec.relations:
+        sides = (relation.lhs, relation.rhs)
+        unknown = sorted(
+            str(s) for side in sides for s in side.free_symbols if s not in known
+        )
+        if unknown:
+            raise DeclarationError(
+                f"{relation.where}: the relation names {unknown}, which the cell does not "
+                f"declare; write it in the cell's own symbols (states' .new and .prev, "
+                "projections' blocks, the values of let/gate)."
+            )
+        expanded = []
+        for side in sides:
+            for _ in range(len(definition) + 1):  # equations read earlier ones only
+                side = side.xreplace(definition)
+            expanded.append(side)
+        if sympy.simplify(expanded[0] - expanded[1]) != 0:
+            raise DeclarationError(
+                f"{relation.where}: the relation {relation.lhs} = {relation.rhs} does not "
+                "follow from the cell's equations; correct the relation (or the equations)."
+            )
 
 
 def _size_equations(spec: CellSpec, equations: list[Equation]):

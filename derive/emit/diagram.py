@@ -1,0 +1,152 @@
+"""A diagram of each cell, drawn from its declaration's data flow, for Graphviz's ``dot``.
+
+The graph reads left to right: the input and the previous states; the projections (a box per
+weight matrix, ``W · v``); the pointwise equations (a circle per value, labelled with what it
+computes: an activation, ``⊙``, ``+``); the new states. Every edge is a use in an equation, so
+the picture is the step's data flow and nothing else. :func:`dot_source` is plain text
+(deterministic); :func:`render` runs ``dot`` to make SVG or PDF, without a shell.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import sympy
+
+from ..symbolic.activations import descriptor
+from ..symbolic.declare import CellSpec
+
+__all__ = ["DiagramError", "dot", "dot_source", "render"]
+
+#: LaTeX accents and letters a label may carry, as Unicode
+_ACCENTS = {"tilde": "\u0303", "bar": "\u0304", "hat": "\u0302", "dot": "\u0307"}
+_GREEK = {
+    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "zeta": "ζ",
+    "eta": "η", "theta": "θ", "kappa": "κ", "lambda": "λ", "mu": "μ", "nu": "ν", "xi": "ξ",
+    "pi": "π", "rho": "ρ", "sigma": "σ", "tau": "τ", "phi": "φ", "chi": "χ", "psi": "ψ",
+    "omega": "ω", "odot": "⊙",
+}  # fmt: skip
+_SYMBOLS = {"sigmoid": "σ", "tanh": "tanh", "relu": "ReLU", "identity": "id"}
+
+
+class DiagramError(RuntimeError):
+    """``dot`` is missing or failed; the message says which and how to install it."""
+
+
+def _plain(latex: str) -> str:
+    """A declared LaTeX name as Unicode text (accents combined, Greek as letters); anything
+    else loses its markup."""
+    text = re.sub(r"\\(tilde|bar|hat|dot)\{([^{}]*)\}",
+                  lambda m: m.group(2) + _ACCENTS[m.group(1)], latex)  # fmt: skip
+    text = re.sub(r"\\([A-Za-z]+)", lambda m: _GREEK.get(m.group(1), m.group(1)), text)
+    return re.sub(r"[{}\\$^_]", "", text)
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _label(name: str, time: str) -> str:
+    """An HTML-like label: ``name`` with the time index as a subscript."""
+    return f"<{_html(name)}<SUB>{time}</SUB>>"
+
+
+def _operation(expr: sympy.Expr) -> str:
+    activation = descriptor(expr)
+    if activation is not None:
+        return _SYMBOLS.get(activation.name, activation.name)
+    if expr.is_Add:
+        return "+"
+    if expr.is_Mul:
+        return "⊙"
+    return ""
+
+
+def dot_source(spec: CellSpec) -> str:
+    """The cell's data flow as a DOT graph (one line per node and edge, in declaration
+    order)."""
+    names = {spec.input: ("x", "t")}
+    for s in spec.states:
+        shown = _plain(s.latex) if s.latex else s.name
+        names[s.prev] = (shown, "t-1")
+        names[s.new] = (shown, "t")
+    for eq in spec.equations:
+        if eq.role != "state":
+            names[eq.target] = (_plain(eq.latex) if eq.latex else eq.target.name, "t")
+    node = {sym: f"n{n}" for n, sym in enumerate(names)}
+    block_of = {sym: d for d in spec.denses for sym in d.symbols}
+    lines = [
+        "digraph cell {",
+        '  rankdir=LR; nodesep=0.25; ranksep=0.35; fontname="Helvetica";',
+        '  node [fontname="Helvetica", fontsize=11]; edge [arrowsize=0.6];',
+        f"  {node[spec.input]} [label={_label(*names[spec.input])}, shape=plaintext];",
+    ]
+    for s in spec.states:
+        lines.append(
+            f"  {node[s.prev]} [label={_label(*names[s.prev])}, shape=plaintext];"
+        )
+    for n, d in enumerate(spec.denses):
+        weight = _html(d.weight)
+        blocks = ", ".join(d.blocks)
+        lines.append(
+            f"  d{n} [label=<{weight} · {_html(names[d.source][0])}<SUB>"
+            f'{names[d.source][1]}</SUB><BR/><FONT POINT-SIZE="9">{blocks}</FONT>>, '
+            "shape=box, style=rounded];"
+        )
+        lines.append(f"  {node[d.source]} -> d{n};")
+    dense_index = {d.name: n for n, d in enumerate(spec.denses)}
+    for eq in spec.equations:
+        target = node[eq.target]
+        name, time = names[eq.target]
+        operation = _operation(eq.expr)
+        if eq.role == "state":
+            lines.append(
+                f"  {target} [label={_label(name, time)}, shape=doublecircle];"
+            )
+        elif eq.role == "pre":
+            lines.append(f'  {target} [label="{operation or "+"}", shape=circle, '
+                         "width=0.3, fixedsize=true];")  # fmt: skip
+        else:
+            shown = f"{_html(name)}<SUB>{time}</SUB>"
+            if operation:
+                shown += f"<BR/>{_html(operation)}"
+            lines.append(f"  {target} [label=<{shown}>, shape=ellipse];")
+        sources = []
+        for sym in sorted(eq.expr.free_symbols, key=sympy.default_sort_key):
+            if sym in block_of:
+                sources.append(f"d{dense_index[block_of[sym].name]}")
+            elif sym in node:
+                sources.append(node[sym])
+        for source in dict.fromkeys(sources):
+            lines.append(f"  {source} -> {target};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def dot() -> str:
+    """The ``dot`` executable, or a :class:`DiagramError` that says how to install it."""
+    found = shutil.which("dot")
+    if found is None:
+        raise DiagramError(
+            "Graphviz's dot was not found on PATH; cell diagrams need it. On Debian or "
+            "Ubuntu: apt-get install graphviz"
+        )
+    return found
+
+
+def render(source: str, out: Path) -> Path:
+    """Lay out ``source`` with ``dot`` into ``out`` (its suffix, ``.svg`` or ``.pdf``, picks
+    the format)."""
+    fmt = out.suffix.lstrip(".")
+    if fmt not in ("svg", "pdf"):
+        raise ValueError(f"render: out must end in .svg or .pdf; got {out.name}")
+    done = subprocess.run(
+        [dot(), f"-T{fmt}", "-o", str(out)], input=source.encode(), capture_output=True,
+        check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise DiagramError(f"dot failed on {out.name}: {done.stderr.decode()[-1000:]}")
+    return out

@@ -1,0 +1,141 @@
+"""Gradient flow: the Jacobian of each new state with respect to each previous state.
+
+Through one step, ``∂s_t / ∂r_{t-1}`` is a sum over the paths from ``r_{t-1}`` to ``s_t`` in the
+step's data flow. A pointwise equation multiplies a path by a diagonal matrix (its partial
+derivative, per unit, written through saved values as the adjoint writes it); a projection
+multiplies it by a block of a weight matrix. So every path is
+``diag(a_0) W_1 diag(a_1) W_2 ... diag(a_n)``, and the Jacobian splits into
+
+- the **pointwise path**: the paths with no weight matrix, one diagonal matrix ``diag(d)``;
+- the **paths through the projections**: those with one or more weight blocks.
+
+Over many steps the gradient of a state is multiplied by one such Jacobian per step; a state
+whose pointwise path is a gate (the LSTM cell's forget gate) carries its gradient unchanged
+while the gate is open, and one with no pointwise path (the plain RNN) multiplies it by a weight
+matrix and an activation's derivative at every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from .adjoint import Adjoint, adjoint_symbol
+
+__all__ = ["Jacobian", "Path", "jacobians", "verdict"]
+
+
+@dataclass(frozen=True)
+class Path:
+    """``diag(diagonals[0]) W(blocks[0]) diag(diagonals[1]) ... diag(diagonals[-1])``: each
+    block is a projection's block symbol, standing for its weight block."""
+
+    diagonals: tuple[sympy.Expr, ...]
+    blocks: tuple[sympy.Symbol, ...]
+
+
+@dataclass(frozen=True)
+class Jacobian:
+    """``∂ new_t / ∂ prev_{t-1}`` of two states: ``diagonal`` is the pointwise path (0 when
+    there is none), ``paths`` those through the projections."""
+
+    new: str
+    prev: str
+    diagonal: sympy.Expr
+    paths: tuple[Path, ...]
+
+    @property
+    def zero(self) -> bool:
+        return self.diagonal == 0 and not self.paths
+
+
+def jacobians(adjoint: Adjoint) -> tuple[Jacobian, ...]:
+    """Every state's Jacobian with respect to every previous state, in declaration order."""
+    spec = adjoint.spec
+    defined = {eq.target: n for n, eq in enumerate(spec.equations)}
+    blocks = {sym: d for d in spec.denses for sym in d.symbols}
+    # the partial derivative of each equation's target with respect to each argument
+    partial: dict[sympy.Symbol, list[tuple[sympy.Symbol, sympy.Expr]]] = {}
+    for arg, terms in adjoint.terms.items():
+        for term in terms:
+            target = spec.equations[term.use].target
+            d_target = adjoint_symbol(target)
+            partial.setdefault(target, []).append(
+                (arg, term.expr.xreplace({d_target: 1}))
+            )
+    out = []
+    for state in spec.states:
+        for prev in spec.states:
+            memo: dict[sympy.Symbol, list[Path]] = {}
+            raw = _paths(state.new, prev.prev, partial, defined, blocks, memo)
+            diagonal, paths = _merge(raw)
+            out.append(Jacobian(state.name, prev.name, diagonal, paths))
+    return tuple(out)
+
+
+def _paths(value, source, partial, defined, blocks, memo) -> list[Path]:
+    """The paths from ``source`` (a previous state) to ``value``."""
+    if value in memo:
+        return memo[value]
+    if value == source:
+        found = [Path((sympy.Integer(1),), ())]
+    elif value in defined:
+        found = []
+        for arg, factor in partial.get(value, ()):
+            for path in _paths(arg, source, partial, defined, blocks, memo):
+                first = factor * path.diagonals[0]
+                found.append(Path((first, *path.diagonals[1:]), path.blocks))
+    elif value in blocks:
+        found = [
+            Path((sympy.Integer(1), *path.diagonals), (value, *path.blocks))
+            for path in _paths(
+                blocks[value].source, source, partial, defined, blocks, memo
+            )
+        ]
+    else:  # the input, another state, a vector parameter: no path
+        found = []
+    memo[value] = found
+    return found
+
+
+def _merge(paths: list[Path]) -> tuple[sympy.Expr, tuple[Path, ...]]:
+    """Paths with the same weight blocks and the same later diagonals, summed into one; the
+    weight-free ones into the pointwise path."""
+    grouped: dict[tuple, sympy.Expr] = {}
+    for path in paths:
+        key = (path.blocks, path.diagonals[1:])
+        grouped[key] = grouped.get(key, sympy.Integer(0)) + path.diagonals[0]
+    diagonal = sympy.Integer(0)
+    merged = []
+    for (blocks, rest), first in grouped.items():
+        first = sympy.factor_terms(first)
+        if first == 0:
+            continue
+        if not blocks:
+            diagonal = first
+        else:
+            merged.append(Path((first, *(sympy.factor_terms(r) for r in rest)), blocks))
+    return diagonal, tuple(merged)
+
+
+def verdict(
+    jacobian: Jacobian, gates: set[sympy.Symbol]
+) -> tuple[str, sympy.Expr | None]:
+    """What the structure of a state's Jacobian with respect to its own previous value says of
+    its gradient over many steps: ``(kind, factor)``. ``kind`` is ``none`` (no dependence),
+    ``identity``, ``gate`` (the pointwise path has a gate value, or one minus it, as a term:
+    ``factor``), ``pointwise`` (another per-unit factor) or ``projections`` (no pointwise
+    path)."""
+    if jacobian.zero:
+        return "none", None
+    if jacobian.diagonal == 0:
+        return "projections", None
+    if jacobian.diagonal == 1:
+        return "identity", None
+    if jacobian.diagonal in gates or (1 - jacobian.diagonal) in gates:
+        return "gate", jacobian.diagonal
+    for term in sympy.Add.make_args(sympy.expand(jacobian.diagonal)):
+        if term in gates or (1 - term) in gates:
+            return "gate", term
+    return "pointwise", None
