@@ -38,11 +38,10 @@ _DECLARATION_API = {
     "Cell": "derive.symbolic.declare",
     "DeclarationError": "derive.symbolic.declare",
     "register": "derive.registry",
-    "identity": "derive.symbolic.activations",
-    "relu": "derive.symbolic.activations",
-    "sigmoid": "derive.symbolic.activations",
-    "tanh": "derive.symbolic.activations",
-}
+    **{name: "derive.symbolic.activations"
+       for name in ("identity", "relu", "sigmoid", "tanh", "exp", "log", "sin", "cos",
+                    "softplus", "elu", "hard_sigmoid")},
+}  # fmt: skip
 
 __all__ = [*_DECLARATION_API, "__version__"]
 

@@ -31,8 +31,13 @@ def _cmd_list(args) -> int:
     for spec in specs:
         states = ", ".join(s.name for s in spec.states)
         params = ", ".join(_describe_shape(p) for p in spec.params)
+        hypers = "".join(
+            f"; hyperparameters: {', '.join(f'{h.name}={h.default!r}' for h in spec.hypers)}"
+            for _ in spec.hypers[:1]
+        )
         print(
-            f"{spec.name:<{width}}  states: {states}; params: {params}; {spec.citation}"
+            f"{spec.name:<{width}}  states: {states}; params: {params}{hypers}; "
+            f"{spec.citation}"
         )
     return 0
 

@@ -35,11 +35,12 @@ def _struct(shape, dtype):
 
 
 @functools.cache
-def _function(name):
-    """The ``custom_vjp`` function of the generated module ``name``:
-    ``(x, lengths, states, params) -> (ys, final_states)``."""
+def _function(name, hypers=()):
+    """The ``custom_vjp`` function of the generated module ``name`` with the hyperparameter
+    values ``hypers`` (``HYPERS`` order): ``(x, lengths, states, params) -> (ys, finals)``."""
     cell = sys.modules[name]
     interface = cell._interface
+    given = dict(zip(cell.HYPERS, hypers, strict=True))
 
     def shapes(x, states, params):
         steps, batch, size = x.shape
@@ -56,15 +57,23 @@ def _function(name):
 
     def host_forward(x, lengths, states, params):
         arrays = dict(zip(cell.PARAMS, map(_host, params), strict=True))
-        ys, finals, tape = cell.forward(
-            _host(x), tuple(map(_host, states)), arrays, _host(lengths).astype(np.int64)
+        ys, finals, tape = interface.forward(
+            _host(x),
+            tuple(map(_host, states)),
+            arrays,
+            _host(lengths).astype(np.int64),
+            given,
         )
         return (ys, finals), interface.saved_arrays(tape)
 
     def host_backward(x, lengths, params, saved, dys, d_finals):
         arrays = dict(zip(cell.PARAMS, map(_host, params), strict=True))
         tape = interface.restore_tape(
-            _host(x), arrays, _host(lengths).astype(np.int64), [_host(s) for s in saved]
+            _host(x),
+            arrays,
+            _host(lengths).astype(np.int64),
+            [_host(s) for s in saved],
+            given,
         )
         dx, d_initial, d_params = cell.backward(
             _host(dys), tuple(map(_host, d_finals)), tape
@@ -119,7 +128,7 @@ def _check(caller, argument, value, dtype=None):
     return array
 
 
-def recurrent(variant, params, x, initial_states=None, lengths=None):
+def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None):
     """Run one layer of ``variant`` over ``x`` ``(T, B, I)``, differentiably.
 
     ``variant`` is a generated variant's name or a generated cell module; ``params`` maps the
@@ -127,6 +136,8 @@ def recurrent(variant, params, x, initial_states=None, lengths=None):
     arrays in ``STATES`` order; ``lengths`` is None or each batch row's number of steps (it
     must lie in [1, T]; outside ``jit`` it is checked). Returns ``ys`` ``(T, B, size)`` (zero
     past a row's length) and the tuple of final states (each row's state at its length).
+    ``hypers`` maps hyperparameters to the values that replace their defaults: Python
+    numbers, fixed when the function is traced.
     """
     caller = "recurrent"
     cell = load_cell(caller, variant)
@@ -159,7 +170,10 @@ def recurrent(variant, params, x, initial_states=None, lengths=None):
             for n, s in enumerate(initial_states)
         )
     lengths = _lengths(caller, lengths, steps, batch)
-    return _function(cell.__name__)(x, lengths, states, arrays)
+    values = cell._interface.check_hypers(caller, hypers, np.dtype("f8"))
+    return _function(cell.__name__, tuple(map(float, values)))(
+        x, lengths, states, arrays
+    )
 
 
 def _lengths(caller, lengths, steps, batch):

@@ -21,6 +21,7 @@ import importlib
 import math
 import sys
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -54,14 +55,20 @@ def _np(tensor):
     return tensor.detach().contiguous().numpy()
 
 
-def _forward(cell, x, lengths, states, params):
+def _hypers(module, values):
+    """The hyperparameters as the generated interface takes them (``HYPERS`` order)."""
+    return dict(zip(module.HYPERS, values.tolist(), strict=True))
+
+
+def _forward(cell, x, lengths, states, params, hypers):
     """``[ys, *final_states, *saved]``: ``saved`` are the arrays the backward reads."""
     module = _module(cell)
-    ys, finals, tape = module.forward(
+    ys, finals, tape = module._interface.forward(
         _np(x),
         tuple(_np(s) for s in states),
         dict(zip(module.PARAMS, (_np(p) for p in params), strict=True)),
         _np(lengths),
+        _hypers(module, hypers),
     )
     if not ys.flags.writeable:  # a view of the tape: outputs of an op never alias
         ys = ys.copy()
@@ -69,12 +76,12 @@ def _forward(cell, x, lengths, states, params):
     return [torch.from_numpy(a) for a in arrays]
 
 
-def _backward(cell, dys, d_final_states, x, lengths, params, saved):
+def _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers):
     """``[dx, *d_initial_states, *d_params]``."""
     module = _module(cell)
     arrays = dict(zip(module.PARAMS, (_np(p) for p in params), strict=True))
     tape = module._interface.restore_tape(
-        _np(x), arrays, _np(lengths), [_np(s) for s in saved]
+        _np(x), arrays, _np(lengths), [_np(s) for s in saved], _hypers(module, hypers)
     )
     dx, d_initial, d_params = module.backward(
         _np(dys), tuple(_np(d) for d in d_final_states), tape
@@ -102,13 +109,14 @@ def _forward_op(
     lengths: torch.Tensor,
     states: list[torch.Tensor],
     params: list[torch.Tensor],
+    hypers: torch.Tensor,
 ) -> list[torch.Tensor]:
     """Returns ``[ys, *final_states, *saved]``: ``saved`` are the arrays the backward reads."""
-    return _forward(cell, x, lengths, states, params)
+    return _forward(cell, x, lengths, states, params, hypers)
 
 
 @_forward_op.register_fake
-def _forward_fake(cell, x, lengths, states, params):
+def _forward_fake(cell, x, lengths, states, params, hypers):
     module = _module(cell)
     steps, batch, size = x.shape
     sizes = param_sizes(module, size, [p.shape for p in params])
@@ -127,13 +135,14 @@ def _backward_op(
     lengths: torch.Tensor,
     params: list[torch.Tensor],
     saved: list[torch.Tensor],
+    hypers: torch.Tensor,
 ) -> list[torch.Tensor]:
     """Returns ``[dx, *d_initial_states, *d_params]``."""
-    return _backward(cell, dys, d_final_states, x, lengths, params, saved)
+    return _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers)
 
 
 @_backward_op.register_fake
-def _backward_fake(cell, dys, d_final_states, x, lengths, params, saved):
+def _backward_fake(cell, dys, d_final_states, x, lengths, params, saved, hypers):
     return [
         x.new_empty(x.shape),
         *(d.new_empty(d.shape) for d in d_final_states),
@@ -142,21 +151,21 @@ def _backward_fake(cell, dys, d_final_states, x, lengths, params, saved):
 
 
 def _setup_context(ctx, inputs, output):
-    cell, x, lengths, states, params = inputs
+    cell, x, lengths, states, params, hypers = inputs
     ctx.cell, ctx.counts = cell, (len(states), len(params))
     ctx.shapes = [o.shape for o in output[: 1 + len(states)]]
-    ctx.save_for_backward(x, lengths, *params, *output[1 + len(states) :])
+    ctx.save_for_backward(x, lengths, hypers, *params, *output[1 + len(states) :])
 
 
 def _backward_rule(ctx, grads):
     n_states, n_params = ctx.counts
-    x, lengths, *rest = ctx.saved_tensors
+    x, lengths, hypers, *rest = ctx.saved_tensors
     params, saved = rest[:n_params], rest[n_params:]
     given = _gradients(grads[: 1 + n_states], ctx.shapes, x)
     out = torch.ops.gatesmith.backward(
-        ctx.cell, given[0], given[1:], x, lengths, list(params), list(saved)
+        ctx.cell, given[0], given[1:], x, lengths, list(params), list(saved), hypers
     )
-    return None, out[0], None, out[1 : 1 + n_states], out[1 + n_states :]
+    return None, out[0], None, out[1 : 1 + n_states], out[1 + n_states :], None
 
 
 _forward_op.register_autograd(_backward_rule, setup_context=_setup_context)
@@ -167,10 +176,10 @@ class _Eager(torch.autograd.Function):
     of a millisecond less per layer and direction, which small problems notice."""
 
     @staticmethod
-    def forward(ctx, cell, x, lengths, n_states, *tensors):
+    def forward(ctx, cell, x, lengths, hypers, n_states, *tensors):
         states, params = tensors[:n_states], tensors[n_states:]
-        out = _forward(cell, x, lengths, states, params)
-        ctx.cell, ctx.n_states = cell, n_states
+        out = _forward(cell, x, lengths, states, params, hypers)
+        ctx.cell, ctx.n_states, ctx.hypers = cell, n_states, hypers
         ctx.shapes = [o.shape for o in out[: 1 + n_states]]
         ctx.save_for_backward(x, lengths, *params, *out[1 + n_states :])
         ctx.mark_non_differentiable(*out[1 + n_states :])
@@ -183,8 +192,10 @@ class _Eager(torch.autograd.Function):
         n_params = len(rest) - (len(grads) - 1 - n_states)
         params, saved = rest[:n_params], rest[n_params:]
         given = _gradients(grads[: 1 + n_states], ctx.shapes, x)
-        out = _backward(ctx.cell, given[0], given[1:], x, lengths, params, saved)
-        return None, out[0], None, None, *out[1:]
+        out = _backward(
+            ctx.cell, given[0], given[1:], x, lengths, params, saved, ctx.hypers
+        )
+        return None, out[0], None, None, None, *out[1:]
 
 
 # -- one layer, one direction ------------------------------------------------------------------
@@ -212,13 +223,14 @@ def _check_tensor(caller, argument, value, dtype=None):
     return value
 
 
-def recurrent(variant, params, x, initial_states=None, lengths=None):
+def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None):
     """Run one layer of ``variant`` over ``x`` ``(T, B, I)``, differentiably.
 
     ``params`` maps the cell's ``PARAMS`` to tensors; ``initial_states`` is None (zeros) or a
     tuple of ``(B, size)`` tensors in ``STATES`` order; ``lengths`` is None or each batch row's
-    number of steps. Returns ``ys`` ``(T, B, size)`` (zero past a row's length) and the final
-    states (each row's state at its length). Gradients reach ``x``, ``initial_states`` and
+    number of steps; ``hypers`` maps hyperparameters to the values that replace their
+    defaults. Returns ``ys`` ``(T, B, size)`` (zero past a row's length) and the final states
+    (each row's state at its length). Gradients reach ``x``, ``initial_states`` and
     ``params`` through the generated backward kernel.
     """
     caller = "recurrent"
@@ -253,10 +265,18 @@ def recurrent(variant, params, x, initial_states=None, lengths=None):
         for n, (s, v) in enumerate(zip(cell.STATES, initial_states, strict=True))
     ]
     lengths = _lengths(caller, lengths, steps, batch)
+    values = torch.tensor(
+        cell._interface.check_hypers(caller, hypers, np.dtype("f8")),
+        dtype=torch.float64,
+    )
     if torch.compiler.is_compiling():
-        out = torch.ops.gatesmith.forward(cell.__name__, x, lengths, states, tensors)
+        out = torch.ops.gatesmith.forward(
+            cell.__name__, x, lengths, states, tensors, values
+        )
     else:
-        out = _Eager.apply(cell.__name__, x, lengths, len(states), *states, *tensors)
+        out = _Eager.apply(
+            cell.__name__, x, lengths, values, len(states), *states, *tensors
+        )
     return out[0], tuple(out[1 : 1 + len(cell.STATES)])
 
 
@@ -292,6 +312,8 @@ def _variant_and_sizes(variant, proj_size, sizes):
     if proj_size and variant == "lstm":
         variant = "lstm_proj"
     cell = load_cell("Recurrent", variant)
+    hypers = {name: sizes.pop(name) for name in list(sizes) if name in cell.HYPERS}
+    cell._interface.check_hypers("Recurrent", hypers, np.dtype("f8"))
     if proj_size:
         if "proj_size" not in cell.SIZES.values():
             raise ValueError(
@@ -299,7 +321,7 @@ def _variant_and_sizes(variant, proj_size, sizes):
                 f"{proj_size}"
             )
         sizes = {**sizes, "proj_size": proj_size}
-    return cell, extra_sizes("Recurrent", cell, sizes)
+    return cell, extra_sizes("Recurrent", cell, sizes), hypers
 
 
 class Recurrent(nn.Module):
@@ -309,7 +331,7 @@ class Recurrent(nn.Module):
     ``variant`` is a generated variant's name or a generated cell module (one generated from a
     user's declaration, say). The other arguments are ``nn.LSTM``'s: ``bias`` must be True (every
     generated cell has its biases); ``proj_size > 0`` selects ``lstm_proj`` for ``"lstm"``.
-    Further sizes a cell declares are keywords. Parameters are named as PyTorch names them
+    Further sizes a cell declares, and its hyperparameters (``HYPERS``), are keywords. Parameters are named as PyTorch names them
     (``weight_ih_l0``, ``bias_hh_l1_reverse``), so ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` state
     dicts load into ``rnn_tanh``/``rnn_relu``, ``lstm``/``lstm_proj`` and ``gru`` and back.
 
@@ -336,7 +358,7 @@ class Recurrent(nn.Module):
         **sizes,
     ):
         super().__init__()
-        cell, self.sizes = _variant_and_sizes(variant, proj_size, sizes)
+        cell, self.sizes, self.hypers = _variant_and_sizes(variant, proj_size, sizes)
         # the module by name, so that the net deep-copies and pickles like any nn.Module
         self.cell_module, self.variant = cell.__name__, cell.VARIANT
         for name, value in (
@@ -433,7 +455,7 @@ class Recurrent(nn.Module):
         return {name: getattr(self, name + suffix) for name in self.cell.PARAMS}
 
     def extra_repr(self):
-        extra = "".join(f", {k}={v}" for k, v in self.sizes.items())
+        extra = "".join(f", {k}={v}" for k, v in {**self.sizes, **self.hypers}.items())
         return (
             f"{self.variant!r}, {self.input_size}, {self.hidden_size}{extra}, "
             f"num_layers={self.num_layers}, batch_first={self.batch_first}, "
@@ -511,7 +533,7 @@ class Recurrent(nn.Module):
                 src = seq if direction == 0 else _flip(seq, reverse, seq.shape[2])
                 ys, last = recurrent(
                     self.cell, self.layer_params(layer, direction), src,
-                    tuple(s[slot] for s in states), lengths,
+                    tuple(s[slot] for s in states), lengths, self.hypers,
                 )  # fmt: skip
                 outs.append(ys if direction == 0 else _flip(ys, reverse, ys.shape[2]))
                 for final, value in zip(finals, last, strict=True):

@@ -44,6 +44,7 @@ def _step(spec, params, x, prev):
             if p.kind == "vector"
         }
     )
+    env.update({hp.symbol: hp.default for hp in spec.hypers})
     pending = list(spec.denses)
     for eq in spec.equations:
         for d in [d for d in pending if d.source in env]:

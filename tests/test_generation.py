@@ -260,7 +260,7 @@ def test_every_registered_variant_has_a_kernel_a_document_and_tests():
     import test_papers
 
     names = set(registry.names())
-    assert len(names) == 22
+    assert len(names) == 47
     assert {p.stem for p in (ROOT / "generated").glob("*.py")} - {
         "__init__",
         "_interface",
@@ -273,4 +273,5 @@ def test_every_registered_variant_has_a_kernel_a_document_and_tests():
     papers = {n.removeprefix("test_").split("_matches")[0] for n in dir(test_papers)}
     independent = {"lstm_peephole", "lstm_cifg", "gru_cho", "mgu", "lstm_proj"}
     assert independent <= papers | {"mut"} and "lstm_np_equals_lstm" in papers
+    assert set(test_papers.LITERATURE) <= names
     assert test_autograd.PYTORCH_MODULES <= names

@@ -19,7 +19,7 @@ def cell(request):
 
 
 def test_interface_names(cell):
-    assert cell.STATES[0] == "h" and cell.OUTPUT in cell.STATES
+    assert cell.STATES[0] == cell.OUTPUT  # the output state comes first
     shapes = cell.param_shapes(**sizes_for(cell))
     assert tuple(shapes) == cell.PARAMS
     params = cell.init_params(**sizes_for(cell), dtype=np.float32, seed=0)
@@ -78,9 +78,9 @@ def _good(cell):
         (lambda x, s, p, k: (x.astype(np.int32), s, p), TypeError, "float32 or float64"),
         (lambda x, s, p, k: (x.tolist(), s, p), TypeError, "numpy.ndarray"),
         (lambda x, s, p, k: (np.asfortranarray(x), s, p), ValueError, "C-contiguous"),
-        (lambda x, s, p, k: (x[:, :, :-1].copy(), s, p), ValueError, "params['weight_ih']"),
+        (lambda x, s, p, k: (x[:, :, :-1].copy(), s, p), ValueError, "params['{first}']"),
         (lambda x, s, p, k: (x, s[:-1] or None, p) if len(s) > 1 else (x, (s[0], s[0]), p), ValueError, "initial_states"),
-        (lambda x, s, p, k: (x, tuple(a[:-1] for a in s), p), ValueError, "initial_states[0] (h)"),
+        (lambda x, s, p, k: (x, tuple(a[:-1] for a in s), p), ValueError, "initial_states[0] ({state})"),
         (lambda x, s, p, k: (x, s, {key: v for key, v in p.items() if key != k}), ValueError, "missing ['{last}']"),
         (lambda x, s, p, k: (x, s, {**p, "bias_xx": p[k]}), ValueError, "unexpected ['bias_xx']"),
         (lambda x, s, p, k: (x, s, {**p, k: p[k][..., :-1].copy()}), ValueError, "params['{last}'] must have shape"),
@@ -93,6 +93,11 @@ def test_bad_input_is_named_before_numba_sees_it(cell, mutate, error, words):
     x, states, params = mutate(*_good(cell), cell.PARAMS[-1])
     with pytest.raises(error) as info:
         cell.forward(x, states, params)
+    # {first}: the first parameter that reads the input; {state}: the first state
+    first = next(
+        n for n in cell.PARAMS if "I" in dict(map(reversed, cell.PARAM_SHAPES[n]))
+    )
+    words = words.replace("{first}", first).replace("{state}", cell.STATES[0])
     assert words.replace("{last}", cell.PARAMS[-1]) in str(info.value)
     assert str(info.value).startswith("forward: ")
 
@@ -175,13 +180,15 @@ def test_float32_kernels_stay_float32(cell):
     ys, finals, tape = cell.forward(problem.x, problem.states, problem.params)
     arrays = tape["arrays"]
     forward_args = [
-        arrays["seq_x"], arrays["lengths"], *problem.states, *(arrays[p] for p in cell.PARAMS)
+        arrays["seq_x"], arrays["lengths"], *problem.states, *(arrays[p] for p in cell.PARAMS),
+        *tape["hypers"],  # float32 scalars: a hyperparameter must not widen the kernel either
     ]  # fmt: skip
     flat_dys = problem.dys.reshape(-1, problem.dys.shape[2])
     backward_args = [
         flat_dys,
         *problem.dfinal,
         *(arrays[n] for n in cell._BACKWARD_TAPE),
+        *tape["hypers"],
     ]
     for kernel, args in (
         (cell.forward_kernel, forward_args),
@@ -191,6 +198,15 @@ def test_float32_kernels_stay_float32(cell):
         fresh = numba.njit(error_model="numpy")(kernel.py_func)
         fresh(*args)
         ir = fresh.inspect_llvm(fresh.signatures[0])
+        # the kernel's own functions: the CPython wrapper reads any scalar argument as a
+        # double (PyFloat_AsDouble) and truncates it to the argument's type
+        ir = "\n".join(
+            line
+            for f in ir.split("\ndefine ")
+            if "cpython" not in f.split("(")[0]
+            for line in f.splitlines()
+            if "@PyFloat_AsDouble" not in line
+        )
         assert "float" in ir
         assert "double" not in ir, (
             f"{kernel.__name__} of {cell.VARIANT} widens to double"
@@ -323,3 +339,41 @@ def test_a_tape_rebuilt_from_its_arrays_gives_the_same_backward(cell):
         ValueError, match=f"saved {cell._FORWARD_RETURNS[0]} must have shape"
     ):
         interface.restore_tape(x, problem.params, lengths, [saved[0][1:], *saved[1:]])
+
+
+def test_hyperparameters_are_checked_and_kept_on_the_tape():
+    """A hyperparameter is a keyword of ``forward``; a bad one is refused naming it; the
+    backward differentiates the step the forward ran (the tape keeps the values)."""
+    cell = load_generated("cornn")
+    assert cell.HYPERS == {"dt": 0.042, "gamma": 2.7, "epsilon": 4.7}
+    params = cell.init_params(input_size=3, hidden_size=4, dtype=np.float64, seed=1)
+    x = np.random.default_rng(0).standard_normal((6, 2, 3))
+    for bad, error, match in [
+        (
+            {"dt": float("inf")},
+            ValueError,
+            "hyperparameter dt must be a finite real number",
+        ),
+        (
+            {"gamma": "2"},
+            ValueError,
+            "hyperparameter gamma must be a finite real number",
+        ),
+        ({"epsilon": np.bool_(True)}, ValueError, "hyperparameter epsilon"),
+        ({"beta": 1.0}, TypeError, "unexpected keyword argument 'beta'"),
+    ]:
+        with pytest.raises(error, match=match):
+            cell.forward(x, None, params, **bad)
+    with pytest.raises(TypeError, match="cornn has no hyperparameter 'beta'"):
+        cell._interface.forward(x, None, params, None, {"beta": 1.0})
+    ys, _, tape = cell.forward(x, None, params, dt=0.5)
+    assert tape["hypers"] == (0.5, 2.7, 4.7)
+    # directional derivative of sum(ys) along a random dx: the backward of dt=0.5's step
+    dx, _, _ = cell.backward(np.ones_like(ys), None, tape)
+    v = np.random.default_rng(1).standard_normal(x.shape)
+    eps = 1e-6
+    up = cell.forward(x + eps * v, None, params, dt=0.5)[0].sum()
+    down = cell.forward(x - eps * v, None, params, dt=0.5)[0].sum()
+    assert abs((up - down) / (2 * eps) - (dx * v).sum()) < 1e-7
+    default = cell.forward(x + eps * v, None, params)[0].sum()
+    assert abs(default - up) > 1e-3

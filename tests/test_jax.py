@@ -120,3 +120,31 @@ def test_bad_arguments_are_clear_errors(call, error, match):
     _, params, x, _, _ = _problem("lstm", np.float64)
     with pytest.raises(error, match=match):
         call(params, x)
+
+
+def test_hyperparameters_reach_the_kernel_under_jit_and_grad():
+    cell, params, x, states, lengths = _problem("lem", np.float64, seed=4)
+    hypers = {"dt": 0.4}
+    ys_np, finals_np, tape = cell.forward(x, states, params, lengths, **hypers)
+    d_ys = np.ones_like(ys_np)
+    _, _, d_params_np = cell.backward(d_ys, None, tape)
+
+    def loss(params):
+        ys, _ = recurrent("lem", params, x, states, lengths, hypers=hypers)
+        return (ys * d_ys).sum()
+
+    ys, _ = jax.jit(lambda p: recurrent("lem", p, x, states, lengths, hypers=hypers))(
+        params
+    )
+    assert relative_error(np.asarray(ys), ys_np) == 0
+    grads = jax.jit(jax.grad(loss))(params)
+    for name in cell.PARAMS:
+        assert relative_error(np.asarray(grads[name]), d_params_np[name]) <= 1e-12, name
+    default, _ = recurrent("lem", params, x, states, lengths)
+    assert np.abs(np.asarray(default) - ys_np).max() > 1e-3
+    check_grads(
+        lambda p: recurrent("lem", p, x, states, lengths, hypers=hypers)[0],
+        (params,), order=1, modes=("rev",),
+    )  # fmt: skip
+    with pytest.raises(TypeError, match="has no hyperparameter 'gamma'"):
+        recurrent("lem", params, x, hypers={"gamma": 1.0})

@@ -38,8 +38,8 @@ def _run(step, x, states):
     return torch.stack(ys), states
 
 
-def _check(variant, dtype, reference):
-    problem = Problem(load_generated(variant), dtype, steps=5)
+def _check(variant, dtype, reference, hypers=None, **sizes):
+    problem = Problem(load_generated(variant), dtype, steps=5, hypers=hypers, **sizes)
     x, states, params = leaves = problem.torch_leaves()
     ys_t, finals_t = _run(lambda xt, *s: reference(xt, s, params), x, states)
     compare_with_torch(problem, ys_t, finals_t, leaves)
@@ -184,3 +184,260 @@ def _leaves(value):
     if isinstance(value, tuple):
         return list(value)
     return [value]
+
+
+# -- the gated cells of the later literature, each written from its paper's equations ----------
+
+
+def _ugrnn(xt, states, p):
+    """Collins et al. 2017: g = sigma(.), c = tanh(.), h = g h + (1 - g) c."""
+    (h,) = states
+    W_g, W_c = _blocks(p["weight_ih"], 2)
+    U_g, U_c = _blocks(p["weight_hh"], 2)
+    b_g, b_c = _blocks(p["bias"], 2)
+    g = sigmoid(_linear(xt, W_g, b_g) + _linear(h, U_g))
+    c = tanh(_linear(xt, W_c, b_c) + _linear(h, U_c))
+    return (g * h + (1 - g) * c,)
+
+
+def _minimal_rnn(xt, states, p):
+    """Chen 2017: z = Phi(x), u = sigma(U_h h + U_z z + b_u), h = u h + (1 - u) z."""
+    (h,) = states
+    z = tanh(_linear(xt, p["weight_ih"], p["bias_ih"]))
+    u = sigmoid(_linear(h, p["weight_hh"]) + _linear(z, p["weight_zh"]) + p["bias_u"])
+    return (u * h + (1 - u) * z,)
+
+
+def _atr(xt, states, p):
+    """Zhang et al. 2018: i = sigma(p + q), f = sigma(p - q), h = i p + f h."""
+    (h,) = states
+    p_t = _linear(xt, p["weight_ih"], p["bias_ih"])
+    q_t = _linear(h, p["weight_hh"])
+    return (sigmoid(p_t + q_t) * p_t + sigmoid(p_t - q_t) * h,)
+
+
+def _lightru(xt, states, p):
+    """Ye et al. 2024: candidate tanh(W_h x), h = (1 - f) h + f candidate."""
+    (h,) = states
+    W_h, W_f = _blocks(p["weight_ih"], 2)
+    f = sigmoid(_linear(xt, W_f) + _linear(h, p["weight_hh"]) + p["bias_f"])
+    return ((1 - f) * h + f * tanh(_linear(xt, W_h)),)
+
+
+def _sgrn(xt, states, p):
+    """Zu et al. 2020: f = sigma(p + q), h = tanh((1 - f) p + f h)."""
+    (h,) = states
+    p_t = _linear(xt, p["weight_ih"], p["bias_ih"])
+    f = sigmoid(p_t + _linear(h, p["weight_hh"], p["bias_hh"]))
+    return (tanh((1 - f) * p_t + f * h),)
+
+
+def _cfn(xt, states, p):
+    """Laurent and von Brecht 2017: h = theta tanh(h) + eta tanh(W x)."""
+    (h,) = states
+    V_theta, V_eta, W = _blocks(p["weight_ih"], 3)
+    U_theta, U_eta = _blocks(p["weight_hh"], 2)
+    theta = sigmoid(_linear(h, U_theta) + _linear(xt, V_theta) + p["bias_theta"])
+    eta = sigmoid(_linear(h, U_eta) + _linear(xt, V_eta) + p["bias_eta"])
+    return (theta * tanh(h) + eta * tanh(_linear(xt, W)),)
+
+
+def _star(xt, states, p):
+    """Turkoglu et al. 2022: z = tanh(W_z x + b_z), h = tanh((1 - k) h + k z)."""
+    (h,) = states
+    W_k, W_z = _blocks(p["weight_ih"], 2)
+    b_k, b_z = _blocks(p["bias_ih"], 2)
+    k = sigmoid(_linear(xt, W_k, b_k) + _linear(h, p["weight_hh"]))
+    return (tanh((1 - k) * h + k * tanh(_linear(xt, W_z, b_z))),)
+
+
+def _li_gru(xt, states, p):
+    """Ravanelli et al. 2018, batch normalisation as its inference-time shift."""
+    (h,) = states
+    W_z, W_h = _blocks(p["weight_ih"], 2)
+    b_z, b_h = _blocks(p["bias_ih"], 2)
+    U_z, U_h = _blocks(p["weight_hh"], 2)
+    z = sigmoid(_linear(xt, W_z, b_z) + _linear(h, U_z))
+    candidate = torch.relu(_linear(xt, W_h, b_h) + _linear(h, U_h))
+    return (z * h + (1 - z) * candidate,)
+
+
+def _bistable(dense):
+    """Vecoven et al. 2021, BRC (diagonal recurrence) and nBRC (dense recurrence)."""
+
+    def step(xt, states, p):
+        (h,) = states
+        U_a, U_c, U = _blocks(p["weight_ih"], 3)
+        if dense:
+            W_a, W_c = _blocks(p["weight_hh"], 2)
+            rec_a, rec_c = _linear(h, W_a), _linear(h, W_c)
+        else:
+            rec_a, rec_c = p["w_a"] * h, p["w_c"] * h
+        a = 1 + tanh(_linear(xt, U_a) + rec_a)
+        c = sigmoid(_linear(xt, U_c) + rec_c)
+        return (c * h + (1 - c) * tanh(_linear(xt, U) + a * h),)
+
+    return step
+
+
+def _ran(xt, states, p):
+    """Lee et al. 2017, tanh-RAN: c = i (W_cx x) + f c, h = tanh(c)."""
+    h, c = states
+    W_cx, W_ix, W_fx = _blocks(p["weight_ih"], 3)
+    W_ih, W_fh = _blocks(p["weight_hh"], 2)
+    i = sigmoid(_linear(h, W_ih) + _linear(xt, W_ix) + p["bias_i"])
+    f = sigmoid(_linear(h, W_fh) + _linear(xt, W_fx) + p["bias_f"])
+    c = i * _linear(xt, W_cx) + f * c
+    return tanh(c), c
+
+
+def _janet(xt, states, p, beta=1.0):
+    """van der Westhuizen and Lasenby 2018: c = sigma(s) c + (1 - sigma(s - beta)) c~."""
+    (c,) = states
+    W_f, W_c = _blocks(p["weight_ih"], 2)
+    U_f, U_c = _blocks(p["weight_hh"], 2)
+    b_f, b_c = _blocks(p["bias"], 2)
+    s = _linear(c, U_f) + _linear(xt, W_f, b_f)
+    candidate = tanh(_linear(c, U_c) + _linear(xt, W_c, b_c))
+    return (sigmoid(s) * c + (1 - sigmoid(s - beta)) * candidate,)
+
+
+def _trnn(xt, states, p):
+    """Balduzzi and Ghifary 2016, T-RNN: z = W x, f = sigma(V x + b), h = f h + (1 - f) z."""
+    (h,) = states
+    W, V = _blocks(p["weight_ih"], 2)
+    f = sigmoid(_linear(xt, V) + p["bias_f"])
+    return (f * h + (1 - f) * _linear(xt, W),)
+
+
+def _sru(xt, states, p):
+    """Lei et al. 2018: pointwise recurrence through v_f, v_r; a highway to the input."""
+    h, c = states
+    W, W_f, W_r = _blocks(p["weight_ih"], 3)
+    f = sigmoid(_linear(xt, W_f) + p["v_f"] * c + p["bias_f"])
+    r = sigmoid(_linear(xt, W_r) + p["v_r"] * c + p["bias_r"])
+    c = f * c + (1 - f) * _linear(xt, W)
+    return r * c + (1 - r) * xt, c
+
+
+LITERATURE = {
+    "ugrnn": _ugrnn, "minimal_rnn": _minimal_rnn, "atr": _atr, "lightru": _lightru,
+    "sgrn": _sgrn, "cfn": _cfn, "star": _star, "li_gru": _li_gru, "brc": _bistable(False),
+    "nbrc": _bistable(True), "ran": _ran, "janet": _janet, "trnn": _trnn, "sru": _sru,
+}  # fmt: skip
+
+
+def _scrn(xt, states, p, alpha=0.95):
+    """Mikolov et al. 2015: s = (1 - alpha) B x + alpha s, h = sigma(P s + A x + R h)."""
+    h, s = states
+    s = (1 - alpha) * _linear(xt, p["weight_sx"]) + alpha * s
+    h = sigmoid(
+        _linear(s, p["weight_hs"])
+        + _linear(xt, p["weight_hx"])
+        + _linear(h, p["weight_hh"])
+    )
+    return h, s
+
+
+def _cornn(xt, states, p, dt=0.042, gamma=2.7, epsilon=4.7):
+    """Rusch and Mishra 2021, eq. (3): the damping implicit in the new velocity."""
+    y, z = states
+    W, W_z = _blocks(p["weight_hh"], 2)
+    force = tanh(
+        _linear(y, W) + _linear(z, W_z) + _linear(xt, p["weight_ih"], p["bias_ih"])
+    )
+    z = (z + dt * force - dt * gamma * y) / (1 + dt * epsilon)
+    return y + dt * z, z
+
+
+def _lem(xt, states, p, dt=1.0):
+    """Rusch et al. 2022: two learned time steps, z first, then y from the new z."""
+    y, z = states
+    V_1, V_2, V_z, V_y = _blocks(p["weight_ih"], 4)
+    b_1, b_2, b_z, b_y = _blocks(p["bias_ih"], 4)
+    W_1, W_2, W_z = _blocks(p["weight_hh"], 3)
+    dt_n = dt * sigmoid(_linear(y, W_1) + _linear(xt, V_1, b_1))
+    dt_bar = dt * sigmoid(_linear(y, W_2) + _linear(xt, V_2, b_2))
+    z = (1 - dt_n) * z + dt_n * tanh(_linear(y, W_z) + _linear(xt, V_z, b_z))
+    y = (1 - dt_bar) * y + dt_bar * tanh(
+        _linear(z, p["weight_zh"]) + _linear(xt, V_y, b_y)
+    )
+    return y, z
+
+
+LITERATURE.update(scrn=_scrn, cornn=_cornn, lem=_lem)
+
+
+#: Hyperparameters other than the defaults, given to the kernel and to the reference alike.
+OTHER_HYPERS = {
+    "scrn": {"alpha": 0.5},
+    "cornn": {"dt": 0.3, "gamma": 0.5, "epsilon": 1.5},
+    "lem": {"dt": 0.25},
+    "janet": {"beta": -0.5},
+}
+
+
+def _unicornn(xt, states, p, dt=0.1, alpha=0.0):
+    """Rusch and Mishra 2021: z first, then y from the new z, both with dt sigma(c)."""
+    y, z = states
+    step = dt * sigmoid(p["c"])
+    z = z - step * (
+        tanh(p["w"] * y + _linear(xt, p["weight_ih"], p["bias_ih"])) + alpha * y
+    )
+    return y + step * z, z
+
+
+def _indy_lstm(xt, states, p):
+    """Gonnet and Deselaers 2020: an LSTM with diagonal recurrent weights."""
+    h, c = states
+    xi, xf, xg, xo = _units(_linear(xt, p["weight_ih"], p["bias_ih"]), 4)
+    i = sigmoid(xi + p["u_i"] * h)
+    f = sigmoid(xf + p["u_f"] * h)
+    o = sigmoid(xo + p["u_o"] * h)
+    c = f * c + i * tanh(xg + p["u_g"] * h)
+    return o * tanh(c), c
+
+
+def _gate_variant(kind, gates):
+    """Dey and Salem's GRU1-3 (gates z, r) and Heck and Salem's MGU1-3 (gate f)."""
+
+    def step(xt, states, p):
+        (h,) = states
+        count = len(gates) + 1 if kind in (1, 2) else 1
+        U = _blocks(p["weight_hh"], count)
+        values = {}
+        for n, g in enumerate(gates):
+            pre = _linear(h, U[n]) if kind in (1, 2) else 0
+            values[g] = sigmoid(pre + p[f"bias_{g}"] if kind != 2 else pre)
+        reset = values["r"] if "r" in values else values["f"]
+        select = values["z"] if "z" in values else values["f"]
+        candidate = tanh(
+            _linear(xt, p["weight_ih"]) + _linear(reset * h, U[-1]) + p["bias_n"]
+        )
+        return ((1 - select) * h + select * candidate,)
+
+    return step
+
+
+LITERATURE.update(
+    unicornn=_unicornn, indy_lstm=_indy_lstm,
+    **{f"gru{k}": _gate_variant(k, "zr") for k in (1, 2, 3)},
+    **{f"mgu{k}": _gate_variant(k, "f") for k in (1, 2, 3)},
+)  # fmt: skip
+OTHER_HYPERS["unicornn"] = {"dt": 0.4, "alpha": 2.0}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("variant", sorted(LITERATURE))
+def test_literature_cell_matches_its_paper(variant, dtype):
+    _check(variant, dtype, LITERATURE[variant])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("variant", sorted(OTHER_HYPERS))
+def test_hyperparameters_chosen_at_run_time_match_the_paper(variant, dtype):
+    hypers = OTHER_HYPERS[variant]
+    reference = LITERATURE[variant]
+    _check(
+        variant, dtype, lambda xt, s, p: reference(xt, s, p, **hypers), hypers=hypers
+    )

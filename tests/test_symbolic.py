@@ -28,13 +28,19 @@ def _check_step(spec, seed):
     q = spec.quantities
     inputs = [s for s, k in q.items() if k.kind in ("input", "prev", "vector", "dense")]
     point = {s: sympy.Float(rng.uniform(-1.5, 1.5), 30) for s in inputs}
+    # hyperparameters: numbers at random (positive, as time steps are), not differentiated
+    point.update(
+        {h.symbol: sympy.Float(rng.uniform(0.2, 1.5), 30) for h in spec.hypers}
+    )
     # the composed step: every equation as a function of the step's inputs
     composed = {}
     for eq in spec.equations:
         composed[eq.target] = eq.expr.xreplace(composed)
-    exported = [s.new for s in spec.states] + sorted(
+    # what leaves the pointwise equations: the new states and the projections' sources (once
+    # each: a new state that a projection reads, SCRN's s or LEM's z, is one value)
+    exported = list(dict.fromkeys([s.new for s in spec.states] + sorted(
         {d.source for d in spec.denses} - set(inputs), key=sympy.default_sort_key
-    )
+    )))  # fmt: skip
     seeds = {v: sympy.Float(rng.uniform(-1, 1), 30) for v in exported}
     # reference: the vector-Jacobian product by sympy.diff of the composed step
     reference = {

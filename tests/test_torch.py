@@ -63,15 +63,24 @@ def test_gradcheck_every_variant(variant):
     assert torch.autograd.gradcheck(run, (x, *states, *params.values()))
 
 
-@pytest.mark.parametrize("variant", ["lstm", "mgu"])
-def test_custom_ops_pass_opcheck(variant):
+@pytest.mark.parametrize(
+    "variant, hypers", [("lstm", ()), ("mgu", ()), ("cornn", (0.3, 0.5, 1.5))]
+)
+def test_custom_ops_pass_opcheck(variant, hypers):
     """Schema, fake (meta) implementation and autograd registration agree with the kernels."""
     cell = load_generated(variant)
     g = torch.Generator().manual_seed(2)
     _, params = _small_params(cell, torch.float64, g)
     x = torch.randn(3, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
     states = [torch.randn(2, 2, generator=g, dtype=torch.float64) for _ in cell.STATES]
-    args = (cell.__name__, x, torch.tensor([3, 1]), states, list(params.values()))
+    args = (
+        cell.__name__,
+        x,
+        torch.tensor([3, 1]),
+        states,
+        list(params.values()),
+        torch.tensor(hypers, dtype=torch.float64),
+    )
     torch.library.opcheck(torch.ops.gatesmith.forward.default, args)
 
 
@@ -151,15 +160,20 @@ def test_every_variant_matches_the_numpy_runtime(variant):
     """Stacked, bidirectional (where the sizes allow), with lengths: the module against
     :class:`derive.runtime.Recurrent` (itself checked against each cell's twin), same weights."""
     cell = load_generated(variant)
-    extra = {"proj_size": 3} if "proj_size" in cell.SIZES.values() else {}
     # a cell that adds its input to its state pointwise (I == H) cannot read two directions
     inputs, both = (5, False) if cell.SIZE_CONSTRAINTS else (4, True)
+    sizes = sizes_for(cell, input_size=inputs, hidden_size=5, extra=3)
+    extra = {k: v for k, v in sizes.items() if k not in ("input_size", "hidden_size")}
     layout = {"num_layers": 2, "bidirectional": both, **extra}
     rng = np.random.default_rng(7)
     net = NumpyRecurrent(variant, inputs, 5, dtype=np.float64, **layout)
     # lstm_proj by the name nn.LSTM users know it by; every other cell as a module
     module = Recurrent(
-        "lstm" if extra else cell, inputs, 5, dtype=torch.float64, **layout
+        "lstm" if "proj_size" in extra else cell,
+        inputs,
+        5,
+        dtype=torch.float64,
+        **layout,
     )
     assert module.variant == variant
     module.load_state_dict(net.torch_state_dict())
@@ -398,9 +412,58 @@ def test_the_custom_ops_and_the_eager_path_compute_the_same():
     ys, finals = recurrent(cell, params, x, tuple(states), lengths)
     want = torch.autograd.grad((ys**2).sum() + finals[1].sum(), leaves)
     out = torch.ops.gatesmith.forward(
-        cell.__name__, x, lengths, states, list(params.values())
+        cell.__name__, x, lengths, states, list(params.values()), torch.zeros(0)
     )
     assert torch.equal(out[0], ys) and torch.equal(out[2], finals[1])
     got = torch.autograd.grad((out[0] ** 2).sum() + out[2].sum(), leaves)
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
+
+
+def test_hyperparameters_are_constructor_arguments():
+    """``Recurrent("cornn", ..., dt=...)`` runs the kernel with those values: it equals the
+    generated module called with them, and differs from the defaults; gradcheck passes."""
+    cell = load_generated("cornn")
+    hypers = {"dt": 0.3, "gamma": 0.5, "epsilon": 1.5}
+    torch.manual_seed(3)
+    rnn = Recurrent("cornn", 3, 4, dtype=torch.float64, **hypers)
+    assert rnn.hypers == hypers and "dt=0.3" in repr(rnn)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    ys, (y_n, z_n) = rnn(x)
+    params = {n: getattr(rnn, f"{n}_l0").detach().numpy() for n in cell.PARAMS}
+    want, _, _ = cell.forward(x.numpy(), None, params, **hypers)
+    default, _, _ = cell.forward(x.numpy(), None, params)
+    assert np.abs(ys.detach().numpy() - want).max() < 1e-14
+    assert np.abs(want - default).max() > 1e-3
+    g = torch.Generator().manual_seed(4)
+    _, leaves = _small_params(cell, torch.float64, g)
+    x = torch.randn(4, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def run(x, *weights):
+        ys, finals = recurrent(
+            cell, dict(zip(cell.PARAMS, weights, strict=True)), x, hypers=hypers
+        )
+        return (ys, *finals)
+
+    assert torch.autograd.gradcheck(run, (x, *leaves.values()))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (
+            {"dt": float("nan")},
+            ValueError,
+            "hyperparameter dt must be a finite real number",
+        ),
+        ({"dt": True}, ValueError, "hyperparameter dt must be a finite real number"),
+        (
+            {"dtt": 0.1},
+            TypeError,
+            r"hyperparameters \['dt', 'epsilon', 'gamma'\]; got \['dtt'\]",
+        ),
+    ],
+)
+def test_bad_hyperparameters_are_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Recurrent("cornn", 3, 4, **kwargs)

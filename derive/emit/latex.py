@@ -206,6 +206,9 @@ def latex_names(plan: KernelPlan) -> dict[str, str]:
             names[sym.name] = timed(states[sym.name.removesuffix("_prev")], "t-1")
         elif value.role == Role.VECTOR:
             names[sym.name] = param_latex(spec.param(sym.name))
+        elif value.role == Role.HYPER:
+            hp = next(h for h in spec.hypers if h.name == sym.name)
+            names[sym.name] = hp.latex or plain_latex(hp.name)
         elif sym in bases:
             eq = next(e for e in spec.equations if e.target == sym)
             base = rf"\bar{{{bases[eq.owner]}}}" if eq.role == "pre" else bases[sym]
@@ -404,6 +407,9 @@ class _Builder:
                     tuple(pieces),
                 )
             )
+        for hp in spec.hypers:
+            rows.append(Row(self.name(hp.symbol), "1", "hyperparameter",
+                            (("text", f"{hp.name}, chosen at run time; default {hp.default!r}"),)))  # fmt: skip
         for eq in spec.equations:
             if eq.role == "pre":
                 pieces = (("text", "pre-activation of "), ("math", self.name(eq.owner)))

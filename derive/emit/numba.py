@@ -52,10 +52,39 @@ def _conditional_step(arg: str, constant) -> str:
     return f"{constant(1)} if {arg} > {constant(0)} else {constant(0)}"
 
 
-#: How each activation's kernel helper is printed: a call of a helper the kernel template
-#: defines (``templates/helpers/<name>.py.j2``), or a conditional expression.
-CALL_HELPERS = ("_sigmoid", "_tanh")
-CONDITIONALS = {"_relu": _conditional_relu, "_relu_step": _conditional_step}
+def _conditional_elu(arg: str, constant) -> str:
+    return f"{arg} if {arg} > {constant(0)} else _expm1({arg})"
+
+
+def _conditional_elu_slope(arg: str, constant) -> str:
+    # 1 + min(y, 0); NaN propagates through the sum
+    one = constant(1)
+    return f"{one} if {arg} > {constant(0)} else {arg} + {one}"
+
+
+def _conditional_hard_sigmoid(arg: str, constant) -> str:
+    zero, one, three = constant(0), constant(1), constant(3)
+    inner = (
+        f"{arg} * {constant(sympy.Rational(1, 6))} + {constant(sympy.Rational(1, 2))}"
+    )
+    return f"{zero} if {arg} <= -{three} else ({one} if {arg} >= {three} else {inner})"
+
+
+def _conditional_hard_sigmoid_slope(arg: str, constant) -> str:
+    zero = constant(0)
+    inside = f"{arg} > {zero} and {arg} < {constant(1)}"
+    return f"{constant(sympy.Rational(1, 6))} if {inside} else {zero}"
+
+
+#: How each activation's kernel helper is printed: a call of a helper that the kernel template
+#: defines (``_sigmoid`` and ``_tanh`` always, the others where the kernel calls them), or a
+#: conditional expression.
+CALL_HELPERS = ("_sigmoid", "_tanh", "_exp", "_log", "_sin", "_cos", "_softplus")
+CONDITIONALS = {
+    "_relu": _conditional_relu, "_relu_step": _conditional_step, "_elu": _conditional_elu,
+    "_elu_slope": _conditional_elu_slope, "_hard_sigmoid": _conditional_hard_sigmoid,
+    "_hard_sigmoid_slope": _conditional_hard_sigmoid_slope,
+}  # fmt: skip
 
 _unprintable = [
     a.name for a in FUNCTIONS.values()
@@ -89,6 +118,7 @@ class NumbaPrinter(PythonCodePrinter):
         super().__init__({"fully_qualified_modules": False, "standard": "python3"})
         self.indexed = indexed or {}
         self.constants: set[sympy.Number] = set()
+        self.helpers: set[str] = set()  # the kernel helpers the printed code calls
 
     def _constant(self, value) -> str:
         value = sympy.nsimplify(value)
@@ -177,12 +207,13 @@ class NumbaPrinter(PythonCodePrinter):
     def _conditional(self, expr) -> str:
         rule = CONDITIONALS[descriptor(expr).kernel]
         arg = self._print(expr.args[0])
-        return rule(arg, lambda n: self._constant(sympy.Integer(n)))
+        return rule(arg, self._constant)
 
-    def _print_activation(self, expr):
+    def _print_activation(self, expr, exp=None):
         kernel = descriptor(expr).kernel
         if kernel in CONDITIONALS:
             return f"({self._conditional(expr)})"
+        self.helpers.add(kernel)
         return f"{kernel}({self._print(expr.args[0])}, {self._constant(1)})"
 
 
@@ -271,6 +302,7 @@ class Kernel:
     backward_args: tuple[str, ...]
     backward_returns: tuple[str, ...]
     dx_in_loops: bool  # a pointwise loop adds to the input's gradient
+    helpers: frozenset[str] = frozenset()  # the activation helpers the kernels call
 
     @property
     def products(self) -> tuple[PrintedProduct, ...]:
@@ -418,7 +450,10 @@ def print_kernel(plan: KernelPlan) -> Kernel:
         forward_constants=_constant_lines(forward), backward_constants=_constant_lines(backward),
         stages=stages, sequences=_allocations(plan.sequences), saves=_allocations(plan.tape),
         workspaces=_allocations(plan.workspaces), adjoints=_allocations(plan.adjoints),
-        accumulators=_allocations(plan.accumulators), forward_args=names(plan.forward_args),
-        forward_returns=names(plan.forward_returns), backward_args=names(plan.backward_args),
+        accumulators=_allocations(plan.accumulators),
+        forward_args=names(plan.forward_args) + plan.hypers,
+        forward_returns=names(plan.forward_returns),
+        backward_args=names(plan.backward_args) + plan.hypers,
         backward_returns=names(plan.backward_returns), dx_in_loops=dx_in_loops,
+        helpers=frozenset(forward.helpers | backward.helpers),
     )  # fmt: skip

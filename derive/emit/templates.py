@@ -264,7 +264,17 @@ def render_kernel(plan: KernelPlan) -> str:
             quote=False,
         ),
         backward_tape=_tuple(
-            kernel.backward_args[1 + len(kernel.states) :], "_BACKWARD_TAPE"
+            kernel.backward_args[
+                1 + len(kernel.states) : len(kernel.backward_args) - len(plan.hypers)
+            ],
+            "_BACKWARD_TAPE",
+        ),
+        hypers=[(hp.name, repr(hp.default)) for hp in spec.hypers],
+        forward_params=["x", "initial_states", "params", "lengths=None"]
+        + (
+            ["*", *(f"{hp.name}={hp.default!r}" for hp in spec.hypers)]
+            if spec.hypers
+            else []
         ),
         hoisted=[p for p in projections if p.hoisted],
         # products written straight into their gradient array (out=), with no temporary

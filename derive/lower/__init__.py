@@ -59,6 +59,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         forward_sizes=_size_sources(spec, ArrayRole.INITIAL, used),
         backward_sizes=_size_sources(spec, ArrayRole.FINAL_ADJOINT, used),
         saved_per_step=_saved_per_step(spec, storage),
+        hypers=tuple(hp.name for hp in spec.hypers),
     )
 
 

@@ -44,6 +44,7 @@ class Role(Enum):
     PREVIOUS = "previous"  # a state at t-1
     NEW = "new"  # a state at t
     VECTOR = "vector"  # a per-unit parameter
+    HYPER = "hyper"  # a number chosen at run time, a scalar argument of both kernels
     PROJECTED = "projected"  # one block of a dense projection
     INTERMEDIATE = "intermediate"  # the target of an equation that is not a state
     ADJOINT = "adjoint"  # the complete adjoint of a value within the step
@@ -58,7 +59,7 @@ class Value:
 
     symbol: sympy.Symbol
     role: Role
-    size: str
+    size: str | None  # None for a hyperparameter
     stage: int = 0
     primal: sympy.Symbol | None = None
 
@@ -267,6 +268,9 @@ class KernelPlan:
     saved_per_step: tuple[
         tuple[int, str], ...
     ]  # (count, size) of saved scalars per batch row
+    hypers: tuple[
+        str, ...
+    ] = ()  # scalar arguments after the arrays, in declaration order
 
     @property
     def products(self) -> tuple[Product, ...]:

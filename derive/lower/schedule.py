@@ -38,10 +38,14 @@ __all__ = ["schedule"]
 
 
 def _loads(symbols, read, values, incoming=None) -> list[Load]:
-    """Loads of every symbol a loop reads but does not compute (vectors are read in place)."""
+    """Loads of every symbol a loop reads but does not compute (vectors are read in place,
+    hyperparameters are the kernel's scalar arguments)."""
     loads = []
     for sym in sorted(symbols, key=sympy.default_sort_key):
-        if values.get(sym) is not None and values[sym].role == Role.VECTOR:
+        if values.get(sym) is not None and values[sym].role in (
+            Role.VECTOR,
+            Role.HYPER,
+        ):
             continue
         if incoming is not None and sym in incoming:
             loads.append(Load(sym, incoming[sym]))

@@ -11,7 +11,8 @@ from .stages import Stages
 __all__ = ["classify"]
 
 _ROLES = {"input": Role.INPUT, "prev": Role.PREVIOUS, "new": Role.NEW,
-          "vector": Role.VECTOR, "dense": Role.PROJECTED, "let": Role.INTERMEDIATE}  # fmt: skip
+          "vector": Role.VECTOR, "dense": Role.PROJECTED, "let": Role.INTERMEDIATE,
+          "hyper": Role.HYPER}  # fmt: skip
 
 
 def classify(spec: CellSpec, stages: Stages) -> dict[sympy.Symbol, Value]:
@@ -24,6 +25,9 @@ def classify(spec: CellSpec, stages: Stages) -> dict[sympy.Symbol, Value]:
     values = {}
     for sym, quantity in spec.quantities.items():
         size = sizes.get(sym, quantity.size)
+        if quantity.kind == "hyper":  # a number, not a vector: no size
+            values[sym] = Value(sym, Role.HYPER, None, stages.of(sym))
+            continue
         values[sym] = Value(
             sym, _ROLES[quantity.kind], same.get(size, size), stages.of(sym)
         )

@@ -64,9 +64,11 @@ def extra_sizes(caller, cell, sizes):
     known = set(cell.SIZES.values()) - {"input_size", "hidden_size"}
     unknown = sorted(set(sizes) - known)
     if unknown:
+        hypers = getattr(cell, "HYPERS", {})
+        also = f" and the hyperparameters {sorted(hypers)}" if hypers else ""
         raise TypeError(
             f"{caller}: {cell.VARIANT} takes the sizes {sorted(known) or 'none'} beyond "
-            f"input_size and hidden_size; got {unknown}"
+            f"input_size and hidden_size{also}; got {unknown}"
         )
     missing = sorted(known - set(sizes))
     if missing:
@@ -168,7 +170,8 @@ class Recurrent:
     """A stack of ``num_layers`` recurrent layers of one cell, as ``torch.nn.LSTM`` has them.
 
     ``variant`` is a generated variant's name (``"lstm"``) or a generated module. Sizes beyond
-    the input and hidden size (``proj_size=`` for ``lstm_proj``) are keyword arguments. Layer
+    the input and hidden size (``proj_size=`` for ``lstm_proj``) and the cell's hyperparameters
+    (``HYPERS``: ``dt=`` for ``cornn``) are keyword arguments. Layer
     ``l > 0`` reads the previous layer's output, ``D`` times the output state's size, where
     ``D`` is 2 when ``bidirectional``. ``dropout`` is applied to each layer's output except the
     last while ``training`` is true (:meth:`train`, :meth:`eval`). ``forget_bias``, for a cell
@@ -211,6 +214,9 @@ class Recurrent:
             raise TypeError(
                 f"Recurrent: dtype must be float32 or float64; got {self.dtype}"
             )
+        # the cell's hyperparameters are keywords too, checked by the generated interface
+        self.hypers = {n: sizes.pop(n) for n in list(sizes) if n in self.cell.HYPERS}
+        self.cell._interface.check_hypers("Recurrent", self.hypers, self.dtype)
         self.sizes = extra_sizes("Recurrent", self.cell, sizes)
         self.training = True
         self._rng = np.random.default_rng(seed)
@@ -452,7 +458,11 @@ class Recurrent:
                 init = None if states is None else tuple(s[slot] for s in states)
                 src = inp if direction == 0 else _reverse(inp, index)
                 ys, last, tape = self.cell.forward(
-                    src, init, self.layer_params(layer, direction), lengths
+                    src,
+                    init,
+                    self.layer_params(layer, direction),
+                    lengths,
+                    **self.hypers,
                 )
                 outs.append(ys if direction == 0 else _reverse(ys, index))
                 layer_tapes.append(tape)

@@ -6,9 +6,11 @@ LaTeX head and the PyTorch function the twin reference calls. Adding an activati
 one entry to :data:`FUNCTIONS`; an entry with a missing piece fails when this module is
 imported, and each emitter checks at its own import that it can print every entry.
 
-Because derivatives refer back to the function itself, every occurrence of ``f(a)`` in a
-derived expression can be replaced by the saved forward value ``y = f(a)``: the backward pass
-then reads ``y`` only, never ``cosh`` or ``exp`` of ``a``.
+Where a derivative refers back to the function itself, every occurrence of ``f(a)`` in a
+derived expression is replaced by the saved forward value ``y = f(a)``: the backward pass then
+reads ``y`` only, never ``cosh`` or ``exp`` of ``a``. That holds for sigmoid, tanh, ReLU, ELU,
+the hard sigmoid and exp; the derivatives of softplus (``sigmoid(a)``), log (``1/a``), sin and
+cos read the argument ``a``, which the backward pass then keeps on the tape.
 """
 
 from __future__ import annotations
@@ -23,11 +25,18 @@ __all__ = [
     "FUNCTIONS",
     "GATE_ACTIVATIONS",
     "Activation",
+    "cos",
     "descriptor",
+    "elu",
+    "exp",
+    "hard_sigmoid",
     "identity",
+    "log",
     "relu",
     "relu_step",
     "sigmoid",
+    "sin",
+    "softplus",
     "tanh",
 ]
 
@@ -70,6 +79,55 @@ class relu(sympy.Function):  # noqa: N801
 
 #: SymPy's own tanh: its derivative, ``1 - tanh(a)**2``, is already written through its output.
 tanh = sympy.tanh
+#: SymPy's own exp, log, sin and cos, differentiated by SymPy: exp' is exp itself (the saved
+#: output); log' = 1/a, sin' = cos(a) and cos' = -sin(a) read the argument, which the backward
+#: pass then keeps.
+exp, log, sin, cos = sympy.exp, sympy.log, sympy.sin, sympy.cos
+
+
+class softplus(sympy.Function):  # noqa: N801
+    """``log(1 + exp(a))``, as ``torch.nn.functional.softplus``; derivative ``sigmoid(a)``."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return FUNCTIONS["softplus"].derivative(self)
+
+
+class elu_slope(sympy.Function):  # noqa: N801
+    """Derivative of ELU written through ELU's output ``y``: ``1 + min(y, 0)``."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return FUNCTIONS["elu_slope"].derivative(self)
+
+
+class elu(sympy.Function):  # noqa: N801
+    """Exponential linear unit (alpha = 1): ``a`` where ``a > 0``, else ``exp(a) - 1``."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return FUNCTIONS["elu"].derivative(self)
+
+
+class hard_sigmoid_slope(sympy.Function):  # noqa: N801
+    """Derivative of the hard sigmoid through its output ``y``: ``1/6`` where ``0 < y < 1``."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return FUNCTIONS["hard_sigmoid_slope"].derivative(self)
+
+
+class hard_sigmoid(sympy.Function):  # noqa: N801
+    """``min(max(a / 6 + 1/2, 0), 1)``, as ``torch.nn.functional.hardsigmoid``."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return FUNCTIONS["hard_sigmoid"].derivative(self)
 
 
 def identity(arg):
@@ -131,6 +189,23 @@ FUNCTIONS: dict[str, Activation] = {
         Activation("relu_step", relu_step, lambda y: sympy.Integer(0), "_relu_step",
                    r"\mathbf{1}", None, (r"\left[", r" > 0\right]"), piecewise=True,
                    declarable=False),
+        Activation("exp", sympy.exp, lambda y: y, "_exp", r"\exp", "exp"),
+        Activation("log", sympy.log, lambda y: 1 / y.args[0], "_log", r"\log", "log"),
+        Activation("sin", sympy.sin, lambda y: sympy.cos(y.args[0]), "_sin", r"\sin", "sin"),
+        Activation("cos", sympy.cos, lambda y: -sympy.sin(y.args[0]), "_cos", r"\cos", "cos"),
+        Activation("softplus", softplus, lambda y: sigmoid(y.args[0]), "_softplus",
+                   r"\operatorname{softplus}", "nn.functional.softplus"),
+        Activation("elu", elu, elu_slope, "_elu", r"\operatorname{ELU}", "nn.functional.elu",
+                   piecewise=True),
+        Activation("elu_slope", elu_slope, lambda y: sympy.Integer(0), "_elu_slope",
+                   r"\left(1 + \min", None, (r"\left(", r", 0\right)\right)"),
+                   piecewise=True, declarable=False),
+        Activation("hard_sigmoid", hard_sigmoid, hard_sigmoid_slope, "_hard_sigmoid",
+                   r"\operatorname{hardsigmoid}", "nn.functional.hardsigmoid",
+                   piecewise=True, gate=True),
+        Activation("hard_sigmoid_slope", hard_sigmoid_slope, lambda y: sympy.Integer(0),
+                   "_hard_sigmoid_slope", r"\tfrac{1}{6}\mathbf{1}", None,
+                   (r"\left[0 < ", r" < 1\right]"), piecewise=True, declarable=False),
     )
 }  # fmt: skip
 

@@ -64,16 +64,19 @@ def derive_adjoint(spec: CellSpec) -> Adjoint:
         for eq in spec.equations
         if isinstance(eq.expr, sympy.Function)
     }
+    fixed = {
+        hp.symbol for hp in spec.hypers
+    }  # run-time numbers: no gradient, never saved
     terms: dict[sympy.Symbol, list[Term]] = {}
     for index in reversed(range(len(spec.equations))):
         eq = spec.equations[index]
         d_target = adjoint_symbol(eq.target)
-        for arg in sorted(eq.expr.free_symbols, key=sympy.default_sort_key):
+        for arg in sorted(eq.expr.free_symbols - fixed, key=sympy.default_sort_key):
             partial = sympy.diff(eq.expr, arg).xreplace(by_value)
             if partial != 0:
                 terms.setdefault(arg, []).append(Term(d_target * partial, index))
     quantities = spec.quantities
-    forward = set(quantities) | {eq.target for eq in spec.equations}
+    forward = (set(quantities) | {eq.target for eq in spec.equations}) - fixed
     read = (
         set().union(*(t.expr.free_symbols for ts in terms.values() for t in ts))
         & forward

@@ -44,6 +44,7 @@ __all__ = [
     "Equation",
     "Relation",
     "GateRangeWarning",
+    "Hyper",
     "Param",
     "Size",
     "State",
@@ -57,7 +58,7 @@ RESERVED = frozenset({
     "seq_x", "lengths", "d_seq_y", "x", "params", "initial_states", "dys", "d_final_states",
     "tape", "dtype", "seed", "np", "numba", "njit", "llvmlite", "ir", "types", "intrinsic",
     "overload", "math", "os", "sys", "CACHE", "SMALL_PRODUCT", "CellInterface", "VARIANT",
-    "STATES", "PARAMS", "OUTPUT", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS",
+    "STATES", "PARAMS", "OUTPUT", "HYPERS", "hypers", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS",
     "SIZE_CONSTRAINTS", "SAVED_PER_STEP", "forward", "backward", "forward_kernel",
     "backward_kernel", "init_params", "param_shapes", "saved_bytes_per_step",
 }) | frozenset(dir(builtins))  # fmt: skip
@@ -129,6 +130,22 @@ class Param:
     @property
     def symbol(self) -> sympy.Symbol:
         """The per-unit scalar of a vector parameter (``kind == "vector"``)."""
+        return sympy.Symbol(self.name)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """A hyperparameter: one number chosen at run time (``dt``, ``gamma``), not trained. It is a
+    keyword argument of ``forward`` with the declared ``default``, and a symbol in the
+    documents."""
+
+    name: str
+    default: float
+    latex: str | None = None
+    where: str = field(default="", compare=False)
+
+    @property
+    def symbol(self) -> sympy.Symbol:
         return sympy.Symbol(self.name)
 
 
@@ -207,7 +224,9 @@ class Relation:
 class Quantity:
     """What a symbol of the step stands for."""
 
-    kind: str  # input, prev, new, let, dense, vector
+    kind: (
+        str  # input, prev, new, let, dense, vector, hyper (a run-time number, size "")
+    )
     owner: str  # the state, parameter, dense or equation it belongs to
     size: str
 
@@ -232,6 +251,7 @@ class CellSpec:
     input_latex: str = "x"
     constraints: tuple[tuple[str, str], ...] = ()
     relations: tuple[Relation, ...] = ()
+    hypers: tuple[Hyper, ...] = ()
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -257,6 +277,8 @@ class CellSpec:
         for p in self.params:
             if p.kind == "vector":
                 table[sympy.Symbol(p.name)] = Quantity("vector", p.name, p.block_size)
+        for hp in self.hypers:
+            table[hp.symbol] = Quantity("hyper", hp.name, "")
         for d in self.denses:
             for sym in d.symbols:
                 table[sym] = Quantity("dense", d.name, d.block_size)
@@ -278,6 +300,7 @@ class CellSpec:
                         str(e.owner)) for e in self.equations)),
             self.input_latex, repr(self.constraints),
             repr(tuple((r.text, sympy.srepr(r.lhs), sympy.srepr(r.rhs)) for r in self.relations)),
+            *([repr(tuple((h.name, h.default, h.latex) for h in self.hypers))] if self.hypers else []),
         ]  # fmt: skip
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
@@ -312,6 +335,7 @@ class Cell:
         self._denses: dict[str, Dense] = {}
         self._equations: list[Equation] = []
         self._relations: list[Relation] = []
+        self._hypers: dict[str, Hyper] = {}
         self._input_latex = "x"
         self._taken: set[str] = (
             set()
@@ -362,6 +386,20 @@ class Cell:
         if output:
             self._output = name
         return state
+
+    def hyper(self, name: str, default, latex: str | None = None) -> sympy.Symbol:
+        """A hyperparameter: a number chosen at run time (a keyword argument of ``forward``,
+        ``default`` when not given), used in equations as a symbol and never trained."""
+        where = _caller()
+        _check_name(name, "hyperparameter", where)
+        if name in self._taken or name in self._params or name in self._states:
+            raise DeclarationError(
+                f"{where}: the name {name!r} is already taken; choose another."
+            )
+        value = _check_default(name, default, where)
+        self._hypers[name] = Hyper(name, value, _check_latex(latex, where), where)
+        self._taken.add(name)
+        return sympy.Symbol(name)
 
     def weight(self, name: str, blocks: str, cols: str, block_size: str = "H",
                latex: str | None = None) -> Param:  # fmt: skip
@@ -574,7 +612,7 @@ class Cell:
             conventions=self.conventions, sizes=tuple(self._sizes.values()), input=self._input,
             input_size="I", states=tuple(self._states.values()), output=self._output,
             params=tuple(self._params.values()), denses=tuple(self._denses.values()),
-            equations=(), input_latex=self._input_latex,
+            equations=(), input_latex=self._input_latex, hypers=tuple(self._hypers.values()),
         )  # fmt: skip
         equations, constraints = _size_equations(spec, self._equations)
         spec = CellSpec(
@@ -619,7 +657,9 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
     known = spec.quantities  # inputs, states, vectors and dense blocks so far
     constraints: set[tuple[str, str]] = set()
     defined: set[sympy.Symbol] = {spec.input} | {s.prev for s in spec.states}
-    defined |= {sym for sym, q in known.items() if q.kind in ("vector", "dense")}
+    defined |= {
+        sym for sym, q in known.items() if q.kind in ("vector", "dense", "hyper")
+    }
     sized: list[Equation] = []
     sizes: dict[sympy.Symbol, str] = {
         sym: q.size for sym, q in known.items() if q.kind != "let"
@@ -640,7 +680,7 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
                 "line. Define it first (cell.let, cell.state, cell.vector or a dense projection), or "
                 "use a state's .prev for its value at t-1."
             )
-        own = {sizes[s] for s in free}
+        own = {sizes[s] for s in free if sizes[s]}  # a hyperparameter has no size
         if eq.role == "state":
             target_size = spec.state(eq.target.name.removesuffix("_new")).size
             own.add(target_size)
@@ -650,7 +690,9 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
                 constraints.add((spec.input_size, other))
                 own = {other}
             else:
-                detail = ", ".join(f"{s} ({sizes[s]})" for s in sorted(free, key=str))
+                detail = ", ".join(
+                    f"{s} ({sizes[s]})" for s in sorted(free, key=str) if sizes[s]
+                )
                 raise DeclarationError(
                     f"{eq.where}: {eq.target} = {eq.expr} mixes vectors of different sizes: {detail}. "
                     "A pointwise equation reads vectors of one size; project with cell.dense() first."
@@ -695,6 +737,12 @@ def _check_usage(spec: CellSpec, where: str) -> None:
                 f"{p.where}: parameter {p.name!r} is never used; use it in a dense projection or "
                 "an equation, or remove it."
             )
+    for hp in spec.hypers:
+        if hp.name not in used:
+            raise DeclarationError(
+                f"{hp.where}: hyperparameter {hp.name!r} is never used; use it in an "
+                "equation, or remove it."
+            )
     blocks_used = {(d.weight, b) for d in spec.denses for b in d.blocks}
     for p in spec.params:
         if p.kind == "weight":
@@ -737,6 +785,26 @@ def _check_name(name: str, what: str, where: str, reserved: bool = True) -> None
             f"{where}: {what} name {name!r} is reserved for the generated code: {reason}; "
             f"choose another (reserved prefixes: {', '.join(RESERVED_PREFIXES)})."
         )
+
+
+def _check_default(name: str, default, where: str) -> float:
+    """A hyperparameter's default: a finite real number (an int, a float or a SymPy number)."""
+    number = None
+    if not isinstance(default, bool):
+        try:
+            number = (
+                float(sympy.sympify(default))
+                if isinstance(default, (int, float, sympy.Number))
+                else None
+            )
+        except (TypeError, ValueError):
+            number = None
+    if number is None or number != number or number in (float("inf"), float("-inf")):
+        raise DeclarationError(
+            f"{where}: the default of hyperparameter {name!r} must be a finite real number "
+            f"(such as 0.5 or sympy.Rational(1, 2)); got {default!r}."
+        )
+    return number
 
 
 def _check_text(what: str, text, where: str) -> None:
@@ -791,17 +859,34 @@ def _check_latex(latex: str | None, where: str) -> str | None:
 
 
 def _check_functions(expr: sympy.Expr, where: str) -> sympy.Expr:
-    """Refuse a function no emitter can print, naming the supported ones."""
+    """Refuse anything no emitter can print: a pointwise equation is built from symbols, exact
+    numbers, sums, products, powers with exact exponents and the supported functions."""
     if isinstance(expr, sympy.Float) or expr.atoms(sympy.Float):
         raise DeclarationError(
             f"{where}: {expr} has a floating-point number; write exact numbers "
             "(sympy.Rational(1, 2), not 0.5)."
         )
+    known = ", ".join(n for n, a in FUNCTIONS.items() if a.declarable)
     for node in sympy.preorder_traversal(expr):
-        if isinstance(node, sympy.Function) and descriptor(node) is None:
-            known = ", ".join(n for n, a in FUNCTIONS.items() if a.declarable)
-            raise DeclarationError(
-                f"{where}: {expr} applies {type(node).__name__}, which gatesmith cannot derive "
-                f"and print; use one of the supported activations: {known}."
-            )
+        if isinstance(node, (sympy.Symbol, sympy.Add, sympy.Mul)) or (
+            isinstance(node, sympy.Rational) and node.is_finite
+        ):
+            continue
+        if isinstance(node, sympy.Pow):
+            if node.exp.is_Rational:
+                continue
+            problem = (f"the power {node}, whose exponent is not an exact number; "
+                       "write exp(b * log(a)) for a^b")  # fmt: skip
+        elif isinstance(node, sympy.Function):
+            activation = descriptor(node)
+            if activation is not None and activation.declarable:
+                continue
+            problem = (f"{type(node).__name__}, which gatesmith cannot derive and print; use "
+                       f"one of the supported functions: {known}")  # fmt: skip
+        else:
+            problem = (f"{node} ({type(node).__name__}), which gatesmith cannot derive and "
+                       "print; an equation is built from symbols, exact numbers "
+                       "(sympy.Rational), +, *, powers with exact exponents and the "
+                       f"supported functions: {known}")  # fmt: skip
+        raise DeclarationError(f"{where}: {expr} uses {problem}.")
     return expr

@@ -55,10 +55,13 @@ def sizes_for(cell, input_size: int = 4, hidden_size: int = 5, extra: int = 3) -
 class Problem:
     """A random sequence, non-zero initial states, parameters and loss weights for ``cell``."""
 
-    def __init__(self, cell, dtype, steps=4, batch=3, seed=0, **size_overrides):
+    def __init__(
+        self, cell, dtype, steps=4, batch=3, seed=0, hypers=None, **size_overrides
+    ):
         rng = np.random.default_rng(seed)
         self.cell = cell
         self.dtype = dtype
+        self.hypers = dict(hypers or {})  # hyperparameters other than the defaults
         sizes = sizes_for(cell, **size_overrides)
         params = cell.init_params(**sizes, dtype=dtype, seed=seed + 1)
         # larger weights than the default init, so that every nonlinearity is exercised
@@ -77,7 +80,9 @@ class Problem:
 
     def run(self):
         """Forward and backward with the generated kernel."""
-        ys, finals, tape = self.cell.forward(self.x, self.states, self.params)
+        ys, finals, tape = self.cell.forward(
+            self.x, self.states, self.params, **self.hypers
+        )
         dx, dstates, dparams = self.cell.backward(self.dys, self.dfinal, tape)
         return ys, finals, dx, dstates, dparams
 
@@ -157,14 +162,15 @@ class Report:
 
 
 def verify(
-    spec: CellSpec, cell, dtypes=(np.float64, np.float32), seed=0
+    spec: CellSpec, cell, dtypes=(np.float64, np.float32), seed=0, hypers=None
 ) -> list[Report]:
-    """Compare the kernel module ``cell`` with autograd through the twin of ``spec``."""
+    """Compare the kernel module ``cell`` with autograd through the twin of ``spec`` (with the
+    hyperparameters' defaults, or ``hypers``)."""
     reports = []
     for dtype in dtypes:
-        problem = Problem(cell, dtype, steps=5, seed=seed)
+        problem = Problem(cell, dtype, steps=5, seed=seed, hypers=hypers)
         leaves = problem.torch_leaves()
-        ys_t, finals_t = twin_forward(spec, *leaves)
+        ys_t, finals_t = twin_forward(spec, *leaves, hypers=hypers)
         errors = compare(problem, ys_t, finals_t, leaves)
         reports.append(
             Report(spec.name, np.dtype(dtype).name, errors, TOLERANCE[dtype])
