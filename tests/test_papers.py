@@ -427,6 +427,43 @@ LITERATURE.update(
 OTHER_HYPERS["unicornn"] = {"dt": 0.4, "alpha": 2.0}
 
 
+def _ran_identity(xt, states, p):
+    """Lee et al. 2017, identity-RAN: h = c = i (W_cx x) + f c."""
+    (c,) = states
+    W_cx, W_ix, W_fx = _blocks(p["weight_ih"], 3)
+    W_ih, W_fh = _blocks(p["weight_hh"], 2)
+    i = sigmoid(_linear(c, W_ih) + _linear(xt, W_ix) + p["bias_i"])
+    f = sigmoid(_linear(c, W_fh) + _linear(xt, W_fx) + p["bias_f"])
+    return (i * _linear(xt, W_cx) + f * c,)
+
+
+def _mi_rnn(xt, states, p):
+    """Wu et al. 2016, general form: tanh(alpha Wx Uh + beta_1 Uh + beta_2 Wx + b)."""
+    (h,) = states
+    wx, uh = _linear(xt, p["weight_ih"]), _linear(h, p["weight_hh"])
+    return (
+        tanh(p["alpha"] * wx * uh + p["beta_h"] * uh + p["beta_x"] * wx + p["bias"]),
+    )
+
+
+def _rhn(xt, states, p):
+    """Zilly et al. 2017, depth 2, coupled carry gate: s_l = h_l t_l + s_{l-1} (1 - t_l)."""
+    (s,) = states
+    W_H, W_T = _blocks(p["weight_ih"], 2)
+    for layer in (1, 2):
+        R_H, R_T = _blocks(p[f"weight_hh{layer}"], 2)
+        b_H, b_T = _blocks(p[f"bias{layer}"], 2)
+        x_h = _linear(xt, W_H) if layer == 1 else 0
+        x_t = _linear(xt, W_T) if layer == 1 else 0
+        candidate = tanh(x_h + _linear(s, R_H, b_H))
+        t = sigmoid(x_t + _linear(s, R_T, b_T))
+        s = candidate * t + s * (1 - t)
+    return (s,)
+
+
+LITERATURE.update(ran_identity=_ran_identity, mi_rnn=_mi_rnn, rhn=_rhn)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("variant", sorted(LITERATURE))
 def test_literature_cell_matches_its_paper(variant, dtype):

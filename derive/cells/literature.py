@@ -635,3 +635,83 @@ def mgu2() -> CellSpec:
 @register
 def mgu3() -> CellSpec:
     return _gate_variant("mgu3", 3, "f", "Minimal gated unit variant 3", _HECK)
+
+
+@register
+def ran_identity() -> CellSpec:
+    cell, x, h = _one_state(
+        "ran_identity",
+        "Recurrent additive network, identity output",
+        "Lee, Levy and Zettlemoyer 2017, Recurrent additive networks, arXiv:1705.07393",
+        "The identity-RAN: the memory is the output, h = c, so the state is a gated sum of "
+        "linear projections of the inputs so far; only the gates are non-linear.",
+        ("weight_ih (3 H, I), blocks n (the content layer), i and f; weight_hh (2 H, H), "
+         "blocks i and f; biases b_i and b_f (H each) on the gates only.",),
+    )  # fmt: skip
+    W_x = cell.weight("weight_ih", "n i f", cols="I", latex=r"W_{\cdot x}")
+    W_h = cell.weight("weight_hh", "i f", cols="H", latex=r"W_{\cdot h}")
+    b_i, b_f = (
+        cell.vector("bias_i", latex=r"b_{i}"),
+        cell.vector("bias_f", latex=r"b_{f}"),
+    )
+    wx = cell.dense(W_x, x)
+    wh = cell.dense(W_h, h.prev)
+    i = cell.gate("i", sigmoid(wh.i + wx.i + b_i))
+    f = cell.gate("f", sigmoid(wh.f + wx.f + b_f))
+    cell.update(h, i * wx.n + f * h.prev)
+    return cell.build()
+
+
+@register
+def mi_rnn() -> CellSpec:
+    cell, x, h = _one_state(
+        "mi_rnn",
+        "Recurrent network with multiplicative integration",
+        "Wu, Zhang, Zhang, Bengio and Salakhutdinov 2016, On multiplicative integration with "
+        "recurrent neural networks, NeurIPS",
+        "The input's and the state's projections are combined by a Hadamard product as well "
+        "as a sum, so that the input gates the recurrent contribution per unit.",
+        ("weight_ih (H, I) is W, weight_hh (H, H) is U; the vectors alpha, beta_h, beta_x and "
+         "bias (H each) weigh the product, U h, W x and the bias: the paper's general form.",),
+    )  # fmt: skip
+    W = cell.weight("weight_ih", "h", cols="I", latex="W")
+    U = cell.weight("weight_hh", "h", cols="H", latex="U")
+    alpha = cell.vector("alpha", latex=r"\alpha")
+    beta_h, beta_x = (
+        cell.vector("beta_h", latex=r"\beta_{1}"),
+        cell.vector("beta_x", latex=r"\beta_{2}"),
+    )
+    b = cell.vector("bias", latex="b")
+    wx, uh = cell.dense(W, x).h, cell.dense(U, h.prev).h
+    cell.update(h, tanh(alpha * wx * uh + beta_h * uh + beta_x * wx + b))
+    return cell.build()
+
+
+@register
+def rhn() -> CellSpec:
+    cell, x, h = _one_state(
+        "rhn",
+        "Recurrent highway network, recurrence depth 2",
+        "Zilly, Srivastava, Koutnik and Schmidhuber 2017, Recurrent highway networks, ICML",
+        "Each step runs two highway layers: the first reads the input and the previous state, "
+        "the second only the first's output; in each, a transform gate t mixes a tanh "
+        "candidate with the layer's input, and the carry gate is 1 - t.",
+        ("weight_ih (2 H, I), blocks n (W_H) and t (W_T), reach the first layer only; "
+         "weight_hh1 and weight_hh2 (2 H, H each) are the layers' R_H and R_T, with biases "
+         "bias1 and bias2 (2 H each), blocks n and t; the carry gate is coupled, c = 1 - t, "
+         "as in the paper's experiments.",),
+    )  # fmt: skip
+    W = cell.weight("weight_ih", "n t", cols="I", latex=r"W_{\cdot}")
+    R1 = cell.weight("weight_hh1", "n t", cols="H", latex=r"R_{\cdot 1}")
+    R2 = cell.weight("weight_hh2", "n t", cols="H", latex=r"R_{\cdot 2}")
+    b1 = cell.bias("bias1", "n t", latex=r"b_{\cdot 1}")
+    b2 = cell.bias("bias2", "n t", latex=r"b_{\cdot 2}")
+    wx, r1 = cell.dense(W, x), cell.dense(R1, h.prev, bias=b1)
+    n1 = cell.let("n1", tanh(wx.n + r1.n), latex=r"\tilde{s}_{1}")
+    t1 = cell.gate("t1", sigmoid(wx.t + r1.t), latex=r"\tau_{1}")
+    s1 = cell.let("s1", n1 * t1 + h.prev * (1 - t1), latex=r"s_{1}")
+    r2 = cell.dense(R2, s1, bias=b2)
+    n2 = cell.let("n2", tanh(r2.n), latex=r"\tilde{s}_{2}")
+    t2 = cell.gate("t2", sigmoid(r2.t), latex=r"\tau_{2}")
+    cell.update(h, n2 * t2 + s1 * (1 - t2))
+    return cell.build()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import keyword
+import math
 import os
 import re
 import sys
@@ -224,9 +225,8 @@ class Relation:
 class Quantity:
     """What a symbol of the step stands for."""
 
-    kind: (
-        str  # input, prev, new, let, dense, vector, hyper (a run-time number, size "")
-    )
+    # input, prev, new, let, dense, vector, or hyper (a number chosen at run time, size "")
+    kind: str
     owner: str  # the state, parameter, dense or equation it belongs to
     size: str
 
@@ -789,17 +789,11 @@ def _check_name(name: str, what: str, where: str, reserved: bool = True) -> None
 
 def _check_default(name: str, default, where: str) -> float:
     """A hyperparameter's default: a finite real number (an int, a float or a SymPy number)."""
-    number = None
-    if not isinstance(default, bool):
-        try:
-            number = (
-                float(sympy.sympify(default))
-                if isinstance(default, (int, float, sympy.Number))
-                else None
-            )
-        except (TypeError, ValueError):
-            number = None
-    if number is None or number != number or number in (float("inf"), float("-inf")):
+    real = isinstance(default, (int, float, sympy.Number)) and not isinstance(
+        default, bool
+    )
+    number = float(default) if real else None
+    if number is None or not math.isfinite(number):
         raise DeclarationError(
             f"{where}: the default of hyperparameter {name!r} must be a finite real number "
             f"(such as 0.5 or sympy.Rational(1, 2)); got {default!r}."
