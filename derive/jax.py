@@ -27,7 +27,9 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _host(array):
-    return np.ascontiguousarray(np.asarray(array))
+    # C-contiguous, keeping a zero-dimensional (scalar) parameter zero-dimensional, which
+    # np.ascontiguousarray would make (1,)
+    return np.require(np.asarray(array), requirements="C")
 
 
 def _struct(shape, dtype):

@@ -39,9 +39,9 @@ def _step(spec, params, x, prev):
     env.update({s.prev: prev[s.name] for s in spec.states})
     env.update(
         {
-            sympy.Symbol(p.name): params[p.name]
+            p.symbol: params[p.name]
             for p in spec.params
-            if p.kind == "vector"
+            if p.kind in ("vector", "scalar")
         }
     )
     env.update({hp.symbol: hp.default for hp in spec.hypers})

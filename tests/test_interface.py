@@ -89,8 +89,9 @@ def _good(cell):
     ],
 )  # fmt: skip
 def test_bad_input_is_named_before_numba_sees_it(cell, mutate, error, words):
-    # k: the cell's last parameter, which some mutations remove, narrow or retype
-    x, states, params = mutate(*_good(cell), cell.PARAMS[-1])
+    # k: the cell's last parameter with an axis, which some mutations remove, narrow or retype
+    last = next(n for n in reversed(cell.PARAMS) if cell.PARAM_SHAPES[n])
+    x, states, params = mutate(*_good(cell), last)
     with pytest.raises(error) as info:
         cell.forward(x, states, params)
     # {first}: the first parameter that reads the input; {state}: the first state
@@ -98,7 +99,7 @@ def test_bad_input_is_named_before_numba_sees_it(cell, mutate, error, words):
         n for n in cell.PARAMS if "I" in dict(map(reversed, cell.PARAM_SHAPES[n]))
     )
     words = words.replace("{first}", first).replace("{state}", cell.STATES[0])
-    assert words.replace("{last}", cell.PARAMS[-1]) in str(info.value)
+    assert words.replace("{last}", last) in str(info.value)
     assert str(info.value).startswith("forward: ")
 
 

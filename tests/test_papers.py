@@ -464,6 +464,30 @@ def _rhn(xt, states, p):
 LITERATURE.update(ran_identity=_ran_identity, mi_rnn=_mi_rnn, rhn=_rhn)
 
 
+def _fastrnn(xt, states, p):
+    """Kusupati et al. 2018, FastRNN: h = alpha tanh(W x + U h + b) + beta h, with alpha and
+    beta the sigmoids of their learned logits."""
+    (h,) = states
+    candidate = tanh(
+        _linear(xt, p["weight_ih"]) + _linear(h, p["weight_hh"]) + p["bias"]
+    )
+    return (sigmoid(p["alpha"]) * candidate + sigmoid(p["beta"]) * h,)
+
+
+def _fastgrnn(xt, states, p):
+    """Kusupati et al. 2018, FastGRNN: z and h~ share W x + U h; h = (zeta (1 - z) + nu) h~ +
+    z h, with zeta and nu the sigmoids of their learned logits."""
+    (h,) = states
+    shared = _linear(xt, p["weight_ih"]) + _linear(h, p["weight_hh"])
+    z = sigmoid(shared + p["bias_z"])
+    candidate = tanh(shared + p["bias_h"])
+    zeta, nu = sigmoid(p["zeta"]), sigmoid(p["nu"])
+    return ((zeta * (1 - z) + nu) * candidate + z * h,)
+
+
+LITERATURE.update(fastrnn=_fastrnn, fastgrnn=_fastgrnn)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("variant", sorted(LITERATURE))
 def test_literature_cell_matches_its_paper(variant, dtype):

@@ -58,7 +58,8 @@ def _declare(names, texts):
 def _names(identifier):
     return st.fixed_dictionaries(
         {"state": identifier, "gate": identifier, "weight": identifier.map("weight_{}".format),
-         "vector": identifier, "size": identifier}
+         "vector": identifier, "scalar": identifier.map("{}_s".format),
+         "size": identifier}
     )  # fmt: skip
 
 

@@ -48,6 +48,7 @@ def _cell(name="hostile", title="t", citation="c", conventions=(), **names):
         "gate": "f",
         "weight": "weight_x",
         "vector": "p",
+        "scalar": "s",
         "size": "proj_size",
     }
     n.update(names)
@@ -61,9 +62,10 @@ def _cell(name="hostile", title="t", citation="c", conventions=(), **names):
     W = cell.weight(n["weight"], "f g", cols="I")
     U = cell.weight("weight_h", "f g", cols="H")
     p = cell.vector(n["vector"])
+    s = cell.scalar(n["scalar"])
     wx, wh = cell.dense(W, x), cell.dense(U, h.prev)
     f = cell.gate(n["gate"], sigmoid(wx.f + wh.f + p * h.prev))
-    cell.update(h, (1 - f) * h.prev + f * tanh(wx.g + wh.g))
+    cell.update(h, (1 - f) * h.prev + f * tanh(s * wx.g + wh.g))
     return cell.build()
 
 
@@ -198,6 +200,10 @@ def test_a_killed_writer_leaves_no_temporaries_behind(tmp_path):
         ),
         ({"size": "hidden_size"}, "size argument 'hidden_size' is already taken"),
         ({"vector": "ｐ"}, "'ｐ' is read by Python as 'p'"),
+        (
+            {"scalar": "sum"},
+            "'sum' is reserved for the generated code: it is a Python builtin",
+        ),
         ({"name": "load"}, "taken by the generated package itself"),
         ({"name": "VARIANTS"}, "taken by the generated package itself"),
         ({"name": "importlib"}, "taken by the generated package itself"),

@@ -204,7 +204,7 @@ def latex_names(plan: KernelPlan) -> dict[str, str]:
             names[sym.name] = timed(spec.input_latex, "t")
         elif value.role == Role.PREVIOUS:
             names[sym.name] = timed(states[sym.name.removesuffix("_prev")], "t-1")
-        elif value.role == Role.VECTOR:
+        elif value.role in (Role.VECTOR, Role.SCALAR):
             names[sym.name] = param_latex(spec.param(sym.name))
         elif value.role == Role.HYPER:
             hp = next(h for h in spec.hypers if h.name == sym.name)
@@ -318,7 +318,7 @@ def _transposed(name: str) -> str:
 
 def _shape(formula) -> str:
     dims = [size if mult == 1 else f"{mult}{size}" for mult, size in formula]
-    return r" \times ".join(dims)
+    return r" \times ".join(dims) or "1"
 
 
 class _Builder:
@@ -399,6 +399,8 @@ class _Builder:
                 ]
             if p.kind == "vector":
                 pieces.append(("text", "; a diagonal matrix, applied per unit"))
+            elif p.kind == "scalar":
+                pieces.append(("text", "; one number, shared by every unit"))
             rows.append(
                 Row(
                     param_latex(p),
@@ -497,7 +499,7 @@ class _Builder:
     def backward(self):
         plan, spec = self.plan, self.spec
         prev = {st.prev for st in spec.states}
-        vectors = {sympy.Symbol(p.name) for p in spec.params if p.kind == "vector"}
+        vectors = {p.symbol for p in spec.params if p.kind in ("vector", "scalar")}
         parts, statements, chains = [], [], []
         self.adjoints: dict[sympy.Symbol, sympy.Expr] = {}
         self.vector_terms: dict[sympy.Symbol, list] = {}
@@ -586,8 +588,12 @@ class _Builder:
                     lines.append(MathLine(rf"\delta {b}", "=", (rf"\sum_t {text}",)))
         for vector, terms in self.vector_terms.items():
             total = self.latex(sympy.Add(*terms))
+            shared = self.plan.values[vector].role == Role.SCALAR
+            sums = (
+                r"\sum_t \sum_j" if shared else r"\sum_t"
+            )  # a scalar sums over units too
             lines.append(MathLine(rf"\delta {self.name(vector)}", "=",
-                                  (rf"\sum_t \left({total}\right)",)))  # fmt: skip
+                                  (rf"{sums} \left({total}\right)",)))  # fmt: skip
         return tuple(lines)
 
     def initial(self) -> tuple[MathLine, ...]:

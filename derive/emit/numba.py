@@ -340,6 +340,8 @@ def access(a: Access) -> str:
     name = array_name(a.array)
     if a.row == RowIndex.UNIT:
         return f"{name}[j]"
+    if a.row == RowIndex.WHOLE:
+        return f"{name}[()]"
     return f"{name}[{_ROWS[a.row]}, {_offset(a.block, a.block_size)}]"
 
 
@@ -424,8 +426,11 @@ def _allocations(arrays) -> tuple[tuple[str, str], ...]:
 
 def print_kernel(plan: KernelPlan) -> Kernel:
     """Print ``plan`` for the kernel template."""
+    element = {Role.VECTOR: "[j]", Role.SCALAR: "[()]"}
     indexed = {
-        s.name: f"{s.name}[j]" for s, v in plan.values.items() if v.role == Role.VECTOR
+        s.name: s.name + element[v.role]
+        for s, v in plan.values.items()
+        if v.role in element
     }
     forward, backward = NumbaPrinter(indexed), NumbaPrinter(indexed)
     stages = tuple(

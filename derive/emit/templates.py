@@ -116,6 +116,12 @@ def statement(line: Line, indent: int) -> str:
         return text
     if len(line.terms) < 2:
         return _split_last_bracket(text, indent)
+    if (
+        len(line.terms) == 2
+    ):  # one operator: the formatter splits a closing bracket first
+        split = _split_last_bracket(text, indent)
+        if split != text:
+            return split
     pad = " " * (indent + 4)
     close = " " * indent + ")"
     flat = f"{pad}{line.value}"
@@ -139,9 +145,27 @@ def _split_last_bracket(text: str, indent: int) -> str:
             break
     head, inner = text[: i + 1], text[i + 1 : -1]
     pad = " " * (indent + 4)
-    if i == 0 or indent + len(head) > LINE_LENGTH or len(pad + inner) > LINE_LENGTH:
+    if i == 0 or indent + len(head) > LINE_LENGTH:
         return text
-    return f"{head}\n{pad}{inner}\n{' ' * indent})"
+    lines = [inner] if len(pad + inner) <= LINE_LENGTH else _sum_lines(inner)
+    if not lines or any(len(pad + line) > LINE_LENGTH for line in lines):
+        return text
+    body = "\n".join(pad + line for line in lines)
+    return f"{head}\n{body}\n{' ' * indent})"
+
+
+def _sum_lines(inner: str) -> list[str]:
+    """A bracketed sum too long for one line as the formatter lays it out: one term a line,
+    each after the first led by its operator (none when ``inner`` is not a sum)."""
+    lines, depth, start = [], 0, 0
+    for i, ch in enumerate(inner):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
+        if depth == 0 and inner.startswith((" + ", " - "), i):
+            lines.append(inner[start:i])
+            start = i + 1
+        elif depth == 0 and ch == ",":
+            return []  # a call's arguments: not a sum
+    return lines + [inner[start:]] if lines else []
 
 
 def bracket(items, head: str, tail: str = "", indent: int = 0, hug: bool = True) -> str:
@@ -184,6 +208,12 @@ def stamp(comment: str, what: str, digest: str) -> str:
 def _templates_digest(names: tuple[str, ...]) -> bytes:
     root = template_dir()
     return b"".join((root / name).read_bytes() for name in names)
+
+
+def _formula(formula) -> str:
+    """A shape formula as a Python tuple literal: ``((4, "H"), (1, "I"))``, ``()`` for a scalar."""
+    items = [f'({m}, "{s}")' for m, s in formula]
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
 def _tuple(items, name: str, quote: bool = True) -> str:
@@ -229,10 +259,7 @@ def render_kernel(plan: KernelPlan) -> str:
     kernel = print_kernel(plan)
     projections = kernel.products
     direct = _direct_products(kernel)
-    param_shapes = [
-        (p.name, "(" + ", ".join(f'({m}, "{s}")' for m, s in p.shape_formula()) + (",)" if not p.cols else ")"))
-        for p in spec.params
-    ]  # fmt: skip
+    param_shapes = [(p.name, _formula(p.shape_formula())) for p in spec.params]
     param_blocks = [
         (p.name, _tuple(p.blocks, "").removeprefix(" = "), p.kind) for p in spec.params
     ]

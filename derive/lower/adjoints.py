@@ -7,7 +7,7 @@ Contributions computed elsewhere in the step (from a later stage's loops, or fro
 rule of a projection that reads the value) are gathered in a per-step accumulator and read in
 the home loop as the value's *incoming* adjoint, together with what a new state receives from
 the next step and the loss. Contributions to what the step does not compute (previous states,
-the input, vector parameters) are added straight into their gradient arrays.
+the input, vector and scalar parameters) are added straight into their gradient arrays.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..symbolic.adjoint import Adjoint, external_symbol
 from ..symbolic.declare import Dense
 from .plan import Access, Array, ArrayRole, Extent, Role, RowIndex
 from .stages import Stages
-from .storage import Storage, projection_key
+from .storage import POINTWISE_ROWS, Storage, projection_key
 
 __all__ = ["AdjointPlan", "plan_adjoints"]
 
@@ -37,10 +37,16 @@ class AdjointPlan:
         sympy.Symbol, Access
     ]  # where contributions to what the step is given go
 
-    def part(self, sym: sympy.Symbol, stage: int) -> sympy.Expr:
-        """The contributions to ``sym``'s adjoint computed in ``stage``'s backward loops."""
-        terms = self.adjoint.terms.get(sym, ())
-        return sympy.Add(*(t.expr for t in terms if self.stages.of_use(t) == stage))
+    def part(
+        self, sym: sympy.Symbol, stage: int, size: str | None = None
+    ) -> sympy.Expr:
+        """The contributions to ``sym``'s adjoint computed in ``stage``'s backward loops (in its
+        loop over ``size`` alone, when given)."""
+        equations = self.adjoint.spec.equations
+        return sympy.Add(*(
+            t.expr for t in self.adjoint.terms.get(sym, ())
+            if self.stages.of_use(t) == stage and size in (None, equations[t.use].size)
+        ))  # fmt: skip
 
     def complete(self, sym: sympy.Symbol) -> sympy.Expr:
         """``sym``'s whole adjoint, as its home loop computes it."""
@@ -72,11 +78,11 @@ def _gradients(adjoint: Adjoint, storage: Storage) -> dict[sympy.Symbol, Access]
                       storage.sequences[s.name].width)  # fmt: skip
         targets[s.prev] = Access(array, RowIndex.BATCH)
     for p in spec.params:
-        if p.kind == "vector":
+        if p.kind in POINTWISE_ROWS:
             array = Array(
                 ArrayRole.PARAMETER_GRADIENT, p.name, Extent.NONE, p.shape_formula()
             )
-            targets[p.symbol] = Access(array, RowIndex.UNIT)
+            targets[p.symbol] = Access(array, POINTWISE_ROWS[p.kind])
     return targets
 
 

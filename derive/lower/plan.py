@@ -44,6 +44,7 @@ class Role(Enum):
     PREVIOUS = "previous"  # a state at t-1
     NEW = "new"  # a state at t
     VECTOR = "vector"  # a per-unit parameter
+    SCALAR = "scalar"  # a learned number shared by every unit
     HYPER = "hyper"  # a number chosen at run time, a scalar argument of both kernels
     PROJECTED = "projected"  # one block of a dense projection
     INTERMEDIATE = "intermediate"  # the target of an equation that is not a state
@@ -59,7 +60,7 @@ class Value:
 
     symbol: sympy.Symbol
     role: Role
-    size: str | None  # None for a hyperparameter
+    size: str | None  # None for a scalar parameter or a hyperparameter
     stage: int = 0
     primal: sympy.Symbol | None = None
 
@@ -127,6 +128,7 @@ class RowIndex(Enum):
     NEXT = "next"  # the row of (t + 1, b) in a state sequence: the state at t
     BATCH = "batch"  # the row b of a per-step array
     UNIT = "unit"  # a one-dimensional array, indexed by the unit alone
+    WHOLE = "whole"  # a zero-dimensional array: the same element for every iteration
 
 
 @dataclass(frozen=True)

@@ -38,12 +38,13 @@ __all__ = ["schedule"]
 
 
 def _loads(symbols, read, values, incoming=None) -> list[Load]:
-    """Loads of every symbol a loop reads but does not compute (vectors are read in place,
-    hyperparameters are the kernel's scalar arguments)."""
+    """Loads of every symbol a loop reads but does not compute (vector and scalar parameters
+    are read in place, hyperparameters are the kernel's scalar arguments)."""
     loads = []
     for sym in sorted(symbols, key=sympy.default_sort_key):
         if values.get(sym) is not None and values[sym].role in (
             Role.VECTOR,
+            Role.SCALAR,
             Role.HYPER,
         ):
             continue
@@ -95,12 +96,14 @@ def _projection_stores(spec, stage, size, adjoints: AdjointPlan):
 
 
 def _contributions(stage, size, adjoints: AdjointPlan, values):
-    """``δv += …`` for every variable whose adjoint this loop adds to but does not complete."""
+    """``δv += …`` for every variable whose adjoint this loop adds to but does not complete (a
+    scalar parameter takes a part from every loop that reads it)."""
     stores, derivation = [], []
     for var in adjoints.adjoint.terms:
-        if adjoints.home.get(var) == stage or values[var].size != size:
+        shared = values[var].size is None
+        if adjoints.home.get(var) == stage or not (shared or values[var].size == size):
             continue
-        part = adjoints.part(var, stage)
+        part = adjoints.part(var, stage, size if shared else None)
         if part != 0:
             stores.append(
                 Store(adjoints.contribution_target(var), part, accumulate=True)

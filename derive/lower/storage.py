@@ -16,7 +16,7 @@ from ..symbolic.adjoint import Adjoint
 from .plan import Access, Array, ArrayRole, Extent, Role, RowIndex, Value
 from .stages import Stages
 
-__all__ = ["Storage", "choose_storage", "projection_key"]
+__all__ = ["POINTWISE_ROWS", "Storage", "choose_storage", "projection_key"]
 
 
 def projection_key(spec, dense) -> str:
@@ -45,6 +45,10 @@ class Storage:
         return None
 
 
+#: How a loop over units reads a parameter that pointwise equations use.
+POINTWISE_ROWS = {"vector": RowIndex.UNIT, "scalar": RowIndex.WHOLE}
+
+
 def _arrays(spec, values):
     sequences = {
         s.name: Array(ArrayRole.SEQUENCE, s.name, Extent.STEPS_AND_INITIAL,
@@ -58,9 +62,9 @@ def _arrays(spec, values):
         fixed[s.prev] = Access(sequences[s.name], RowIndex.STEP)
         fixed[s.new] = Access(sequences[s.name], RowIndex.NEXT)
     for p in spec.params:
-        if p.kind == "vector":
+        if p.kind in POINTWISE_ROWS:
             array = Array(ArrayRole.PARAMETER, p.name, Extent.NONE, p.shape_formula())
-            fixed[p.symbol] = Access(array, RowIndex.UNIT)
+            fixed[p.symbol] = Access(array, POINTWISE_ROWS[p.kind])
     return sequences, fixed
 
 

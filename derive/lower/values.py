@@ -12,7 +12,7 @@ __all__ = ["classify"]
 
 _ROLES = {"input": Role.INPUT, "prev": Role.PREVIOUS, "new": Role.NEW,
           "vector": Role.VECTOR, "dense": Role.PROJECTED, "let": Role.INTERMEDIATE,
-          "hyper": Role.HYPER}  # fmt: skip
+          "scalar": Role.SCALAR, "hyper": Role.HYPER}  # fmt: skip
 
 
 def classify(spec: CellSpec, stages: Stages) -> dict[sympy.Symbol, Value]:
@@ -25,8 +25,8 @@ def classify(spec: CellSpec, stages: Stages) -> dict[sympy.Symbol, Value]:
     values = {}
     for sym, quantity in spec.quantities.items():
         size = sizes.get(sym, quantity.size)
-        if quantity.kind == "hyper":  # a number, not a vector: no size
-            values[sym] = Value(sym, Role.HYPER, None, stages.of(sym))
+        if quantity.kind in ("scalar", "hyper"):  # a number, not a vector: no size
+            values[sym] = Value(sym, _ROLES[quantity.kind], None, stages.of(sym))
             continue
         values[sym] = Value(
             sym, _ROLES[quantity.kind], same.get(size, size), stages.of(sym)

@@ -105,8 +105,9 @@ class Param:
     """A trainable tensor.
 
     ``kind`` is ``"weight"`` (rows: ``len(blocks)`` blocks of ``block_size``; columns ``cols``),
-    ``"bias"`` (``len(blocks)`` blocks of ``block_size``) or ``"vector"`` (one value per unit of
-    ``block_size``, used inside pointwise equations, such as a peephole).
+    ``"bias"`` (``len(blocks)`` blocks of ``block_size``), ``"vector"`` (one value per unit of
+    ``block_size``, used inside pointwise equations, such as a peephole) or ``"scalar"`` (one
+    number shared by every unit, a zero-dimensional array; its gradient sums over the units).
     """
 
     name: str
@@ -120,17 +121,18 @@ class Param:
     where: str = field(default="", compare=False)
 
     def shape(self, sizes: dict[str, int]) -> tuple[int, ...]:
-        rows = len(self.blocks) * sizes[self.block_size]
-        return (rows, sizes[self.cols]) if self.cols else (rows,)
+        return tuple(mult * sizes[size] for mult, size in self.shape_formula())
 
     def shape_formula(self) -> tuple[tuple[int, str], ...]:
-        """Each dimension as ``(multiplier, size name)``."""
+        """Each dimension as ``(multiplier, size name)``; none for a scalar."""
+        if self.kind == "scalar":
+            return ()
         rows = ((len(self.blocks), self.block_size),)
         return rows + ((1, self.cols),) if self.cols else rows
 
     @property
     def symbol(self) -> sympy.Symbol:
-        """The per-unit scalar of a vector parameter (``kind == "vector"``)."""
+        """The symbol of a vector parameter's unit, or of a scalar parameter."""
         return sympy.Symbol(self.name)
 
 
@@ -225,7 +227,8 @@ class Relation:
 class Quantity:
     """What a symbol of the step stands for."""
 
-    # input, prev, new, let, dense, vector, or hyper (a number chosen at run time, size "")
+    # input, prev, new, let, dense, vector, scalar (a learned number, size ""), or hyper (a
+    # number chosen at run time, size "")
     kind: str
     owner: str  # the state, parameter, dense or equation it belongs to
     size: str
@@ -275,8 +278,8 @@ class CellSpec:
             table[s.prev] = Quantity("prev", s.name, s.size)
             table[s.new] = Quantity("new", s.name, s.size)
         for p in self.params:
-            if p.kind == "vector":
-                table[sympy.Symbol(p.name)] = Quantity("vector", p.name, p.block_size)
+            if p.kind in ("vector", "scalar"):
+                table[p.symbol] = Quantity(p.kind, p.name, p.block_size)
         for hp in self.hypers:
             table[hp.symbol] = Quantity("hyper", hp.name, "")
         for d in self.denses:
@@ -421,6 +424,11 @@ class Cell:
         """A per-unit parameter (a diagonal matrix, such as a peephole); returns its scalar symbol."""
         return self._param(name, "vector", name, size, None, latex).symbol
 
+    def scalar(self, name: str, latex: str | None = None) -> sympy.Symbol:
+        """A learned number shared by every unit (FastRNN's alpha); returns its symbol. It is a
+        zero-dimensional array, and its gradient sums over units, rows and steps."""
+        return self._param(name, "scalar", name, "", None, latex).symbol
+
     def pytorch_params(
         self, gates: str, recurrent: str = "H"
     ) -> tuple[Param, Param, Param, Param]:
@@ -452,7 +460,8 @@ class Cell:
             raise DeclarationError(
                 f"{where}: parameter {name!r} names a block twice: {blocks!r}."
             )
-        self._check_size(block_size, where)
+        if kind != "scalar":
+            self._check_size(block_size, where)
         if cols is not None:
             self._check_size(cols, where)
         param = Param(
@@ -658,7 +667,9 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
     constraints: set[tuple[str, str]] = set()
     defined: set[sympy.Symbol] = {spec.input} | {s.prev for s in spec.states}
     defined |= {
-        sym for sym, q in known.items() if q.kind in ("vector", "dense", "hyper")
+        sym
+        for sym, q in known.items()
+        if q.kind in ("vector", "scalar", "dense", "hyper")
     }
     sized: list[Equation] = []
     sizes: dict[sympy.Symbol, str] = {
@@ -677,10 +688,13 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
             names = ", ".join(unknown)
             raise DeclarationError(
                 f"{eq.where}: {eq.target} = {eq.expr} uses {names}, which is not defined before this "
-                "line. Define it first (cell.let, cell.state, cell.vector or a dense projection), or "
+                "line. Define it first (cell.let, cell.state, cell.vector, cell.scalar or a dense "
+                "projection), or "
                 "use a state's .prev for its value at t-1."
             )
-        own = {sizes[s] for s in free if sizes[s]}  # a hyperparameter has no size
+        own = {
+            sizes[s] for s in free if sizes[s]
+        }  # scalars and hyperparameters have none
         if eq.role == "state":
             target_size = spec.state(eq.target.name.removesuffix("_new")).size
             own.add(target_size)

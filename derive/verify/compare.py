@@ -65,7 +65,7 @@ class Problem:
         sizes = sizes_for(cell, **size_overrides)
         params = cell.init_params(**sizes, dtype=dtype, seed=seed + 1)
         # larger weights than the default init, so that every nonlinearity is exercised
-        self.params = {k: (v * 2).astype(dtype) for k, v in params.items()}
+        self.params = {k: np.asarray(v * 2, dtype) for k, v in params.items()}
         by_name = {name: sizes[argument] for name, argument in cell.SIZES.items()}
         self.x = rng.standard_normal((steps, batch, by_name["I"])).astype(dtype)
         self.states = tuple(

@@ -77,7 +77,7 @@ def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None):
     torch = _torch()
     states = dict(zip(spec.state_names, initial_states, strict=True))
     vectors = {
-        sympy.Symbol(p.name): params[p.name] for p in spec.params if p.kind == "vector"
+        p.symbol: params[p.name] for p in spec.params if p.kind in ("vector", "scalar")
     }
     given = hypers or {}
     vectors.update(
