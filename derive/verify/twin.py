@@ -8,8 +8,6 @@ dependency, not a runtime one.
 
 from __future__ import annotations
 
-import sympy
-
 from ..symbolic.activations import descriptor
 from ..symbolic.declare import CellSpec
 
