@@ -177,8 +177,9 @@ def _cmd_verify(args) -> int:
     run = pipeline.Run()
     specs = pipeline.specs_for(names, run)
     failed = 0
+    width = max([16, *(len(spec.name) + 2 for spec in specs)])
     print(
-        f"{'variant':<16}{'dtype':<9}{'max relative error':>20}  {'tolerance':>9}  worst"
+        f"{'variant':<{width}}{'dtype':<9}{'max relative error':>20}  {'tolerance':>9}  worst"
     )
     with tempfile.TemporaryDirectory(prefix="gatesmith-verify-") as folder:
         for spec in specs:
@@ -188,11 +189,11 @@ def _cmd_verify(args) -> int:
                 worst, error = report.worst
                 failed += not report.ok
                 verdict = "" if report.ok else "  FAILED"
-                print(f"{spec.name:<16}{report.dtype:<9}{error:>20.2e}  "
+                print(f"{spec.name:<{width}}{report.dtype:<9}{error:>20.2e}  "
                       f"{report.tolerance:>9.0e}  {worst}{verdict}")  # fmt: skip
                 if args.verbose:
                     for name, value in report.errors.items():
-                        print(f"{'':<25}{value:>20.2e}  {'':>9}  {name}")
+                        print(f"{'':<{width + 9}}{value:>20.2e}  {'':>9}  {name}")
     if failed:
         print(
             f"gatesmith verify: {failed} comparison(s) over tolerance", file=sys.stderr

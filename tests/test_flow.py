@@ -25,6 +25,8 @@ NUMPY = {
 
 
 def _block(spec, params, dense, n):
+    if dense.transposed:  # the whole weight, transposed, with no bias
+        return params[dense.weight].T, 0
     weight = params[dense.weight]
     size = weight.shape[0] // len(spec.param(dense.weight).blocks)
     rows = slice((dense.first_block + n) * size, (dense.first_block + n + 1) * size)

@@ -488,6 +488,20 @@ def _fastgrnn(xt, states, p):
 LITERATURE.update(fastrnn=_fastrnn, fastgrnn=_fastgrnn)
 
 
+def _antisymmetric_rnn(xt, states, p, eps=0.01, gamma=0.01):
+    """Chang et al. 2019: h = h + eps tanh((W - W^T - gamma I) h + V x + b)."""
+    (h,) = states
+    W = p["weight_hh"]
+    recurrent = W - W.T - gamma * torch.eye(W.shape[0], dtype=W.dtype)
+    return (
+        h + eps * tanh(_linear(h, recurrent) + _linear(xt, p["weight_ih"], p["bias"])),
+    )
+
+
+LITERATURE["antisymmetric_rnn"] = _antisymmetric_rnn
+OTHER_HYPERS["antisymmetric_rnn"] = {"eps": 0.7, "gamma": 0.3}
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("variant", sorted(LITERATURE))
 def test_literature_cell_matches_its_paper(variant, dtype):

@@ -89,7 +89,7 @@ def dot_source(spec: CellSpec) -> str:
             f"  {node[s.prev]} [label={_label(*names[s.prev])}, shape=plaintext];"
         )
     for n, d in enumerate(spec.denses):
-        weight = _html(d.weight)
+        weight = _html(d.weight) + ("ᵀ" if d.transposed else "")
         blocks = ", ".join(d.blocks)
         lines.append(
             f"  d{n} [label=<{weight} · {_html(names[d.source][0])}<SUB>"

@@ -329,11 +329,17 @@ class _Builder:
         rank: dict[str, int] = {}
         self.value: dict[sympy.Symbol, sympy.Expr] = {}  # a projection's block: W v + b
         self.block: dict[sympy.Symbol, tuple[str, str | None]] = {}
+        self.weight_of: dict[
+            sympy.Symbol, str
+        ] = {}  # the weight block, as its gradient names it
         for d in spec.denses:
             weights = block_latex(spec.param(d.weight))
             biases = block_latex(spec.param(d.bias)) if d.bias else None
             for n, sym in enumerate(d.symbols):
+                self.weight_of[sym] = weights[d.first_block + n]
                 w = weights[d.first_block + n]
+                if d.transposed:
+                    w = _transposed(w)
                 b = biases[d.first_block + n] if biases else None
                 product = sympy.Symbol(f"_mv_{sym.name}")
                 names[product.name] = f"{w} {names[d.source.name]}"
@@ -483,12 +489,12 @@ class _Builder:
     def _transpose(self, d: Dense, adjoints) -> MathLine:
         terms = []
         for sym in d.symbols:
-            w, _ = self.block[sym]
+            w = self.weight_of[sym] if d.transposed else _transposed(self.block[sym][0])
             adj = adjoints[sym]
             text = self.latex(adj)
             if not adj.is_Symbol:  # W^T (δa ⊙ r), never read as (W^T δa) ⊙ r
                 text = rf"\left({text}\right)"
-            terms.append(("+ " if terms else "") + rf"{_transposed(w)} {text}")
+            terms.append(("+ " if terms else "") + rf"{w} {text}")
         op = (
             "="
             if self._source_adjoint(d.source).startswith(r"\hat")
@@ -573,17 +579,22 @@ class _Builder:
         return tuple(self._transpose(p.dense, self.adjoints) for p in projections)
 
     def gradients(self) -> tuple[MathLine, ...]:
-        lines = []
+        lines, seen = [], set()
         for d in self.spec.denses:
             source = self.name(d.source)
             for sym in d.symbols:
-                w, b = self.block[sym]
+                w, b = self.weight_of[sym], self.block[sym][1]
                 adj = self.adjoints[sym]
                 text = self.latex(adj)
-                if adj.is_Add:
+                if adj.is_Add or d.transposed:
                     text = rf"\left({text}\right)"
-                lines.append(MathLine(rf"\delta {w}", "=",
-                                      (rf"\sum_t {text}\, {_transposed(source)}",)))  # fmt: skip
+                product = (rf"{source}\, {_transposed(text)}" if d.transposed
+                           else rf"{text}\, {_transposed(source)}")  # fmt: skip
+                op = (
+                    r"\mathrel{+}=" if w in seen else "="
+                )  # a block two projections read
+                seen.add(w)
+                lines.append(MathLine(rf"\delta {w}", op, (rf"\sum_t {product}",)))
                 if b:
                     lines.append(MathLine(rf"\delta {b}", "=", (rf"\sum_t {text}",)))
         for vector, terms in self.vector_terms.items():

@@ -266,6 +266,9 @@ class PrintedProduct:
     weight: str
     bias: str | None
     rows: str  # the weight's row slice, empty for all rows
+    matrix: str  # the matrix A of ``source @ A.T``: the weight's rows, or ``weight.T``
+    matrix_t: str  # A.T as written without a double transpose
+    gradient: str  # the operands of the weight gradient's product: ``dk.T, source`` (or swapped)
     width: str
     hoisted: bool
     source_seq: str  # the source over all steps
@@ -370,11 +373,17 @@ def _source(a: Access) -> tuple[str, str]:
 def _product(p: Product) -> PrintedProduct:
     rows = _rows(p.rows)
     seq, step = _source(p.source)
+    weight, adjoint = array_name(p.weight), array_name(p.adjoint)
+    if p.dense.transposed:  # source @ weight: rows are whole
+        matrix, matrix_t, gradient = f"{weight}.T", weight, f"{seq}.T, {adjoint}"
+    else:
+        matrix, matrix_t = f"{weight}{rows}", f"{weight}{rows}.T"
+        gradient = f"{adjoint}.T, {seq}"
     return PrintedProduct(
-        key=p.result.owner, weight=array_name(p.weight),
-        bias=array_name(p.bias) if p.bias else None, rows=rows,
-        width=_multiple(p.rows.count, p.rows.size), hoisted=p.hoisted, source_seq=seq,
-        source_step=step, adjoint=array_name(p.adjoint),
+        key=p.result.owner, weight=weight, bias=array_name(p.bias) if p.bias else None,
+        rows=rows, matrix=matrix, matrix_t=matrix_t, gradient=gradient,
+        width=_multiple(len(p.dense.blocks), p.dense.block_size), hoisted=p.hoisted,
+        source_seq=seq, source_step=step, adjoint=adjoint,
         source_adjoint=array_name(p.source_adjoint),
     )  # fmt: skip
 

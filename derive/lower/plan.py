@@ -210,7 +210,8 @@ class BlockRange:
 
 @dataclass(frozen=True)
 class Product:
-    """A dense product ``source @ weight[rows].T (+ bias[rows])`` and its transpose rules.
+    """A dense product ``source @ weight[rows].T (+ bias[rows])`` (``source @ weight`` when
+    ``dense.transposed``) and its transpose rules.
 
     ``source`` reads the source at each step (``row`` STEP or NEXT of its array);
     ``hoisted`` products read the input and run over all steps at once."""

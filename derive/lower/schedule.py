@@ -144,7 +144,7 @@ def _products(spec: CellSpec, stages: Stages, storage: Storage, adjoints: Adjoin
         # the step computes, in its accumulator
         source_adjoint = adjoints.contribution_target(d.source).array
         rows = BlockRange(
-            d.first_block, len(d.blocks), len(weight.blocks), d.block_size
+            d.first_block, len(d.blocks), len(weight.blocks), weight.block_size
         )
         param = Array(
             ArrayRole.PARAMETER, d.weight, Extent.NONE, weight.shape_formula()

@@ -135,6 +135,18 @@ class Param:
         """The symbol of a vector parameter's unit, or of a scalar parameter."""
         return sympy.Symbol(self.name)
 
+    @property
+    def T(self) -> Transposed:  # noqa: N802 (NumPy's name)
+        """The weight read transposed, for :meth:`Cell.dense` (AntisymmetricRNN's ``W - Wᵀ``)."""
+        return Transposed(self)
+
+
+@dataclass(frozen=True)
+class Transposed:
+    """``W.T``: a weight that a projection reads transposed."""
+
+    param: Param
+
 
 @dataclass(frozen=True)
 class Hyper:
@@ -172,7 +184,8 @@ class State:
 
 @dataclass(frozen=True)
 class Dense:
-    """``W[blocks] @ source + bias[blocks]``: one scalar symbol per block and unit."""
+    """``W[blocks] @ source + bias[blocks]`` (or ``W.T @ source``): one scalar symbol per block
+    and unit."""
 
     name: str
     weight: str
@@ -182,6 +195,9 @@ class Dense:
     first_block: int
     block_size: str
     where: str = field(default="", compare=False)
+    transposed: bool = (
+        False  # ``weight.T @ source``: one block of ``weight.cols`` units
+    )
 
     @property
     def symbols(self) -> tuple[sympy.Symbol, ...]:
@@ -298,7 +314,8 @@ class CellSpec:
             repr(tuple((s.name, s.size, s.latex) for s in self.states)),
             repr(tuple((p.name, p.kind, p.blocks, p.block_size, p.cols, p.latex)
                        for p in self.params)),
-            repr(tuple((d.name, d.weight, str(d.source), d.bias, d.blocks, d.first_block) for d in self.denses)),
+            repr(tuple((d.name, d.weight, str(d.source), d.bias, d.blocks, d.first_block,
+                        d.transposed) for d in self.denses)),
             repr(tuple((sympy.srepr(e.target), sympy.srepr(e.expr), e.size, e.role, e.latex,
                         str(e.owner)) for e in self.equations)),
             self.input_latex, repr(self.constraints),
@@ -472,10 +489,14 @@ class Cell:
 
     # -- the step -----------------------------------------------------------------------------
 
-    def dense(self, weight: Param, source: sympy.Symbol, bias: Param | None = None,
+    def dense(self, weight: Param | Transposed, source: sympy.Symbol, bias: Param | None = None,
               blocks: str | None = None, name: str | None = None) -> Dense:  # fmt: skip
-        """``weight[blocks] @ source + bias[blocks]``; ``blocks`` defaults to all, in order."""
+        """``weight[blocks] @ source + bias[blocks]``; ``blocks`` defaults to all, in order.
+        ``weight.T`` reads a weight of one block transposed, whole and with no bias."""
         where = _caller()
+        transposed = isinstance(weight, Transposed)
+        if transposed:
+            weight = _check_transposed(weight.param, bias, blocks, where)
         if not isinstance(weight, Param) or weight.kind != "weight":
             raise DeclarationError(
                 f"{where}: dense() takes a parameter made by cell.weight(); got {weight!r}."
@@ -509,8 +530,9 @@ class Cell:
                     f"{where}: a dense projection named {name!r} already has blocks {d.blocks}; "
                     "pass name= to tell them apart."
                 )
+        size = weight.cols if transposed else weight.block_size
         dense = Dense(name, weight.name, source, bias.name if bias else None, chosen, first,
-                      weight.block_size, where)  # fmt: skip
+                      size, where, transposed)  # fmt: skip
         self._denses[f"{name}:{' '.join(chosen)}"] = dense
         self._taken.update(sym.name for sym in dense.symbols)
         return dense
@@ -719,12 +741,27 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
         )
     for d in spec.denses:
         weight = spec.param(d.weight)
-        if sizes.get(d.source) != weight.cols:
+        reads, what = (
+            (weight.block_size, "rows") if d.transposed else (weight.cols, "columns")
+        )
+        if sizes.get(d.source) != reads:
+            shown = f"{d.weight}.T" if d.transposed else d.weight
             raise DeclarationError(
-                f"{d.where}: {d.weight} has {weight.cols} columns but reads {d.source} of size "
-                f"{sizes.get(d.source)}; the sizes must match."
+                f"{d.where}: {d.weight} has {reads} {what} but {shown} reads {d.source} of "
+                f"size {sizes.get(d.source)}; the sizes must match."
             )
     return tuple(sized), tuple(sorted(constraints))
+
+
+def _check_transposed(weight, bias, blocks, where: str) -> Param:
+    """The weight of ``dense(W.T, v)``: a whole weight of one block, read with no bias."""
+    if weight.kind != "weight" or len(weight.blocks) != 1 or bias is not None or blocks:
+        raise DeclarationError(
+            f"{where}: dense({weight.name}.T, ...) reads a whole weight transposed: declare "
+            f"{weight.name!r} with one block, and give no bias= or blocks= (add a cell.vector "
+            "for a bias)."
+        )
+    return weight
 
 
 def _check_usage(spec: CellSpec, where: str) -> None:

@@ -65,6 +65,20 @@ def _hard_sigmoid(torch, a):
 _EXACT = {"hard_sigmoid": _hard_sigmoid}
 
 
+def _project(spec: CellSpec, d, params, source) -> dict:
+    """The blocks of the projection ``d`` of ``source``, by symbol."""
+    if d.transposed:  # one whole block, no bias
+        return {d.symbols[0]: source @ params[d.weight]}
+    block = params[d.weight].shape[0] // len(spec.param(d.weight).blocks)
+    rows = slice(d.first_block * block, (d.first_block + len(d.blocks)) * block)
+    value = source @ params[d.weight][rows].T
+    if d.bias:
+        value = value + params[d.bias][rows]
+    return {
+        sym: value[:, n * block : (n + 1) * block] for n, sym in enumerate(d.symbols)
+    }
+
+
 def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None):
     """Run ``spec`` over ``x`` ``(T, B, I)`` with torch tensors.
 
@@ -91,17 +105,7 @@ def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None):
         for eq in spec.equations:
             for d in list(pending):
                 if d.source in env:  # a projection runs once its source is known
-                    block = params[d.weight].shape[0] // len(
-                        spec.param(d.weight).blocks
-                    )
-                    rows = slice(
-                        d.first_block * block, (d.first_block + len(d.blocks)) * block
-                    )
-                    value = env[d.source] @ params[d.weight][rows].T
-                    if d.bias:
-                        value = value + params[d.bias][rows]
-                    for n, sym in enumerate(d.symbols):
-                        env[sym] = value[:, n * block : (n + 1) * block]
+                    env.update(_project(spec, d, params, env[d.source]))
                     pending.remove(d)
             env[eq.target] = _evaluate(eq.expr, env, torch)
         for s in spec.states:
