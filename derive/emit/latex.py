@@ -205,7 +205,8 @@ def latex_names(plan: KernelPlan) -> dict[str, str]:
         elif value.role == Role.PREVIOUS:
             names[sym.name] = timed(states[sym.name.removesuffix("_prev")], "t-1")
         elif value.role in (Role.VECTOR, Role.SCALAR):
-            names[sym.name] = param_latex(spec.param(sym.name))
+            param, block = spec.pointwise[sym]
+            names[sym.name] = block_latex(param)[block]
         elif value.role == Role.HYPER:
             hp = next(h for h in spec.hypers if h.name == sym.name)
             names[sym.name] = hp.latex or plain_latex(hp.name)
@@ -505,7 +506,7 @@ class _Builder:
     def backward(self):
         plan, spec = self.plan, self.spec
         prev = {st.prev for st in spec.states}
-        vectors = {p.symbol for p in spec.params if p.kind in ("vector", "scalar")}
+        vectors = set(spec.pointwise)
         parts, statements, chains = [], [], []
         self.adjoints: dict[sympy.Symbol, sympy.Expr] = {}
         self.vector_terms: dict[sympy.Symbol, list] = {}

@@ -16,6 +16,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..lower.plan import (
+    POINTWISE_ROWS,
     Access,
     Array,
     ArrayRole,
@@ -25,7 +26,6 @@ from ..lower.plan import (
     Load,
     Loop,
     Product,
-    Role,
     RowIndex,
     SizeSource,
     Store,
@@ -342,7 +342,7 @@ def _offset(block: int, size: str) -> str:
 def access(a: Access) -> str:
     name = array_name(a.array)
     if a.row == RowIndex.UNIT:
-        return f"{name}[j]"
+        return f"{name}[{_offset(a.block, a.block_size)}]"
     if a.row == RowIndex.WHOLE:
         return f"{name}[()]"
     return f"{name}[{_ROWS[a.row]}, {_offset(a.block, a.block_size)}]"
@@ -435,12 +435,11 @@ def _allocations(arrays) -> tuple[tuple[str, str], ...]:
 
 def print_kernel(plan: KernelPlan) -> Kernel:
     """Print ``plan`` for the kernel template."""
-    element = {Role.VECTOR: "[j]", Role.SCALAR: "[()]"}
-    indexed = {
-        s.name: s.name + element[v.role]
-        for s, v in plan.values.items()
-        if v.role in element
-    }
+    indexed = {  # vector and scalar parameters are read in place
+        sym.name: access(Access(Array(ArrayRole.PARAMETER, p.name), POINTWISE_ROWS[p.kind], block,
+                                p.block_size))
+        for sym, (p, block) in plan.spec.pointwise.items()
+    }  # fmt: skip
     forward, backward = NumbaPrinter(indexed), NumbaPrinter(indexed)
     stages = tuple(
         PrintedStage(tuple(_product(p) for p in stage.products),

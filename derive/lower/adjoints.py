@@ -18,9 +18,9 @@ import sympy
 
 from ..symbolic.adjoint import Adjoint, external_symbol
 from ..symbolic.declare import Dense
-from .plan import Access, Array, ArrayRole, Extent, Role, RowIndex
+from .plan import POINTWISE_ROWS, Access, Array, ArrayRole, Extent, Role, RowIndex
 from .stages import Stages
-from .storage import POINTWISE_ROWS, Storage, projection_key
+from .storage import Storage, projection_key
 
 __all__ = ["AdjointPlan", "plan_adjoints"]
 
@@ -77,12 +77,11 @@ def _gradients(adjoint: Adjoint, storage: Storage) -> dict[sympy.Symbol, Access]
         array = Array(ArrayRole.PREVIOUS_ADJOINT, s.name, Extent.BATCH,
                       storage.sequences[s.name].width)  # fmt: skip
         targets[s.prev] = Access(array, RowIndex.BATCH)
-    for p in spec.params:
-        if p.kind in POINTWISE_ROWS:
-            array = Array(
-                ArrayRole.PARAMETER_GRADIENT, p.name, Extent.NONE, p.shape_formula()
-            )
-            targets[p.symbol] = Access(array, POINTWISE_ROWS[p.kind])
+    for sym, (p, block) in spec.pointwise.items():
+        array = Array(
+            ArrayRole.PARAMETER_GRADIENT, p.name, Extent.NONE, p.shape_formula()
+        )
+        targets[sym] = Access(array, POINTWISE_ROWS[p.kind], block, p.block_size)
     return targets
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "KernelPlan",
     "Load",
     "Loop",
+    "POINTWISE_ROWS",
     "Product",
     "Role",
     "RowIndex",
@@ -129,6 +130,10 @@ class RowIndex(Enum):
     BATCH = "batch"  # the row b of a per-step array
     UNIT = "unit"  # a one-dimensional array, indexed by the unit alone
     WHOLE = "whole"  # a zero-dimensional array: the same element for every iteration
+
+
+#: How a loop over units reads a parameter that pointwise equations use, by its kind.
+POINTWISE_ROWS = {"vector": RowIndex.UNIT, "scalar": RowIndex.WHOLE}
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,19 @@ from dataclasses import dataclass
 import sympy
 
 from ..symbolic.adjoint import Adjoint
-from .plan import Access, Array, ArrayRole, Extent, Role, RowIndex, Value
+from .plan import (
+    POINTWISE_ROWS,
+    Access,
+    Array,
+    ArrayRole,
+    Extent,
+    Role,
+    RowIndex,
+    Value,
+)
 from .stages import Stages
 
-__all__ = ["POINTWISE_ROWS", "Storage", "choose_storage", "projection_key"]
+__all__ = ["Storage", "choose_storage", "projection_key"]
 
 
 def projection_key(spec, dense) -> str:
@@ -45,10 +54,6 @@ class Storage:
         return None
 
 
-#: How a loop over units reads a parameter that pointwise equations use.
-POINTWISE_ROWS = {"vector": RowIndex.UNIT, "scalar": RowIndex.WHOLE}
-
-
 def _arrays(spec, values):
     sequences = {
         s.name: Array(ArrayRole.SEQUENCE, s.name, Extent.STEPS_AND_INITIAL,
@@ -61,10 +66,9 @@ def _arrays(spec, values):
     for s in spec.states:
         fixed[s.prev] = Access(sequences[s.name], RowIndex.STEP)
         fixed[s.new] = Access(sequences[s.name], RowIndex.NEXT)
-    for p in spec.params:
-        if p.kind in POINTWISE_ROWS:
-            array = Array(ArrayRole.PARAMETER, p.name, Extent.NONE, p.shape_formula())
-            fixed[p.symbol] = Access(array, POINTWISE_ROWS[p.kind])
+    for sym, (p, block) in spec.pointwise.items():
+        array = Array(ArrayRole.PARAMETER, p.name, Extent.NONE, p.shape_formula())
+        fixed[sym] = Access(array, POINTWISE_ROWS[p.kind], block, p.block_size)
     return sequences, fixed
 
 

@@ -136,6 +136,14 @@ class Param:
         return sympy.Symbol(self.name)
 
     @property
+    def symbols(self) -> tuple[sympy.Symbol, ...]:
+        """The symbols pointwise equations read a vector or scalar parameter by: its own name,
+        or ``{name}_{block}`` for each block of a blocked vector."""
+        if self.blocks == (self.name,):
+            return (self.symbol,)
+        return tuple(sympy.Symbol(f"{self.name}_{b}") for b in self.blocks)
+
+    @property
     def T(self) -> Transposed:  # noqa: N802 (NumPy's name)
         """The weight read transposed, for :meth:`Cell.dense` (AntisymmetricRNN's ``W - Wᵀ``)."""
         return Transposed(self)
@@ -146,6 +154,19 @@ class Transposed:
     """``W.T``: a weight that a projection reads transposed."""
 
     param: Param
+
+
+@dataclass(frozen=True)
+class VectorBlocks:
+    """A blocked vector parameter as a declaration reads it: ``bias.z`` is block ``z``'s unit."""
+
+    param: Param
+
+    def __getattr__(self, block: str) -> sympy.Symbol:
+        param = self.__dict__.get("param")
+        if block.startswith("__") or param is None or block not in param.blocks:
+            raise AttributeError(block)
+        return sympy.Symbol(f"{param.name}_{block}")
 
 
 @dataclass(frozen=True)
@@ -287,6 +308,15 @@ class CellSpec:
         return next(s for s in self.states if s.name == name)
 
     @property
+    def pointwise(self) -> dict[sympy.Symbol, tuple[Param, int]]:
+        """Each symbol of a vector or scalar parameter: the parameter and the block it reads."""
+        return {
+            sym: (p, n)
+            for p in self.params if p.kind in ("vector", "scalar")
+            for n, sym in enumerate(p.symbols)
+        }  # fmt: skip
+
+    @property
     def quantities(self) -> dict[sympy.Symbol, Quantity]:
         """Every symbol that may appear in a pointwise equation, with what it stands for."""
         table = {self.input: Quantity("input", "x", self.input_size)}
@@ -294,8 +324,8 @@ class CellSpec:
             table[s.prev] = Quantity("prev", s.name, s.size)
             table[s.new] = Quantity("new", s.name, s.size)
         for p in self.params:
-            if p.kind in ("vector", "scalar"):
-                table[p.symbol] = Quantity(p.kind, p.name, p.block_size)
+            for sym in p.symbols if p.kind in ("vector", "scalar") else ():
+                table[sym] = Quantity(p.kind, p.name, p.block_size)
         for hp in self.hypers:
             table[hp.symbol] = Quantity("hyper", hp.name, "")
         for d in self.denses:
@@ -435,11 +465,29 @@ class Cell:
         """A bias vector of ``len(blocks)`` blocks of ``block_size``."""
         return self._param(name, "bias", blocks, block_size, None, latex)
 
-    def vector(
-        self, name: str, size: str = "H", latex: str | None = None
-    ) -> sympy.Symbol:
-        """A per-unit parameter (a diagonal matrix, such as a peephole); returns its scalar symbol."""
-        return self._param(name, "vector", name, size, None, latex).symbol
+    def vector(self, name: str, size: str = "H", latex: str | None = None,
+               blocks: str | None = None) -> sympy.Symbol | VectorBlocks:  # fmt: skip
+        """A per-unit parameter (a diagonal matrix, such as a peephole); returns its scalar symbol.
+
+        With ``blocks`` (``"i f o"``) it is one array of ``len(blocks)`` blocks of ``size``, such
+        as peepholes stored as one ``(3 H,)`` tensor; ``p.i`` reads block ``i``."""
+        if blocks is None:
+            return self._param(name, "vector", name, size, None, latex).symbol
+        where = _caller()
+        param = self._param(name, "vector", blocks, size, None, latex)
+        for sym in param.symbols:
+            _check_name(sym.name, "vector block", where)
+            if (
+                sym.name in self._taken
+                or sym.name in self._states
+                or sym.name in self._params
+            ):
+                raise DeclarationError(
+                    f"{where}: the block {sym.name!r} of vector {name!r} is already a name of "
+                    "the cell; rename the vector or the block."
+                )
+        self._taken.update(sym.name for sym in param.symbols)
+        return VectorBlocks(param)
 
     def scalar(self, name: str, latex: str | None = None) -> sympy.Symbol:
         """A learned number shared by every unit (FastRNN's alpha); returns its symbol. It is a
@@ -465,6 +513,10 @@ class Cell:
         if name in self._params:
             raise DeclarationError(
                 f"{where}: parameter {name!r} is declared twice; give it another name."
+            )
+        if kind in ("vector", "scalar") and name in self._taken:  # its name is a symbol
+            raise DeclarationError(
+                f"{where}: the name {name!r} is already taken; choose another."
             )
         block_names = tuple(blocks.split())
         if not block_names:
@@ -780,8 +832,10 @@ def _check_usage(spec: CellSpec, where: str) -> None:
                 f"{s.where}: state {s.name!r} is never updated; add cell.update({s.name}, ...)."
             )
     used = {d.weight for d in spec.denses} | {d.bias for d in spec.denses if d.bias}
+    pointwise = spec.pointwise
     for eq in spec.equations:
         used |= {s.name for s in eq.expr.free_symbols}
+        used |= {pointwise[s][0].name for s in eq.expr.free_symbols if s in pointwise}
     for p in spec.params:
         if p.name not in used:
             raise DeclarationError(

@@ -65,6 +65,14 @@ def _hard_sigmoid(torch, a):
 _EXACT = {"hard_sigmoid": _hard_sigmoid}
 
 
+def _block_of(tensor, count: int, n: int):
+    """Block ``n`` of the ``count`` blocks of a vector (a scalar is its own single block)."""
+    if count == 1:
+        return tensor
+    size = tensor.shape[0] // count
+    return tensor[n * size : (n + 1) * size]
+
+
 def _project(spec: CellSpec, d, params, source) -> dict:
     """The blocks of the projection ``d`` of ``source``, by symbol."""
     if d.transposed:  # one whole block, no bias
@@ -89,7 +97,8 @@ def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None):
     torch = _torch()
     states = dict(zip(spec.state_names, initial_states, strict=True))
     vectors = {
-        p.symbol: params[p.name] for p in spec.params if p.kind in ("vector", "scalar")
+        sym: _block_of(params[p.name], len(p.blocks), n)
+        for sym, (p, n) in spec.pointwise.items()
     }
     given = hypers or {}
     vectors.update(
