@@ -197,7 +197,7 @@ class Problem:
         self.params = cell.init_params(dtype=dtype, seed=0, **sizes)
         self.x = rng.standard_normal((steps, batch, sizes["input_size"])).astype(dtype)
         by_name = {name: sizes[argument] for name, argument in cell.SIZES.items()}
-        out = by_name[cell.STATE_SIZES[cell.OUTPUT]]
+        out = by_name[cell.OUTPUT_SIZE]
         self.d_out = rng.standard_normal((steps, batch, out)).astype(dtype)
 
     def flops(self) -> float:

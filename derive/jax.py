@@ -47,7 +47,7 @@ def _function(name, hypers=()):
     def shapes(x, states, params):
         steps, batch, size = x.shape
         sizes = param_sizes(cell, size, [p.shape for p in params])
-        out = sizes[cell.STATE_SIZES[cell.OUTPUT]]
+        out = sizes[cell.OUTPUT_SIZE]
         primal = (
             _struct((steps, batch, out), x.dtype),
             tuple(_struct(s.shape, x.dtype) for s in states),

@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from .runtime.layers import (
     _reverse_index,
     check_layer,
+    check_stacking,
     extra_sizes,
     load_cell,
     param_sizes,
@@ -120,7 +121,7 @@ def _forward_fake(cell, x, lengths, states, params, hypers):
     module = _module(cell)
     steps, batch, size = x.shape
     sizes = param_sizes(module, size, [p.shape for p in params])
-    out = sizes[module.STATE_SIZES[module.OUTPUT]]
+    out = sizes[module.OUTPUT_SIZE]
     saved = module._interface.saved_shapes(steps, batch, sizes)
     shapes = [(steps, batch, out), *(s.shape for s in states), *saved]
     return [x.new_empty(shape) for shape in shapes]
@@ -399,6 +400,7 @@ class Recurrent(nn.Module):
             float(dropout),
         )
         self.bidirectional, self.proj_size = bool(bidirectional), proj_size
+        check_stacking("Recurrent", cell, num_layers, self.bidirectional)
         for layer in range(num_layers):
             for direction in range(self.directions):
                 for name, shape in self._param_shapes(layer).items():
@@ -429,8 +431,8 @@ class Recurrent(nn.Module):
 
     @property
     def output_size(self):
-        """The size of the output state of one direction."""
-        return self._size(self.cell.STATE_SIZES[self.cell.OUTPUT])
+        """The size of the output of one direction (the input's, for an output of size I)."""
+        return self._size(self.cell.OUTPUT_SIZE, self.input_size)
 
     def _param_shapes(self, layer):
         width = self.input_size if layer == 0 else self.directions * self.output_size

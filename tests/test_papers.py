@@ -31,10 +31,16 @@ def _linear(v, weight, bias=None):
 
 
 def _run(step, x, states):
+    """A step returns the new states, whose first is the output, or ``(output, states)`` for a
+    cell whose output is not a state."""
     ys = []
     for t in range(x.shape[0]):
-        states = step(x[t], *states)
-        ys.append(states[0])
+        result = step(x[t], *states)
+        if len(result) == 2 and isinstance(result[1], tuple):
+            y, states = result
+        else:
+            y, states = result[0], result
+        ys.append(y)
     return torch.stack(ys), states
 
 
@@ -499,6 +505,26 @@ def _antisymmetric_rnn(xt, states, p, eps=0.01, gamma=0.01):
 
 
 LITERATURE["antisymmetric_rnn"] = _antisymmetric_rnn
+
+
+def _intersection_rnn(xt, states, p):
+    """Collins et al. 2017, +RNN: y = g_y x + (1 - g_y) relu(.), h = g_h h + (1 - g_h) tanh(.);
+    the step's output is y, which is not carried."""
+    (h,) = states
+    W_y, W_gy = _blocks(p["weight_yx"], 2)
+    U_y, U_gy = _blocks(p["weight_yh"], 2)
+    b_y, b_gy = _blocks(p["bias_y"], 2)
+    W_h, W_gh = _blocks(p["weight_hx"], 2)
+    U_h, U_gh = _blocks(p["weight_hh"], 2)
+    b_h, b_gh = _blocks(p["bias_h"], 2)
+    y_in = torch.relu(_linear(xt, W_y, b_y) + _linear(h, U_y))
+    g_y = sigmoid(_linear(xt, W_gy, b_gy) + _linear(h, U_gy))
+    h_in = tanh(_linear(xt, W_h, b_h) + _linear(h, U_h))
+    g_h = sigmoid(_linear(xt, W_gh, b_gh) + _linear(h, U_gh))
+    return g_y * xt + (1 - g_y) * y_in, (g_h * h + (1 - g_h) * h_in,)
+
+
+LITERATURE["intersection_rnn"] = _intersection_rnn
 OTHER_HYPERS["antisymmetric_rnn"] = {"eps": 0.7, "gamma": 0.3}
 
 

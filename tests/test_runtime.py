@@ -212,10 +212,19 @@ def _twin_reference(spec, x, states, params, lengths, layers, directions):
 
 def _layouts(cell):
     """Stacked and bidirectional where the cell's sizes allow it (I == H cells cannot read a
-    two-direction layer): (num_layers, bidirectional) pairs."""
-    if cell.SIZE_CONSTRAINTS:
+    two-direction layer, an output of the input's size would widen through one):
+    (num_layers, bidirectional) pairs."""
+    if cell.SIZE_CONSTRAINTS or cell.OUTPUT_SIZE == "I":
         return [(2, False), (1, True)]
     return [(2, True)]
+
+
+def test_an_output_of_the_input_size_is_not_stacked_in_two_directions():
+    with pytest.raises(
+        ValueError, match="intersection_rnn's output has the size of its input"
+    ):
+        Recurrent("intersection_rnn", 4, 5, num_layers=2, bidirectional=True)
+    assert Recurrent("intersection_rnn", 4, 5, num_layers=3).output_size == 4
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)

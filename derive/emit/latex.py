@@ -428,6 +428,8 @@ class _Builder:
                 pieces = self._role_of(eq.target)
             else:
                 continue
+            if eq.target == spec.output_symbol:  # an output that is not carried
+                pieces = (("text", "the output; "), *pieces)
             rows.append(Row(self.name(eq.target), eq.size, "intermediate", pieces))
         return tuple(rows)
 
@@ -477,6 +479,12 @@ class _Builder:
             if st.name == self.spec.output:
                 rhs = rf"\frac{{\partial \ell_t}}{{\partial y_t}} + {rhs}"
             lines.append(MathLine(self.name(external_symbol(st.new)), "=", (rhs,)))
+        out = self.spec.output_symbol
+        if (
+            self.spec.output not in self.spec.state_names
+        ):  # an output the step does not carry
+            rhs = rf"\frac{{\partial \ell_t}}{{\partial y_t}}"
+            lines.append(MathLine(self.name(external_symbol(out)), "=", (rhs,)))
         return tuple(lines)
 
     def _source_adjoint(self, source) -> str:
@@ -749,7 +757,7 @@ def document(plan: KernelPlan) -> Document:
     flow, summary = build.flow()
     return Document(
         spec=plan.spec,
-        output=build.name(plan.spec.state(plan.spec.output).new),
+        output=build.name(plan.spec.output_symbol),
         sizes=build.sizes(),
         notation=build.notation(),
         forward=build.forward(),

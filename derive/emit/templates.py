@@ -10,9 +10,9 @@ from pathlib import Path
 import jinja2
 import sympy
 
-from ..lower.plan import Extent, KernelPlan
+from ..lower.plan import ArrayRole, Extent, KernelPlan
 from .latex import Document, markdown_escape, tex_escape
-from .numba import Kernel, Line, print_kernel
+from .numba import Kernel, Line, array_name, print_kernel
 
 __all__ = [
     "LINE_LENGTH",
@@ -279,6 +279,8 @@ def render_kernel(plan: KernelPlan) -> str:
         params_tuple=_tuple(kernel.params, "PARAMS"),
         sizes_dict=sizes_dict,
         state_sizes_dict=state_sizes,
+        output_array=array_name(plan.output),
+        output_skip=int(plan.output.role == ArrayRole.SEQUENCE),
         param_shapes=param_shapes,
         param_blocks=param_blocks,
         constraints=_tuple(constraints, "SIZE_CONSTRAINTS", quote=False),

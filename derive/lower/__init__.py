@@ -60,6 +60,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         backward_sizes=_size_sources(spec, ArrayRole.FINAL_ADJOINT, used),
         saved_per_step=_saved_per_step(spec, storage),
         hypers=tuple(hp.name for hp in spec.hypers),
+        output=storage.forward[spec.output_symbol].array,
     )
 
 
@@ -79,7 +80,7 @@ def _signature(spec, sequences, tape) -> dict:
         for p in spec.params
     )
     returns = (*sequences, *tape)
-    output = spec.state(spec.output).size
+    output = spec.output_size
     dys = Array(ArrayRole.OUTPUT_ADJOINT, "y", Extent.STEPS, ((1, output),))
     return {
         "forward_args": (x, lengths, *_state_arrays(spec, ArrayRole.INITIAL), *params),

@@ -94,9 +94,10 @@ def _incoming(spec, values, buffered, accumulators) -> dict:
             width = ((1, values[sym].size),)
             sources.append(Access(Array(ArrayRole.NEXT_ADJOINT, state.name, Extent.BATCH,
                                         width), RowIndex.BATCH))  # fmt: skip
-            if state.name == spec.output:
-                out = Array(ArrayRole.OUTPUT_ADJOINT, "y", Extent.STEPS, width)
-                sources.append(Access(out, RowIndex.STEP))
+        if sym == spec.output_symbol:  # what the loss sends the output
+            width = ((1, values[sym].size),)
+            out = Array(ArrayRole.OUTPUT_ADJOINT, "y", Extent.STEPS, width)
+            sources.append(Access(out, RowIndex.STEP))
         if sym in buffered:
             sources.append(Access(accumulators[sym], RowIndex.BATCH))
         if sources:

@@ -279,6 +279,9 @@ class KernelPlan:
     hypers: tuple[
         str, ...
     ] = ()  # scalar arguments after the arrays, in declaration order
+    output: Array | None = (
+        None  # the forward's array of the outputs: a sequence, or the tape
+    )
 
     @property
     def products(self) -> tuple[Product, ...]:

@@ -89,7 +89,8 @@ def choose_storage(adjoint: Adjoint, stages: Stages, values) -> Storage:
     spec = adjoint.spec
     sequences, fixed = _arrays(spec, values)
     computed = [*stages.dense_of, *(eq.target for eq in spec.equations)]
-    on_tape = set(adjoint.saved) | stages.per_step_sources
+    # an output that is not a state is read from the tape, as a state's from its sequence
+    on_tape = set(adjoint.saved) | stages.per_step_sources | {spec.output_symbol}
     tape = tuple(s for s in computed if s in on_tape and values[s].role != Role.NEW)
     later = {
         s

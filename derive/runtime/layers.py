@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "Recurrent", "Tape", "check_layer", "extra_sizes", "load_cell", "param_sizes",
-    "truncated_bptt",
+    "Recurrent", "Tape", "check_layer", "check_stacking", "extra_sizes", "load_cell",
+    "param_sizes", "truncated_bptt",
 ]  # fmt: skip
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -76,6 +76,17 @@ def extra_sizes(caller, cell, sizes):
             f"{caller}: {cell.VARIANT} needs the sizes {missing} as keywords"
         )
     return {k: _positive(caller, k, v) for k, v in sizes.items()}
+
+
+def check_stacking(caller, cell, num_layers, bidirectional):
+    """A cell whose output has its input's size (the Intersection RNN's depth output) keeps one
+    width through a stack of one direction; two directions would widen it at every layer."""
+    if cell.OUTPUT_SIZE == "I" and bidirectional and num_layers > 1:
+        raise ValueError(
+            f"{caller}: {cell.VARIANT}'s output has the size of its input, so bidirectional "
+            f"layers would double it at every layer; use num_layers=1 or bidirectional=False "
+            f"(got num_layers={num_layers}, bidirectional=True)"
+        )
 
 
 def param_sizes(cell, input_size, param_shapes):
@@ -209,6 +220,7 @@ class Recurrent:
                 f"Recurrent: dropout must be a number in [0, 1); got {dropout!r}"
             )
         self.dropout = float(dropout)
+        check_stacking("Recurrent", self.cell, self.num_layers, self.bidirectional)
         self.dtype = np.dtype(dtype)
         if self.dtype not in _FLOATS:
             raise TypeError(
@@ -251,7 +263,7 @@ class Recurrent:
     def output_size(self):
         """The size of the output state of one direction (``proj_size`` for ``lstm_proj``)."""
         sizes = self._size_values(self.input_size)
-        return sizes[self.cell.STATE_SIZES[self.cell.OUTPUT]]
+        return sizes[self.cell.OUTPUT_SIZE]
 
     def _size_values(self, input_size):
         named = {

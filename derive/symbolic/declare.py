@@ -308,6 +308,19 @@ class CellSpec:
         return next(s for s in self.states if s.name == name)
 
     @property
+    def output_symbol(self) -> sympy.Symbol:
+        """The value the cell outputs at each step: a state's new value, or a named value."""
+        if self.output in self.state_names:
+            return self.state(self.output).new
+        return sympy.Symbol(self.output)
+
+    @property
+    def output_size(self) -> str:
+        if self.output in self.state_names:
+            return self.state(self.output).size
+        return next(eq.size for eq in self.equations if eq.target.name == self.output)
+
+    @property
     def pointwise(self) -> dict[sympy.Symbol, tuple[Param, int]]:
         """Each symbol of a vector or scalar parameter: the parameter and the block it reads."""
         return {
@@ -662,9 +675,21 @@ class Cell:
         rhs = _check_functions(sympy.sympify(rhs), where)
         self._relations.append(Relation(text, lhs, rhs, where))
 
-    def output(self, state: State) -> None:
-        """Make ``state`` the sequence output (default: the state named ``h``)."""
-        self._output = state.name
+    def output(self, value: State | sympy.Symbol) -> None:
+        """Make ``value`` the sequence output (default: the state named ``h``): a state, or a
+        value of the step that is not carried (a ``cell.let`` or ``cell.gate``, such as the
+        Intersection RNN's depth output ``y``)."""
+        if isinstance(value, State):
+            self._output = value.name
+            return
+        where = _caller()
+        known = {eq.target for eq in self._equations if eq.role in ("let", "gate")}
+        if not isinstance(value, sympy.Symbol) or value not in known:
+            raise DeclarationError(
+                f"{where}: cell.output() takes a state, or a value named by cell.let or "
+                f"cell.gate before this line; got {value!r}."
+            )
+        self._output = value.name
 
     # -- checking -----------------------------------------------------------------------------
 
@@ -685,7 +710,8 @@ class Cell:
             raise DeclarationError(
                 f"{self._where}: cell {self.name!r} has no state; call cell.state()."
             )
-        if self._output not in self._states:
+        named = {eq.target.name for eq in self._equations if eq.role in ("let", "gate")}
+        if self._output not in self._states and self._output not in named:
             raise DeclarationError(
                 f"{self._where}: the output state {self._output!r} is not declared; "
                 "declare it with cell.state(name, output=True)."

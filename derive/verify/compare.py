@@ -72,7 +72,7 @@ class Problem:
             rng.standard_normal((batch, by_name[cell.STATE_SIZES[s]])).astype(dtype)
             for s in cell.STATES
         )
-        out = by_name[cell.STATE_SIZES[cell.OUTPUT]]
+        out = by_name[cell.OUTPUT_SIZE]
         self.dys = rng.standard_normal((steps, batch, out)).astype(dtype)
         self.dfinal = tuple(
             rng.standard_normal(s.shape).astype(dtype) for s in self.states

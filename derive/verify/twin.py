@@ -119,5 +119,5 @@ def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None):
             env[eq.target] = _evaluate(eq.expr, env, torch)
         for s in spec.states:
             states[s.name] = env[s.new]
-        ys.append(states[spec.output])
+        ys.append(env[spec.output_symbol])
     return torch.stack(ys), tuple(states[s] for s in spec.state_names)
