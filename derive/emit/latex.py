@@ -483,7 +483,7 @@ class _Builder:
         if (
             self.spec.output not in self.spec.state_names
         ):  # an output the step does not carry
-            rhs = rf"\frac{{\partial \ell_t}}{{\partial y_t}}"
+            rhs = r"\frac{\partial \ell_t}{\partial y_t}"
             lines.append(MathLine(self.name(external_symbol(out)), "=", (rhs,)))
         return tuple(lines)
 
