@@ -30,6 +30,8 @@ def _cmd_list(args) -> int:
     width = max(len(s.name) for s in specs)
     for spec in specs:
         states = ", ".join(s.name for s in spec.states)
+        if spec.output not in spec.state_names:  # an output the step does not carry
+            states += f"; output: {spec.output} ({spec.output_size})"
         params = ", ".join(_describe_shape(p) for p in spec.params)
         hypers = "".join(
             f"; hyperparameters: {', '.join(f'{h.name}={h.default!r}' for h in spec.hypers)}"

@@ -94,6 +94,9 @@ def test_cli_list_and_unknown_variant(capsys):
         and "states: h, c" in lines[2]
         and "weight_ih (4H, I)" in lines[2]
     )
+    by_name = {line.split()[0]: line for line in lines}
+    assert "states: h; output: y (I); params:" in by_name["intersection_rnn"]
+    assert "alpha (), beta ()" in by_name["fastrnn"]
     assert main(["generate", "--out", "unused", "lstmx"]) == 2
     assert (
         "unknown variant 'lstmx'; known variants: rnn_tanh" in capsys.readouterr().err
