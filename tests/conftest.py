@@ -9,12 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from derive import registry
-from derive.verify import TOLERANCE, Problem, compare, relative_error, sizes_for
+from derive import pipeline, registry
+from derive.verify import (
+    TOLERANCE,
+    Problem,
+    compare,
+    import_kernel,
+    relative_error,
+    sizes_for,
+    verify,
+)
 
 __all__ = [
     "DTYPES", "PYTORCH_MODULES", "ROOT", "TOLERANCE", "VARIANTS", "Problem", "assert_close",
-    "compare_with_torch", "load_generated", "load_package", "relative_error", "sizes_for",
+    "assert_verifies", "build_kernel", "compare_with_torch", "load_generated", "load_package",
+    "relative_error", "sizes_for",
 ]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +43,20 @@ def user_registry():
         table.clear()
         table.update(before)
     registry.get.cache_clear()
+
+
+def build_kernel(spec, folder: Path):
+    """A declaration's generated kernel module, imported from ``folder``, and its source."""
+    files = pipeline.kernel_files([spec], pipeline.Run(), package=False)
+    return files[f"{spec.name}.py"], import_kernel(folder, files, spec.name)
+
+
+def assert_verifies(spec, module) -> None:
+    """``module`` (generated from ``spec``) matches autograd in float64 and float32."""
+    pytest.importorskip("torch")
+    reports = verify(spec, module)
+    assert {r.dtype for r in reports} == {"float64", "float32"}
+    assert all(r.ok for r in reports), reports
 
 
 def load_generated(name: str):

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ROOT, load_generated
+from conftest import ROOT, assert_verifies, build_kernel, load_generated
 
-from derive import pipeline
 from derive.symbolic.activations import sigmoid, tanh
 from derive.symbolic.declare import Cell, DeclarationError
-from derive.verify import Problem, import_kernel, verify
+from derive.verify import Problem
 
 
 def _two_sizes_two_stages():
@@ -35,18 +34,12 @@ def _two_sizes_two_stages():
 
 
 def test_a_scalar_read_by_every_loop_gathers_its_whole_gradient(tmp_path):
-    pytest.importorskip("torch")
     spec = _two_sizes_two_stages()
-    files = pipeline.kernel_files([spec], pipeline.Run(), package=False)
-    text = files[f"{spec.name}.py"]
+    text, module = build_kernel(spec, tmp_path)
     assert (
         text.count("d_a[()] +=") == 2
     )  # the H loop of stage 1 and the P loop of stage 2
-    module = import_kernel(tmp_path, files, spec.name)
-    reports = verify(spec, module)
-    assert {r.dtype for r in reports} == {"float64", "float32"}
-    assert all(r.ok for r in reports), reports
-    assert all("d a" in r.errors for r in reports)
+    assert_verifies(spec, module)
 
 
 def test_a_scalar_is_a_zero_dimensional_parameter():

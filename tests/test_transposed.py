@@ -4,11 +4,10 @@ rectangular weights read both ways, hoisted over the input and per step."""
 from __future__ import annotations
 
 import pytest
+from conftest import assert_verifies, build_kernel
 
-from derive import pipeline
 from derive.symbolic.activations import tanh
 from derive.symbolic.declare import Cell, DeclarationError
-from derive.verify import import_kernel, verify
 
 
 def _rectangular():
@@ -30,21 +29,16 @@ def _rectangular():
 
 
 def test_rectangular_weights_read_transposed_verify(tmp_path):
-    pytest.importorskip("torch")
     spec = _rectangular()
-    files = pipeline.kernel_files([spec], pipeline.Run(), package=False)
-    text = files[f"{spec.name}.py"]
+    text, module = build_kernel(spec, tmp_path)
     assert (
         "np.dot(seq_x, weight_a)" in text
     )  # the hoisted product, with no double transpose
     assert "np.dot(seq_m[:-batch].T, dk_ax, d_weight_b)" in text  # δB = Σ m δ(Bᵀm)ᵀ
-    module = import_kernel(tmp_path, files, spec.name)
     assert module.param_shapes(input_size=2, hidden_size=3, proj_size=4)[
         "weight_a"
     ] == (2, 3)
-    reports = verify(spec, module)
-    assert {r.dtype for r in reports} == {"float64", "float32"}
-    assert all(r.ok for r in reports), reports
+    assert_verifies(spec, module)
 
 
 def _weight(cell, blocks="a"):
