@@ -16,8 +16,9 @@ def antisymmetric_rnn() -> CellSpec:
         title="AntisymmetricRNN",
         citation="Chang, Chen, Haber and Chi 2019, AntisymmetricRNN: a dynamical system view "
         "on recurrent neural networks, ICLR",
-        description="h_t = h_{t-1} + eps tanh((W - W^T - gamma I) h_{t-1} + V x_t + b): the "
-        "recurrent matrix is W minus its transpose, damped by the diffusion gamma.",
+        description="A forward-Euler step h = h_prev + eps tanh((W - W^T - gamma I) h_prev + "
+        "V x + b): the recurrent matrix is W minus its transpose, damped by the diffusion "
+        "gamma.",
         conventions=(
             "weight_hh (H, H) is W, read as W h and as W^T h; weight_ih (H, I) is V and bias "
             "(H) is b.",

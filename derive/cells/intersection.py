@@ -15,7 +15,7 @@ def intersection_rnn() -> CellSpec:
         title="Intersection RNN (+RNN)",
         citation="Collins, Sohl-Dickstein and Sussillo 2017, Capacity and trainability in "
         "recurrent neural networks, ICLR",
-        description="Two gated interpolations: the state h between h_{t-1} and a tanh "
+        description="Two gated interpolations: the state h between h_prev and a tanh "
         "candidate, and the output y between the input x_t and a ReLU candidate. y is the "
         "cell's output and is not carried to the next step.",
         conventions=(

@@ -113,7 +113,7 @@ class Param:
     name: str
     kind: str
     blocks: tuple[str, ...]
-    block_size: str
+    block_size: str | None  # None for a scalar
     cols: str | None
     latex: str | None = (
         None  # as declared; the LaTeX emitter names what is not declared
@@ -338,7 +338,7 @@ class CellSpec:
             table[s.new] = Quantity("new", s.name, s.size)
         for p in self.params:
             for sym in p.symbols if p.kind in ("vector", "scalar") else ():
-                table[sym] = Quantity(p.kind, p.name, p.block_size)
+                table[sym] = Quantity(p.kind, p.name, p.block_size or "")
         for hp in self.hypers:
             table[hp.symbol] = Quantity("hyper", hp.name, "")
         for d in self.denses:
@@ -505,7 +505,7 @@ class Cell:
     def scalar(self, name: str, latex: str | None = None) -> sympy.Symbol:
         """A learned number shared by every unit (FastRNN's alpha); returns its symbol. It is a
         zero-dimensional array, and its gradient sums over units, rows and steps."""
-        return self._param(name, "scalar", name, "", None, latex).symbol
+        return self._param(name, "scalar", name, None, None, latex).symbol
 
     def pytorch_params(
         self, gates: str, recurrent: str = "H"
