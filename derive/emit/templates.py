@@ -116,9 +116,8 @@ def statement(line: Line, indent: int) -> str:
         return text
     if len(line.terms) < 2:
         return _split_last_bracket(text, indent)
-    if (
-        len(line.terms) == 2
-    ):  # one operator: the formatter splits a closing bracket first
+    # one operator: the formatter splits a closing bracket first
+    if len(line.terms) == 2:
         split = _split_last_bracket(text, indent)
         if split != text:
             return split

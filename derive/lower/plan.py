@@ -279,9 +279,8 @@ class KernelPlan:
     hypers: tuple[
         str, ...
     ] = ()  # scalar arguments after the arrays, in declaration order
-    output: Array | None = (
-        None  # the forward's array of the outputs: a sequence, or the tape
-    )
+    # the forward's array of the outputs: a state's sequence, or the tape
+    output: Array | None = None
 
     @property
     def products(self) -> tuple[Product, ...]:

@@ -216,9 +216,8 @@ class Dense:
     first_block: int
     block_size: str
     where: str = field(default="", compare=False)
-    transposed: bool = (
-        False  # ``weight.T @ source``: one block of ``weight.cols`` units
-    )
+    # ``weight.T @ source``: one block of ``weight.cols`` units
+    transposed: bool = False
 
     @property
     def symbols(self) -> tuple[sympy.Symbol, ...]:
