@@ -94,6 +94,9 @@ def main(argv=None):
         state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
         np.savez(args.out, **state)
     if distributed:
+        # every rank reaches the teardown before any closes its connections: a rank that
+        # tears down while the other still works can abort in gloo's threads
+        dist.barrier()
         dist.destroy_process_group()
 
 
