@@ -264,6 +264,19 @@ def nbrc() -> CellSpec:
     return _bistable("nbrc", dense_recurrence=True)
 
 
+def _ran_gates(cell: Cell, x, h):
+    """RAN's content layer ``W_cx x`` and its input and forget gates, read from ``x`` and
+    ``h_prev``: the projection of ``x`` (blocks n, i, f) and the two gates."""
+    W_x = cell.weight("weight_ih", "n i f", cols="I", latex=r"W_{\cdot x}")
+    W_h = cell.weight("weight_hh", "i f", cols="H", latex=r"W_{\cdot h}")
+    b_i = cell.vector("bias_i", latex=r"b_{i}")
+    b_f = cell.vector("bias_f", latex=r"b_{f}")
+    wx, wh = cell.dense(W_x, x), cell.dense(W_h, h.prev)
+    i = cell.gate("i", sigmoid(wh.i + wx.i + b_i))
+    f = cell.gate("f", sigmoid(wh.f + wx.f + b_f))
+    return wx, i, f
+
+
 @register
 def ran() -> CellSpec:
     cell = Cell(
@@ -281,16 +294,7 @@ def ran() -> CellSpec:
     )
     x = cell.input()
     h, c = cell.state("h"), cell.state("c")
-    W_x = cell.weight("weight_ih", "n i f", cols="I", latex=r"W_{\cdot x}")
-    W_h = cell.weight("weight_hh", "i f", cols="H", latex=r"W_{\cdot h}")
-    b_i, b_f = (
-        cell.vector("bias_i", latex=r"b_{i}"),
-        cell.vector("bias_f", latex=r"b_{f}"),
-    )
-    wx = cell.dense(W_x, x)
-    wh = cell.dense(W_h, h.prev)
-    i = cell.gate("i", sigmoid(wh.i + wx.i + b_i))
-    f = cell.gate("f", sigmoid(wh.f + wx.f + b_f))
+    wx, i, f = _ran_gates(cell, x, h)
     cell.update(c, i * wx.n + f * c.prev)
     cell.update(h, tanh(c.new))
     return cell.build()
@@ -648,16 +652,7 @@ def ran_identity() -> CellSpec:
         ("weight_ih (3 H, I), blocks n (the content layer), i and f; weight_hh (2 H, H), "
          "blocks i and f; biases b_i and b_f (H each) on the gates only.",),
     )  # fmt: skip
-    W_x = cell.weight("weight_ih", "n i f", cols="I", latex=r"W_{\cdot x}")
-    W_h = cell.weight("weight_hh", "i f", cols="H", latex=r"W_{\cdot h}")
-    b_i, b_f = (
-        cell.vector("bias_i", latex=r"b_{i}"),
-        cell.vector("bias_f", latex=r"b_{f}"),
-    )
-    wx = cell.dense(W_x, x)
-    wh = cell.dense(W_h, h.prev)
-    i = cell.gate("i", sigmoid(wh.i + wx.i + b_i))
-    f = cell.gate("f", sigmoid(wh.f + wx.f + b_f))
+    wx, i, f = _ran_gates(cell, x, h)
     cell.update(h, i * wx.n + f * h.prev)
     return cell.build()
 
