@@ -7,6 +7,7 @@ import math
 
 import pytest
 import sympy
+from conftest import assert_verifies, build_kernel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,6 @@ from derive.symbolic.activations import (
     tanh,
 )
 from derive.symbolic.declare import Cell, DeclarationError
-from derive.verify import import_kernel, verify
 from derive.verify.twin import _evaluate as twin
 
 #: Each new function inside a small gated cell; ``log`` reads a positive argument.
@@ -62,16 +62,10 @@ def test_every_declarable_function_has_a_case():
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_the_function_verifies_against_autograd(name, tmp_path):
-    pytest.importorskip("torch")
     spec = _cell(name, CASES[name])
-    files = pipeline.kernel_files([spec], pipeline.Run(), package=False)
-    module = import_kernel(tmp_path, files, spec.name)
-    reports = verify(spec, module)
-    assert {r.dtype for r in reports} == {"float64", "float32"}
-    bad = {r.dtype: r for r in reports if not r.ok}
-    assert not bad, bad
+    text, module = build_kernel(spec, tmp_path)
+    assert_verifies(spec, module)
     # the function reached the kernel through its own helper or conditional, not a library call
-    text = files[f"{spec.name}.py"]
     assert FUNCTIONS[name].kernel in text or FUNCTIONS[name].piecewise
 
 
