@@ -264,11 +264,11 @@ def test_diagram_has_every_value_and_edge_of_the_step(variant):
     assert source.count("[label=") == nodes
     # an edge per distinct use: each equation's arguments, each projection's source
     blocks = {sym: d.name for d in spec.denses for sym in d.symbols}
-    # vector and scalar parameters and hyperparameters are not drawn
-    vectors = {p.name for p in spec.params if p.kind in ("vector", "scalar")}
-    vectors |= {hp.name for hp in spec.hypers}
+    # vector and scalar parameters, hyperparameters and the sizes means divide by are not drawn
+    numbers = set(spec.pointwise) | {hp.symbol for hp in spec.hypers}
+    numbers |= {sym for sym, q in spec.quantities.items() if q.kind == "size"}
     uses = sum(
-        len({blocks.get(s, s) for s in eq.expr.free_symbols if s.name not in vectors})
+        len({blocks.get(s, s) for s in eq.expr.free_symbols if s not in numbers})
         for eq in spec.equations
     )
     assert source.count(" -> ") == uses + len(spec.denses)

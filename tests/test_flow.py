@@ -13,6 +13,7 @@ from derive import registry
 from derive.emit.latex import document
 from derive.lower import lower
 from derive.symbolic.adjoint import derive_adjoint
+from derive.symbolic.declare import size_symbol
 from derive.symbolic.flow import jacobians, verdict
 
 NUMPY = {
@@ -34,19 +35,17 @@ def _block(spec, params, dense, n):
     return weight[rows], bias
 
 
-def _step(spec, params, x, prev):
+def _step(spec, params, x, prev, sizes):
     """Every value of one step, per unit, in float64: the equations in order, each projection
-    as soon as its source is known."""
+    as soon as its source is known, each mean as the sum of its terms over the units."""
     env = {spec.input: x}
     env.update({s.prev: prev[s.name] for s in spec.states})
-    env.update(
-        {
-            p.symbol: params[p.name]
-            for p in spec.params
-            if p.kind in ("vector", "scalar")
-        }
-    )
+    for sym, (p, n) in spec.pointwise.items():  # a vector's block n, or a scalar
+        value = params[p.name]
+        size = value.size // len(p.blocks)
+        env[sym] = value if p.kind == "scalar" else value[n * size : (n + 1) * size]
     env.update({hp.symbol: hp.default for hp in spec.hypers})
+    env.update({size_symbol(name): count for name, count in sizes.items()})
     pending = list(spec.denses)
     for eq in spec.equations:
         for d in [d for d in pending if d.source in env]:
@@ -56,11 +55,14 @@ def _step(spec, params, x, prev):
             pending.remove(d)
         size = max((np.shape(env[s]) for s in eq.expr.free_symbols), key=len)
         env[eq.target] = np.broadcast_to(_value(eq.expr, env), size) * 1.0
+        if eq.role == "mean":  # each unit's term is already divided by the count
+            env[eq.target] = env[eq.target].sum()
     return env
 
 
-def _symbolic(spec, params, env, jac):
+def _symbolic(spec, params, env, jac, sizes):
     blocks = {sym: (d, n) for d in spec.denses for n, sym in enumerate(d.symbols)}
+    means = {eq.target: sizes[eq.size] for eq in spec.means}
     new = env[spec.state(jac.new).new]
     prev = env[spec.state(jac.prev).prev]
     total = np.zeros((new.size, prev.size))
@@ -71,8 +73,11 @@ def _symbolic(spec, params, env, jac):
         for n, diagonal in enumerate(path.diagonals):
             factor = np.broadcast_to(_value(diagonal, env), (product.shape[1],))
             product = product * factor  # times diag(factor)
-            if n < len(path.blocks):
-                product = product @ _block(spec, params, *blocks[path.blocks[n]])[0]
+            block = path.blocks[n] if n < len(path.blocks) else None
+            if block in means:  # every unit reads the mean of all of them
+                product = product @ np.ones((product.shape[1], means[block]))
+            elif block is not None:
+                product = product @ _block(spec, params, *blocks[block])[0]
         total += np.broadcast_to(product, total.shape)
     return total
 
@@ -96,7 +101,7 @@ def test_every_jacobian_matches_central_differences(variant):
     rng = np.random.default_rng(4)
     x = rng.standard_normal(sizes["I"])
     prev = {s.name: rng.standard_normal(sizes[s.size]) for s in spec.states}
-    env = _step(spec, params, x, prev)
+    env = _step(spec, params, x, prev, sizes)
     for jac in jacobians(derive_adjoint(spec)):
         new_sym = spec.state(jac.new).new
         want = np.empty((env[new_sym].size, prev[jac.prev].size))
@@ -107,10 +112,10 @@ def test_every_jacobian_matches_central_differences(variant):
             down[jac.prev] = prev[jac.prev].copy()
             up[jac.prev][j] += eps
             down[jac.prev][j] -= eps
-            plus = _step(spec, params, x, up)[new_sym]
-            minus = _step(spec, params, x, down)[new_sym]
+            plus = _step(spec, params, x, up, sizes)[new_sym]
+            minus = _step(spec, params, x, down, sizes)[new_sym]
             want[:, j] = (plus - minus) / (2 * eps)
-        got = _symbolic(spec, params, env, jac)
+        got = _symbolic(spec, params, env, jac, sizes)
         np.testing.assert_allclose(
             got, want, rtol=1e-6, atol=1e-8, err_msg=f"d{jac.new}/d{jac.prev}"
         )

@@ -260,10 +260,11 @@ def test_gate_outside_unit_interval_warns():
 
 def test_every_registered_variant_has_a_kernel_a_document_and_tests():
     import test_autograd
+    import test_layernorm
     import test_papers
 
     names = set(registry.names())
-    assert len(names) == 54
+    assert len(names) == 56
     assert {p.stem for p in (ROOT / "generated").glob("*.py")} - {
         "__init__",
         "_interface",
@@ -277,4 +278,8 @@ def test_every_registered_variant_has_a_kernel_a_document_and_tests():
     independent = {"lstm_peephole", "lstm_cifg", "gru_cho", "mgu", "lstm_proj"}
     assert independent <= papers | {"mut"} and "lstm_np_equals_lstm" in papers
     assert set(test_papers.LITERATURE) <= names
+    # the layer-normalised cells against torch.nn.LayerNorm composed by hand
+    assert (
+        set(test_layernorm.REFERENCES) == {"lstm_layernorm", "gru_layernorm"} <= names
+    )
     assert test_autograd.PYTORCH_MODULES <= names

@@ -80,10 +80,11 @@ def test_taylor_remainders_have_slopes_one_and_two(variant):
         )
         first.append(abs(fh - f0))
         second.append(abs(fh - f0 - h * slope))
-    fit1 = np.polyfit(np.log(hs), np.log(first), 1)[0]
+    # |f(h) - f(0)| = |h s + h^2 c / 2|: slope near 1 where the first term dominates, so over
+    # the three smallest h (at the largest, s and c of opposite signs can cancel: SRU's and
+    # gru_layernorm's objectives along this direction)
+    fit1 = np.polyfit(np.log(hs[2:]), np.log(first[2:]), 1)[0]
     fit2 = np.polyfit(np.log(hs), np.log(second), 1)[0]
-    # |f(h) - f(0)| = |h s + h^2 c / 2|: slope near 1, less where s and c have opposite signs
-    # and partly cancel over the range of h (SRU's objective along this direction)
     assert 0.6 < fit1 < 1.2, fit1
     # a wrong gradient leaves a first-order remainder (slope 1); a right one shrinks at least
     # quadratically (faster where the second-order term happens to be small)

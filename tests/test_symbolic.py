@@ -36,6 +36,9 @@ def _check_step(spec, seed):
     point.update(
         {h.symbol: sympy.Float(rng.uniform(0.2, 1.5), 30) for h in spec.hypers}
     )
+    # a row of one unit, where a mean over the units is a function of the unit's values and
+    # its adjoint (summed over the units) is the unit's own
+    point.update({sym: 1 for sym, k in q.items() if k.kind == "size"})
     # the composed step: every equation as a function of the step's inputs
     composed = {}
     for eq in spec.equations:
@@ -46,15 +49,19 @@ def _check_step(spec, seed):
         {d.source for d in spec.denses} - set(inputs), key=sympy.default_sort_key
     )))  # fmt: skip
     seeds = {v: sympy.Float(rng.uniform(-1, 1), 30) for v in exported}
-    # reference: the vector-Jacobian product by sympy.diff of the composed step
-    reference = {
-        u: sum(seeds[v] * sympy.diff(_numeric(composed[v]), u) for v in exported)
-        for u in inputs
-    }
-    # derived: run the adjoint statements backwards at the same point
     values = dict(point)
     for eq in spec.equations:
         values[eq.target] = _numeric(eq.expr).xreplace(values).evalf(30)
+    if (
+        spec.means
+    ):  # every later value reads the means: a composed step too large to diff
+        reference = {u: _forward_mode(spec, values, u, seeds) for u in inputs}
+    else:  # the vector-Jacobian product by sympy.diff of the composed step
+        reference = {
+            u: sum(seeds[v] * sympy.diff(_numeric(composed[v]), u) for v in exported)
+            for u in inputs
+        }
+    # derived: run the adjoint statements backwards at the same point
     for eq in reversed(spec.equations):
         total = adjoint.total(eq.target, with_external=eq.target in seeds)
         env = {**values, external_symbol(eq.target): seeds.get(eq.target, 0)}
@@ -70,6 +77,21 @@ def _check_step(spec, seed):
             derived,
             want,
         )
+
+
+def _forward_mode(spec, values, u, seeds):
+    """The same vector-Jacobian product by forward mode: ``u``'s tangent pushed through the
+    equations in order (each equation differentiated by ``sympy.diff`` on its own), at the
+    point ``values``; then weighted by the seeds."""
+    tangent = {u: sympy.Integer(1)}
+    for eq in spec.equations:
+        expr = _numeric(eq.expr)
+        tangent[eq.target] = sum(
+            (sympy.diff(expr, s).xreplace(values).evalf(30) * tangent[s]
+             for s in eq.expr.free_symbols if s in tangent),
+            sympy.Integer(0),
+        )  # fmt: skip
+    return sum(seeds[v] * tangent.get(v, 0) for v in seeds)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

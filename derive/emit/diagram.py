@@ -101,7 +101,7 @@ def dot_source(spec: CellSpec) -> str:
     for eq in spec.equations:
         target = node[eq.target]
         name, time = names[eq.target]
-        operation = _operation(eq.expr)
+        operation = "mean" if eq.role == "mean" else _operation(eq.expr)
         if eq.role == "state":
             lines.append(
                 f"  {target} [label={_label(name, time)}, shape=doublecircle];"

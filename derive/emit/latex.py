@@ -24,7 +24,7 @@ from sympy.printing.precedence import PRECEDENCE
 from ..lower.plan import KernelPlan, Role
 from ..symbolic.activations import FUNCTIONS, descriptor
 from ..symbolic.adjoint import adjoint_symbol, derive_adjoint, external_symbol
-from ..symbolic.declare import CellSpec, Dense, Param
+from ..symbolic.declare import CellSpec, Dense, Param, size_symbol
 from ..symbolic.flow import Path, jacobians, verdict
 
 __all__ = [
@@ -171,7 +171,24 @@ def timed(base: str, index: str | None) -> str:
     if match:
         inner = match.group(1) if match.group(1) is not None else match.group(2)
         return f"{base[: match.start()]}_{{{inner},{index}}}"
+    if _ends_with_subscript(
+        base
+    ):  # one with groups of its own: x_{a}_{t} would not compile
+        return f"{{{base}}}_{{{index}}}"
     return f"{base}_{{{index}}}"
+
+
+def _ends_with_subscript(base: str) -> bool:
+    """Whether ``base`` ends with a subscript group (``\\mu_{\\mathrm{a}}``), found by
+    matching its final closing brace."""
+    if not base.endswith("}"):
+        return False
+    depth = 0
+    for n in range(len(base) - 1, -1, -1):
+        depth += {"}": 1, "{": -1}.get(base[n], 0)
+        if depth == 0:
+            return base[:n].endswith("_")
+    return False
 
 
 def block_latex(param: Param) -> tuple[str, ...]:
@@ -210,6 +227,9 @@ def latex_names(plan: KernelPlan) -> dict[str, str]:
         elif value.role == Role.HYPER:
             hp = next(h for h in spec.hypers if h.name == sym.name)
             names[sym.name] = hp.latex or plain_latex(hp.name)
+        elif value.role == Role.SIZE:
+            names[sym.name] = next(s.latex for s in spec.sizes
+                                   if size_symbol(s.name) == sym)  # fmt: skip
         elif sym in bases:
             eq = next(e for e in spec.equations if e.target == sym)
             base = rf"\bar{{{bases[eq.owner]}}}" if eq.role == "pre" else bases[sym]
@@ -308,6 +328,15 @@ def _math_line(
         current = candidate
     rows.append(current)
     return MathLine(lhs, op, tuple(rows), note)
+
+
+def _summed(terms: list[str], factor: str = "") -> list[str]:
+    """``factor Σ_j (terms)``: a sum over the units of a row, its terms still free to break
+    over lines."""
+    terms = list(terms)
+    terms[0] = rf"{factor} \sum_{{j}} \Bigl({terms[0]}".lstrip()
+    terms[-1] += r"\Bigr)"
+    return terms
 
 
 def _transposed(name: str) -> str:
@@ -420,6 +449,13 @@ class _Builder:
             rows.append(Row(self.name(hp.symbol), "1", "hyperparameter",
                             (("text", f"{hp.name}, chosen at run time; default {hp.default!r}"),)))  # fmt: skip
         for eq in spec.equations:
+            if eq.role == "mean":
+                rows.append(Row(self.name(eq.target), "1", "mean", (
+                    ("text", "one number per batch row: the mean over the units of size "),
+                    ("math", self.name(size_symbol(eq.size))),
+                    ("text", "" if eq.count == 1 else f" of {eq.count} blocks"),
+                )))  # fmt: skip
+                continue
             if eq.role == "pre":
                 pieces = (("text", "pre-activation of "), ("math", self.name(eq.owner)))
             elif eq.role == "gate":
@@ -456,6 +492,9 @@ class _Builder:
         for eq in spec.equations:
             if eq.role == "pre":
                 continue
+            if eq.role == "mean":
+                lines.append(self._mean(eq))
+                continue
             inline = eq.expr.xreplace(pre).xreplace(self.value)
             if _rough_width(self.latex(inline)) <= MATH_WIDTH or inline == eq.expr:
                 lines.append(self.line(self.name(eq.target), "=", inline))
@@ -471,6 +510,14 @@ class _Builder:
                 self.line(self.name(eq.target), "=", eq.expr.xreplace(self.value))
             )
         return tuple(lines)
+
+    def _mean(self, eq) -> MathLine:
+        """``μ = 1/(K N) Σ_j (…)``: the mean over the units ``j`` of the row."""
+        count = self.name(eq.count * size_symbol(eq.size))
+        summand = self.printer.terms(eq.summand.xreplace(self.value))
+        return _math_line(
+            self.name(eq.target), "=", _summed(summand, rf"\frac{{1}}{{{count}}}")
+        )
 
     def incoming(self) -> tuple[MathLine, ...]:
         lines = []
@@ -538,7 +585,13 @@ class _Builder:
                             self.name(external_symbol(item.target)),
                             r"\mathrel{+}=",
                         )
-                    lines.append(self.line(lhs, op, item.expr))
+                    if (
+                        plan.values[item.target].role == Role.ROW
+                    ):  # a mean: over the units
+                        terms = _summed(self.printer.terms(sympy.sympify(item.expr)))
+                        lines.append(_math_line(lhs, op, terms))
+                    else:
+                        lines.append(self.line(lhs, op, item.expr))
                     notes.append(self._chain(lhs, item.target, item.expr))
             for p in stage.products:
                 if not p.hoisted:
@@ -654,7 +707,11 @@ class _Builder:
             if diagonal != 1:
                 parts.append(self._diag(diagonal, definitions))
             if n < len(path.blocks):
-                parts.append(self.block[path.blocks[n]][0])
+                block = path.blocks[n]
+                is_mean = self.plan.values[block].role == Role.ROW
+                parts.append(
+                    r"\mathbf{1}\mathbf{1}^{\top}" if is_mean else self.block[block][0]
+                )
         return " ".join(parts)
 
     def flow(self) -> tuple[tuple[Flow, ...], tuple[tuple[str, str], ...]]:

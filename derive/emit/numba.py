@@ -31,6 +31,7 @@ from ..lower.plan import (
     Store,
 )
 from ..symbolic.activations import FUNCTIONS, descriptor
+from ..symbolic.declare import size_symbol
 
 __all__ = [
     "CALL_HELPERS",
@@ -38,6 +39,7 @@ __all__ = [
     "Line",
     "NumbaPrinter",
     "constant_name",
+    "count_name",
     "print_kernel",
 ]
 
@@ -105,6 +107,11 @@ def constant_name(value: sympy.Number) -> str:
     )
 
 
+def count_name(size: str) -> str:
+    """The typed constant holding the number of units of ``size`` (``const_H``)."""
+    return f"const_{size}"
+
+
 class NumbaPrinter(PythonCodePrinter):
     """Prints one scalar per unit, for a kernel compiled for float32 and float64 alike.
 
@@ -114,10 +121,16 @@ class NumbaPrinter(PythonCodePrinter):
 
     printmethod = "_numbacode"
 
-    def __init__(self, indexed: dict[str, str] | None = None):
+    def __init__(
+        self, indexed: dict[str, str] | None = None, sizes: dict[str, str] | None = None
+    ):
         super().__init__({"fully_qualified_modules": False, "standard": "python3"})
         self.indexed = indexed or {}
+        self.sizes = (
+            sizes or {}
+        )  # a size's symbol -> the size: a typed constant (a mean's N)
         self.constants: set[sympy.Number] = set()
+        self.counts: set[str] = set()  # the sizes the printed code reads as constants
         self.helpers: set[str] = set()  # the kernel helpers the printed code calls
 
     def _constant(self, value) -> str:
@@ -142,6 +155,9 @@ class NumbaPrinter(PythonCodePrinter):
         )
 
     def _print_Symbol(self, expr):
+        if expr.name in self.sizes:
+            self.counts.add(self.sizes[expr.name])
+            return count_name(self.sizes[expr.name])
         return self.indexed.get(expr.name, expr.name)
 
     def _print_Mul(self, expr):
@@ -256,6 +272,7 @@ class Line:
 class PrintedLoop:
     size: str
     lines: tuple[Line, ...]
+    zero: tuple[str, ...] = ()  # elements set to zero before each row's units
 
 
 @dataclass(frozen=True)
@@ -320,10 +337,13 @@ def _size(name: str) -> str:
     return f"size_{name}"
 
 
-def _multiple(count: int, size: str) -> str:
-    """``count`` blocks of ``size`` as printed: empty for none."""
+def _multiple(count: int, size: str | None) -> str:
+    """``count`` blocks of ``size`` as printed (a size of None counts columns): empty for
+    none."""
     if count == 0:
         return ""
+    if size is None:
+        return str(count)
     return _size(size) if count == 1 else f"{count} * {_size(size)}"
 
 
@@ -345,6 +365,8 @@ def access(a: Access) -> str:
         return f"{name}[{_offset(a.block, a.block_size)}]"
     if a.row == RowIndex.WHOLE:
         return f"{name}[()]"
+    if a.array.per_row:  # one number per row: the same element for every unit
+        return f"{name}[{_ROWS[a.row]}, 0]"
     return f"{name}[{_ROWS[a.row]}, {_offset(a.block, a.block_size)}]"
 
 
@@ -406,9 +428,8 @@ def _statement(printer: NumbaPrinter, st) -> Line:
 
 
 def _loop(printer: NumbaPrinter, loop: Loop) -> PrintedLoop:
-    return PrintedLoop(
-        _size(loop.size), tuple(_statement(printer, st) for st in loop.body)
-    )
+    return PrintedLoop(_size(loop.size), tuple(_statement(printer, st) for st in loop.body),
+                       tuple(access(a) for a in loop.zero))  # fmt: skip
 
 
 def _size_lines(sources: tuple[SizeSource, ...], batch_from: str) -> tuple[Line, ...]:
@@ -424,9 +445,12 @@ def _size_lines(sources: tuple[SizeSource, ...], batch_from: str) -> tuple[Line,
 
 def _constant_lines(printer: NumbaPrinter) -> tuple[Line, ...]:
     """Typed constants of a kernel: ``real`` is the kernel's float type."""
-    return tuple(
+    numbers = [
         Line(constant_name(c), "=", f"real({c})") for c in sorted(printer.constants)
-    )
+    ]
+    counts = [Line(count_name(size), "=", f"real({_size(size)})")
+              for size in sorted(printer.counts)]  # fmt: skip
+    return tuple(numbers + counts)
 
 
 def _allocations(arrays) -> tuple[tuple[str, str], ...]:
@@ -440,7 +464,8 @@ def print_kernel(plan: KernelPlan) -> Kernel:
                                 p.block_size))
         for sym, (p, block) in plan.spec.pointwise.items()
     }  # fmt: skip
-    forward, backward = NumbaPrinter(indexed), NumbaPrinter(indexed)
+    sizes = {size_symbol(s.name).name: s.name for s in plan.spec.sizes}
+    forward, backward = NumbaPrinter(indexed, sizes), NumbaPrinter(indexed, sizes)
     stages = tuple(
         PrintedStage(tuple(_product(p) for p in stage.products),
                      tuple(_loop(forward, lp) for lp in stage.forward),

@@ -223,11 +223,16 @@ def _tuple(items, name: str, quote: bool = True) -> str:
     return bracket(items, f"{name} = (", ")", hug=False)
 
 
+def _size_name(size: str | None) -> str:
+    """A size in a module constant: its name, or None where a width counts columns."""
+    return "None" if size is None else f'"{size}"'
+
+
 def _saved_shape(array) -> str:
     """``(initial, ((mult, "size"), ...))``: an array the forward kernel returns has
     ``(steps + initial) * batch`` rows and the sum of ``mult * size`` columns."""
     initial = 1 if array.extent is Extent.STEPS_AND_INITIAL else 0
-    width = ", ".join(f'({mult}, "{size}")' for mult, size in array.width)
+    width = ", ".join(f"({mult}, {_size_name(size)})" for mult, size in array.width)
     return (
         f"({initial}, ({width},))"
         if len(array.width) == 1
@@ -267,8 +272,11 @@ def render_kernel(plan: KernelPlan) -> str:
     )
     state_sizes = "{" + ", ".join(f'"{s.name}": "{s.size}"' for s in spec.states) + "}"
     constraints = [f'("{a}", "{b}")' for a, b in spec.constraints]
-    saved = [f'({n}, "{s}")' for n, s in plan.saved_per_step]
-    saved_text = " + ".join(f"{n} {s}" if n != 1 else s for n, s in plan.saved_per_step)
+    saved = [f"({n}, {_size_name(s)})" for n, s in plan.saved_per_step]
+    saved_text = " + ".join(
+        str(n) if s is None else (f"{n} {s}" if n != 1 else s)
+        for n, s in plan.saved_per_step
+    )
     return env.get_template("kernel.py.j2").render(
         stamp=stamp("#", f'the declaration of "{spec.name}"', digest),
         spec=spec,

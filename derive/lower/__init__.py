@@ -127,4 +127,10 @@ def _saved_per_step(spec, storage: Storage) -> tuple[tuple[int, str], ...]:
         per_size[size] = per_size.get(size, 0) + 1
     for s in spec.states:
         per_size[s.size] = per_size.get(s.size, 0) + 1
-    return tuple(sorted((n, s) for s, n in per_size.items()))
+    # a size of None: the values of one number per row (means)
+    return tuple(
+        sorted(
+            ((n, s) for s, n in per_size.items()),
+            key=lambda item: (item[0], item[1] or ""),
+        )
+    )

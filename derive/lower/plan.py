@@ -29,6 +29,7 @@ __all__ = [
     "Loop",
     "POINTWISE_ROWS",
     "Product",
+    "ROW",
     "Role",
     "RowIndex",
     "SizeSource",
@@ -47,6 +48,8 @@ class Role(Enum):
     VECTOR = "vector"  # a per-unit parameter
     SCALAR = "scalar"  # a learned number shared by every unit
     HYPER = "hyper"  # a number chosen at run time, a scalar argument of both kernels
+    ROW = "row"  # a mean over the units: one number per batch row and step
+    SIZE = "size"  # the number of units of a size, which a mean divides by
     PROJECTED = "projected"  # one block of a dense projection
     INTERMEDIATE = "intermediate"  # the target of an equation that is not a state
     ADJOINT = "adjoint"  # the complete adjoint of a value within the step
@@ -61,7 +64,7 @@ class Value:
 
     symbol: sympy.Symbol
     role: Role
-    size: str | None  # None for a scalar parameter or a hyperparameter
+    size: str | None  # None for a number (scalar, hyperparameter, mean, size)
     stage: int = 0
     primal: sympy.Symbol | None = None
 
@@ -114,12 +117,22 @@ class Extent(Enum):
 class Array:
     """A kernel array: ``role`` and ``owner`` (the state, parameter, value or projection it
     belongs to) identify it; ``width`` is its columns as ``(multiplier, size)`` terms (for a
-    parameter, its whole shape)."""
+    parameter, its whole shape). A size of None counts columns: ``((1, None),)`` (``ROW``) is
+    the one column of a value per batch row, such as a mean."""
 
     role: ArrayRole
     owner: str
     extent: Extent = field(default=Extent.NONE, compare=False)
-    width: tuple[tuple[int, str], ...] = field(default=(), compare=False)
+    width: tuple[tuple[int, str | None], ...] = field(default=(), compare=False)
+
+    @property
+    def per_row(self) -> bool:
+        """One number per row: every unit of a loop reads the same element."""
+        return self.width == ROW
+
+
+#: The width of an array of one number per row.
+ROW: tuple[tuple[int, None]] = ((1, None),)
 
 
 class RowIndex(Enum):
@@ -190,12 +203,15 @@ class Derivation:
 
 @dataclass(frozen=True)
 class Loop:
-    """A fused pointwise loop over the batch rows and the ``size`` units of one stage."""
+    """A fused pointwise loop over the batch rows and the ``size`` units of one stage; the
+    elements of ``zero`` (one per row: the means the loop sums over its units) are set to zero
+    before a row's units."""
 
     stage: int
     size: str
     body: tuple[Load | Assign | Store, ...]
     derivation: tuple[Derivation, ...] = ()
+    zero: tuple[Access, ...] = ()
 
 
 @dataclass(frozen=True)

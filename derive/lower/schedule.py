@@ -37,16 +37,16 @@ from .storage import Storage
 __all__ = ["schedule"]
 
 
+#: Values a loop reads without loading them: parameters read in place, the kernel's scalar
+#: arguments, and the sizes (constants of the kernel).
+_IN_PLACE = (Role.VECTOR, Role.SCALAR, Role.HYPER, Role.SIZE)
+
+
 def _loads(symbols, read, values, incoming=None) -> list[Load]:
-    """Loads of every symbol a loop reads but does not compute (vector and scalar parameters
-    are read in place, hyperparameters are the kernel's scalar arguments)."""
+    """Loads of every symbol a loop reads but does not compute."""
     loads = []
     for sym in sorted(symbols, key=sympy.default_sort_key):
-        if values.get(sym) is not None and values[sym].role in (
-            Role.VECTOR,
-            Role.SCALAR,
-            Role.HYPER,
-        ):
+        if values.get(sym) is not None and values[sym].role in _IN_PLACE:
             continue
         if incoming is not None and sym in incoming:
             loads.append(Load(sym, incoming[sym]))
@@ -65,17 +65,20 @@ def _forward_loop(
     defined = {e.target for e in eqs}
     needed = set().union(*(e.expr.free_symbols for e in eqs)) - defined
     loads = _loads(needed, storage.forward, storage.values)
-    body = eliminate([Assign(e.target, e.expr) for e in eqs], taken)
-    stores = [
-        Store(storage.kept(e.target), e.target) for e in eqs if storage.kept(e.target)
-    ]
+    # a mean sums its units' terms into its element of the row, zeroed before the units
+    means = [e for e in eqs if e.role == "mean"]
+    zero = tuple(storage.kept(e.target) for e in means)
+    body = eliminate([Store(storage.kept(e.target), e.expr, accumulate=True) if e in means
+                      else Assign(e.target, e.expr) for e in eqs], taken)  # fmt: skip
+    stores = [Store(storage.kept(e.target), e.target) for e in eqs
+              if storage.kept(e.target) and e not in means]  # fmt: skip
     # a projection's block on the tape is saved by the first loop that loads it
     for sym in sorted(needed & set(storage.tape), key=sympy.default_sort_key):
         if storage.values[sym].role != Role.PROJECTED:
             continue
         if first_load.setdefault(sym, (stage, size)) == (stage, size):
             stores.append(Store(storage.backward[sym], sym))
-    return Loop(stage, size, tuple(loads + body + stores))
+    return Loop(stage, size, tuple(loads + body + stores), zero=zero)
 
 
 def _projection_stores(spec, stage, size, adjoints: AdjointPlan):

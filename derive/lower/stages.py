@@ -2,8 +2,9 @@
 
 A projection of the input, of a previous state or of a vector runs before any pointwise loop
 (stage 0); a projection that reads an equation's target (GRU-Cho's ``W (r ⊙ h)``, or a new
-state) can only run after the loop that computes it, so it starts the next stage. An equation
-runs in the earliest stage where everything it reads is known.
+state) can only run after the loop that computes it, so it starts the next stage. A mean over
+the units is known once its loop has visited every unit, so what reads it starts the next stage
+too. An equation runs in the earliest stage where everything it reads is known.
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ def assign_stages(spec: CellSpec) -> Stages:
     def dense_stage(d: Dense) -> int:
         return of_target[d.source] + 1 if d.source in of_target else 0
 
-    def stage(sym):
-        return dense_stage(dense_of[sym]) if sym in dense_of else of_target.get(sym, 0)
+    means = {eq.target for eq in spec.means}
+
+    def stage(sym):  # the first stage whose loops can read sym
+        if sym in dense_of:
+            return dense_stage(dense_of[sym])
+        return of_target.get(sym, 0) + (sym in means)
 
     for eq in spec.equations:
         of_target[eq.target] = max((stage(s) for s in eq.expr.free_symbols), default=0)

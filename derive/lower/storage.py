@@ -3,7 +3,8 @@
 The smallest tape: a value is saved per step only when the backward pass reads it, or when it
 is the source of a per-step projection (its weight gradient is a product over all steps).
 States are kept as whole sequences. A value that only a later forward loop of the same step
-reads lives in a per-step workspace; every other value stays inside its loop.
+reads lives in a per-step workspace; every other value stays inside its loop. A mean has one
+column, one number per batch row.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def choose_storage(adjoint: Adjoint, stages: Stages, values) -> Storage:
         s
         for eq in spec.equations
         for s in eq.expr.free_symbols
-        if values[s].role == Role.INTERMEDIATE
+        if values[s].role in (Role.INTERMEDIATE, Role.ROW)
         and stages.of(s) < stages.of_target[eq.target]
     }
     workspaces = tuple(s for s in computed if s in later and s not in tape)
@@ -105,7 +106,7 @@ def choose_storage(adjoint: Adjoint, stages: Stages, values) -> Storage:
     for sym in tape:
         array = Array(ArrayRole.TAPE, sym.name, Extent.STEPS, ((1, values[sym].size),))
         backward[sym] = Access(array, RowIndex.STEP)
-        if values[sym].role == Role.INTERMEDIATE:
+        if values[sym].role in (Role.INTERMEDIATE, Role.ROW):
             forward[sym] = backward[sym]
     for sym in workspaces:
         array = Array(

@@ -12,7 +12,8 @@ __all__ = ["classify"]
 
 _ROLES = {"input": Role.INPUT, "prev": Role.PREVIOUS, "new": Role.NEW,
           "vector": Role.VECTOR, "dense": Role.PROJECTED, "let": Role.INTERMEDIATE,
-          "scalar": Role.SCALAR, "hyper": Role.HYPER}  # fmt: skip
+          "scalar": Role.SCALAR, "hyper": Role.HYPER, "row": Role.ROW,
+          "size": Role.SIZE}  # fmt: skip
 
 
 def classify(spec: CellSpec, stages: Stages) -> dict[sympy.Symbol, Value]:
@@ -25,7 +26,7 @@ def classify(spec: CellSpec, stages: Stages) -> dict[sympy.Symbol, Value]:
     values = {}
     for sym, quantity in spec.quantities.items():
         size = sizes.get(sym, quantity.size)
-        if quantity.kind in ("scalar", "hyper"):  # a number, not a vector: no size
+        if quantity.kind in ("scalar", "hyper", "row", "size"):  # not a vector: no size
             values[sym] = Value(sym, _ROLES[quantity.kind], None, stages.of(sym))
             continue
         values[sym] = Value(

@@ -2,10 +2,13 @@
 
 The pointwise part is differentiated per hidden unit with scalar symbols (``sympy.diff``); the
 dense projections keep their fixed transpose rules (``δv += Wᵀ δa``, ``δW += Σ_t δa vᵀ``), which
-the lowering stage schedules as matrix products. Every partial derivative is rewritten through the
-saved forward values: a function application that some equation names (``sigmoid(i_pre)`` is
-``i``) is replaced by that name, so ``sigmoid'`` prints as ``i (1 - i)`` and ``tanh'`` as
-``1 - n²``.
+the lowering stage schedules as matrix products. A mean over the units is an equation whose
+per-unit term is divided by the number of terms, so its adjoint (one number per row, its uses
+summed over the units) reaches each unit's term as ``δμ / N`` by the same rule.
+
+Every partial derivative is rewritten through the saved forward values: a function application
+that some equation names (``sigmoid(i_pre)`` is ``i``) is replaced by that name, so ``sigmoid'``
+prints as ``i (1 - i)`` and ``tanh'`` as ``1 - n²``.
 """
 
 from __future__ import annotations
@@ -64,9 +67,9 @@ def derive_adjoint(spec: CellSpec) -> Adjoint:
         for eq in spec.equations
         if isinstance(eq.expr, sympy.Function)
     }
-    fixed = {
-        hp.symbol for hp in spec.hypers
-    }  # run-time numbers: no gradient, never saved
+    # run-time numbers (hyperparameters, the sizes a mean divides by): no gradient, never saved
+    fixed = {hp.symbol for hp in spec.hypers}
+    fixed |= {sym for sym, q in spec.quantities.items() if q.kind == "size"}
     terms: dict[sympy.Symbol, list[Term]] = {}
     for index in reversed(range(len(spec.equations))):
         eq = spec.equations[index]

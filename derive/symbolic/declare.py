@@ -46,6 +46,7 @@ __all__ = [
     "Relation",
     "GateRangeWarning",
     "Hyper",
+    "size_symbol",
     "Param",
     "Size",
     "State",
@@ -230,10 +231,20 @@ class Dense:
         return sympy.Symbol(f"{self.__dict__['name']}_{block}")
 
 
+def size_symbol(size: str) -> sympy.Symbol:
+    """The number of units of ``size``, as the expression of a mean divides by it."""
+    return sympy.Symbol(f"size_{size}")
+
+
 @dataclass(frozen=True)
 class Equation:
     """``target = expr`` for every unit; ``role`` is ``pre`` (the pre-activation of the
-    equation ``owner``), ``let``, ``gate`` or ``state`` (a state's new value)."""
+    equation ``owner``), ``let``, ``gate``, ``state`` (a state's new value) or ``mean``.
+
+    A mean's target is one number per batch row, the mean over the units of ``size`` of
+    ``count`` per-unit terms: its ``expr`` is their sum over the blocks divided by
+    ``count * size_S`` (:func:`size_symbol`), so that the unit's term differentiates as the
+    mean does, and the lowering sums it over the units."""
 
     target: sympy.Symbol
     expr: sympy.Expr
@@ -242,6 +253,12 @@ class Equation:
     where: str = field(default="", compare=False)
     latex: str | None = None
     owner: sympy.Symbol | None = None
+    count: int = 0  # a mean's number of blocks
+
+    @property
+    def summand(self) -> sympy.Expr:
+        """A mean's per-unit sum over its blocks (what the documents write under the sum)."""
+        return self.expr * self.count * size_symbol(self.size)
 
 
 @dataclass(frozen=True)
@@ -263,8 +280,9 @@ class Relation:
 class Quantity:
     """What a symbol of the step stands for."""
 
-    # input, prev, new, let, dense, vector, scalar (a learned number, size ""), or hyper (a
-    # number chosen at run time, size "")
+    # input, prev, new, let, dense, vector, scalar (a learned number, size ""), hyper (a
+    # number chosen at run time, size ""), row (a mean: one number per batch row, size "") or
+    # size (the number of units of a size, which a mean divides by, size "")
     kind: str
     owner: str  # the state, parameter, dense or equation it belongs to
     size: str
@@ -344,9 +362,17 @@ class CellSpec:
             for sym in d.symbols:
                 table[sym] = Quantity("dense", d.name, d.block_size)
         for eq in self.equations:
-            if eq.role != "state":
+            if eq.role == "mean":
+                table[eq.target] = Quantity("row", eq.target.name, "")
+            elif eq.role != "state":
                 table[eq.target] = Quantity("let", eq.target.name, eq.size)
+        for size in self.sizes:
+            table[size_symbol(size.name)] = Quantity("size", size.name, "")
         return table
+
+    @property
+    def means(self) -> tuple[Equation, ...]:
+        return tuple(eq for eq in self.equations if eq.role == "mean")
 
     def fingerprint(self) -> str:
         """A hash of everything that shapes the generated files (not the source lines)."""
@@ -359,7 +385,7 @@ class CellSpec:
             repr(tuple((d.name, d.weight, str(d.source), d.bias, d.blocks, d.first_block,
                         d.transposed) for d in self.denses)),
             repr(tuple((sympy.srepr(e.target), sympy.srepr(e.expr), e.size, e.role, e.latex,
-                        str(e.owner)) for e in self.equations)),
+                        str(e.owner), *((e.count,) if e.count else ())) for e in self.equations)),
             self.input_latex, repr(self.constraints),
             repr(tuple((r.text, sympy.srepr(r.lhs), sympy.srepr(r.rhs)) for r in self.relations)),
             *([repr(tuple((h.name, h.default, h.latex) for h in self.hypers))] if self.hypers else []),
@@ -664,6 +690,53 @@ class Cell:
         )
         return target
 
+    def mean(self, name: str, terms, latex: str | None = None) -> sympy.Symbol:
+        """The mean over the units of a row: one number per batch row and step.
+
+        ``terms`` is a per-unit expression, or a list of them (blocks of one size, such as the
+        four gates' pre-activations); the mean is taken over all their values in the row. Only
+        the equations after it read it (it is known once every unit is)."""
+        where = _caller()
+        _check_name(name, "mean", where)
+        if name in self._taken or name in self._params or name in self._states:
+            raise DeclarationError(
+                f"{where}: the name {name!r} is already taken; choose another."
+            )
+        terms = list(terms) if isinstance(terms, (list, tuple)) else [terms]
+        if not terms:
+            raise DeclarationError(
+                f"{where}: mean {name!r} has no terms; give a per-unit expression or a list "
+                "of them."
+            )
+        terms = [_check_functions(sympy.sympify(term), where) for term in terms]
+        self._taken.add(name)
+        self._equations.append(Equation(sympy.Symbol(name), sympy.Add(*terms), "", "mean",
+                                        where, _check_latex(latex, where), count=len(terms)))  # fmt: skip
+        return sympy.Symbol(name)
+
+    def layernorm(self, name: str, values, eps, gain=None, bias=None,
+                  latex: str | None = None) -> tuple[sympy.Expr, ...]:  # fmt: skip
+        """Layer normalisation over the units of a row (Ba, Kiros and Hinton 2016):
+        ``(v - mean) / sqrt(var + eps) * gain + bias`` for each of ``values`` (blocks of one
+        size, normalised together), with the mean and the variance as :meth:`mean` s named
+        ``{name}_mean`` and ``{name}_var`` (the variance of ``v - mean``, as ``torch.nn.LayerNorm``
+        computes it). ``gain`` and ``bias`` are vectors (a blocked vector, one block per value,
+        for several values) or None; ``latex`` subscripts the statistics' names (``\\mu_{ih}``).
+        Returns the normalised values, in order."""
+        where = _caller()
+        sub = _check_latex(latex, where) or (
+            name.replace("_", r"\_") if name.isascii() else None
+        )
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        gains, biases = (_per_value(what, given, len(values), where)
+                         for what, given in (("gain", gain), ("bias", bias)))  # fmt: skip
+        mean = self.mean(f"{name}_mean", values, latex=sub and rf"\mu_{{{sub}}}")
+        var = self.mean(f"{name}_var", [(v - mean) ** 2 for v in values],
+                        latex=sub and rf"\sigma^2_{{{sub}}}")  # fmt: skip
+        scale = (var + eps) ** sympy.Rational(-1, 2)
+        return tuple((v - mean) * scale * g + b
+                     for v, g, b in zip(values, gains, biases, strict=True))  # fmt: skip
+
     def relation(self, text: str, lhs, rhs) -> None:
         """A convention that is an equation, ``lhs = rhs`` in this cell's symbols, after the
         prose ``text``: printed as mathematics, and refused unless the cell's equations imply
@@ -730,6 +803,20 @@ class Cell:
         _check_usage(spec, self._where)
         _check_relations(spec)
         return spec
+
+
+def _per_value(what: str, given, count: int, where: str) -> tuple:
+    """A layer norm's gain or bias, one symbol (or 1 or 0 when not given) per value."""
+    if given is None:
+        return (sympy.Integer(1 if what == "gain" else 0),) * count
+    if isinstance(given, VectorBlocks) and len(given.param.blocks) == count:
+        return given.param.symbols
+    if count == 1 and isinstance(given, sympy.Symbol):
+        return (given,)
+    raise DeclarationError(
+        f"{where}: the layer norm's {what} must be a cell.vector() (with {count} blocks, one "
+        f"per value, for {count} values) or None; got {given!r}."
+    )
 
 
 def _check_relations(spec: CellSpec) -> None:
@@ -810,12 +897,19 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
                     f"{eq.where}: {eq.target} = {eq.expr} mixes vectors of different sizes: {detail}. "
                     "A pointwise equation reads vectors of one size; project with cell.dense() first."
                 )
+        if eq.role == "mean" and not own:
+            raise DeclarationError(
+                f"{eq.where}: the mean {eq.target} reads no per-unit value ({eq.expr}), so "
+                "there are no units to average over; give it terms that read a vector."
+            )
         size = own.pop() if own else "H"
-        sizes[eq.target] = size
+        sizes[eq.target] = "" if eq.role == "mean" else size
         defined.add(eq.target)
-        sized.append(
-            Equation(eq.target, eq.expr, size, eq.role, eq.where, eq.latex, eq.owner)
+        expr = (
+            eq.expr / (eq.count * size_symbol(size)) if eq.role == "mean" else eq.expr
         )
+        sized.append(Equation(eq.target, expr, size, eq.role, eq.where, eq.latex, eq.owner,
+                              eq.count))  # fmt: skip
     for d in spec.denses:
         weight = spec.param(d.weight)
         reads, what = (

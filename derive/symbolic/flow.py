@@ -3,8 +3,9 @@
 Through one step, ``∂s_t / ∂r_{t-1}`` is a sum over the paths from ``r_{t-1}`` to ``s_t`` in the
 step's data flow. A pointwise equation multiplies a path by a diagonal matrix (its partial
 derivative, per unit, written through saved values as the adjoint writes it); a projection
-multiplies it by a block of a weight matrix. So every path is
-``diag(a_0) W_1 diag(a_1) W_2 ... diag(a_n)``, and the Jacobian splits into
+multiplies it by a block of a weight matrix; a mean over the units by the all-ones matrix
+``1 1ᵀ`` (every unit reads the mean of all of them; the ``1 / N`` is in the diagonal after it).
+So every path is ``diag(a_0) W_1 diag(a_1) W_2 ... diag(a_n)``, and the Jacobian splits into
 
 - the **pointwise path**: the paths with no weight matrix, one diagonal matrix ``diag(d)``;
 - the **paths through the projections**: those with one or more weight blocks.
@@ -29,7 +30,8 @@ __all__ = ["Jacobian", "Path", "jacobians", "verdict"]
 @dataclass(frozen=True)
 class Path:
     """``diag(diagonals[0]) W(blocks[0]) diag(diagonals[1]) ... diag(diagonals[-1])``: each
-    block is a projection's block symbol, standing for its weight block."""
+    block is a projection's block symbol, standing for its weight block, or a mean's symbol,
+    standing for the all-ones matrix."""
 
     diagonals: tuple[sympy.Expr, ...]
     blocks: tuple[sympy.Symbol, ...]
@@ -54,6 +56,7 @@ def jacobians(adjoint: Adjoint) -> tuple[Jacobian, ...]:
     """Every state's Jacobian with respect to every previous state, in declaration order."""
     spec = adjoint.spec
     defined = {eq.target: n for n, eq in enumerate(spec.equations)}
+    means = {eq.target for eq in spec.means}
     blocks = {sym: d for d in spec.denses for sym in d.symbols}
     # the partial derivative of each equation's target with respect to each argument
     partial: dict[sympy.Symbol, list[tuple[sympy.Symbol, sympy.Expr]]] = {}
@@ -68,29 +71,36 @@ def jacobians(adjoint: Adjoint) -> tuple[Jacobian, ...]:
     for state in spec.states:
         for prev in spec.states:
             memo: dict[sympy.Symbol, list[Path]] = {}
-            raw = _paths(state.new, prev.prev, partial, defined, blocks, memo)
+            raw = _paths(state.new, prev.prev, partial, (defined, means), blocks, memo)
             diagonal, paths = _merge(raw)
             out.append(Jacobian(state.name, prev.name, diagonal, paths))
     return tuple(out)
 
 
-def _paths(value, source, partial, defined, blocks, memo) -> list[Path]:
-    """The paths from ``source`` (a previous state) to ``value``."""
+def _paths(value, source, partial, equations, blocks, memo) -> list[Path]:
+    """The paths from ``source`` (a previous state) to ``value``; ``equations`` is the
+    targets of the equations and those of the means among them."""
+    defined, means = equations
     if value in memo:
         return memo[value]
     if value == source:
         found = [Path((sympy.Integer(1),), ())]
     elif value in defined:
         found = []
+        one = sympy.Integer(1)
         for arg, factor in partial.get(value, ()):
-            for path in _paths(arg, source, partial, defined, blocks, memo):
+            for path in _paths(arg, source, partial, equations, blocks, memo):
                 first = factor * path.diagonals[0]
-                found.append(Path((first, *path.diagonals[1:]), path.blocks))
+                if value in means:  # diag(1) 1 1ᵀ diag(factor ...)
+                    found.append(Path((one, first, *path.diagonals[1:]),
+                                      (value, *path.blocks)))  # fmt: skip
+                else:
+                    found.append(Path((first, *path.diagonals[1:]), path.blocks))
     elif value in blocks:
         found = [
             Path((sympy.Integer(1), *path.diagonals), (value, *path.blocks))
             for path in _paths(
-                blocks[value].source, source, partial, defined, blocks, memo
+                blocks[value].source, source, partial, equations, blocks, memo
             )
         ]
     else:  # the input, another state, a vector parameter: no path

@@ -9,7 +9,7 @@ dependency, not a runtime one.
 from __future__ import annotations
 
 from ..symbolic.activations import descriptor
-from ..symbolic.declare import CellSpec
+from ..symbolic.declare import CellSpec, size_symbol
 
 __all__ = ["twin_forward"]
 
@@ -104,6 +104,9 @@ def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None):
     vectors.update(
         {hp.symbol: float(given.get(hp.name, hp.default)) for hp in spec.hypers}
     )
+    # a mean's expression is its blocks' mean per unit when its size reads 1; the twin then
+    # takes the mean over the units (the last axis) itself
+    vectors.update({size_symbol(size.name): 1.0 for size in spec.sizes})
     ys = []
     for t in range(x.shape[0]):
         env = dict(vectors)
@@ -117,6 +120,8 @@ def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None):
                     env.update(_project(spec, d, params, env[d.source]))
                     pending.remove(d)
             env[eq.target] = _evaluate(eq.expr, env, torch)
+            if eq.role == "mean":
+                env[eq.target] = env[eq.target].mean(-1, keepdim=True)
         for s in spec.states:
             states[s.name] = env[s.new]
         ys.append(env[spec.output_symbol])
