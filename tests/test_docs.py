@@ -8,11 +8,21 @@ import shutil
 from html.parser import HTMLParser
 
 import pytest
+import sympy
 from conftest import ROOT, VARIANTS
 
 from derive import pipeline, registry
 from derive.cli import main
-from derive.emit.latex import document, markdown_escape, tex_escape
+from derive.emit.latex import (
+    LINE_WIDTH,
+    DerivationPrinter,
+    _fit,
+    _math_line,
+    _rough_width,
+    document,
+    markdown_escape,
+    tex_escape,
+)
 from derive.emit.pdf import RERUN, compile_pdf
 from derive.lower import lower
 from derive.symbolic.activations import sigmoid, tanh
@@ -169,6 +179,37 @@ def test_every_document_compiles_without_overfull_boxes(tmp_path):
     # the combined document lists every variant in its contents
     toc = (tmp_path / "gatesmith.log").read_text()
     assert "gatesmith.toc" in toc
+
+
+def test_a_wide_product_breaks_between_factors_and_a_wide_sum_inside_it_between_terms():
+    printer = DerivationPrinter({})
+    a, b, c, d, e = sympy.symbols("alpha_1:6")
+    inner = a * b + b * c + c * d + d * e + e * a
+    product = 3 * a * b * c * inner
+    pieces = printer.terms(product, 12)
+    assert pieces[0].startswith(r"3\, ") and pieces[1].startswith(r"\odot ")
+    assert any(p.startswith(r"\odot \Bigl(") for p in pieces) and pieces[-1].endswith(
+        r"\Bigr)"
+    )
+    # a product narrower than the width is one piece, and pieces never change what is printed
+    # where no sum inside breaks
+    assert printer.terms(product, 10_000) == [printer.doprint(product)]
+    narrow = printer.terms(a * b * c * d * e, 4)
+    assert len(narrow) == 5 and " ".join(narrow) == printer.doprint(a * b * c * d * e)
+
+
+def test_a_wide_left_hand_side_narrows_every_row_of_its_block():
+    names = {f"v{k}": f"v_{{{k}}}" for k in range(30)}
+    terms = DerivationPrinter(names).terms(sum(sympy.symbols("v0:30")), 64)
+    short = _math_line("y", "=", terms)
+    wide = _math_line(
+        r"\hat{\delta} \left(W_{ii} x_{t} + b_{ii} + W_{hi} h_{t-1}\right)", "=", []
+    )
+    alone = _fit((short,))[0]
+    beside = _fit((short, wide))[0]
+    assert len(beside.rows) > len(alone.rows) and " ".join(beside.rows) == short.rhs
+    room = LINE_WIDTH - _rough_width(wide.lhs)
+    assert all(_rough_width(row) <= room for row in beside.rows)
 
 
 def test_hostile_text_compiles_and_pdfs_are_reproducible(tmp_path):

@@ -37,8 +37,15 @@ __all__ = [
     "tex_escape",
 ]
 
-#: Width, in rough characters of typeset mathematics, after which a sum breaks its line.
+#: Width, in rough characters of typeset mathematics (about 5 pt each in 11 pt type), that
+#: an aligned equation may take on the 16 cm line: its left-hand side, relation and
+#: right-hand side (continued rows are indented by a ``\qquad``, which is counted).
+LINE_WIDTH = 80
+#: Width after which a sum breaks its line, where no wider left-hand side beside it says less.
 MATH_WIDTH = 64
+#: Width after which a diagonal factor of a Jacobian is named ``d^{(k)}`` and defined on rows
+#: of its own that width.
+DIAG_WIDTH = 40
 
 
 class DerivationPrinter(LatexPrinter):
@@ -58,9 +65,10 @@ class DerivationPrinter(LatexPrinter):
     def _print_Symbol(self, expr, style="plain"):
         return self.names.get(expr.name) or plain_latex(expr.name)
 
-    def terms(self, expr) -> list[str]:
+    def terms(self, expr, width: int | None = None) -> list[str]:
         """The printed terms of a sum, each with its sign (``+ a``, ``- b``), first unsigned
-        when positive."""
+        when positive. A product wider than ``width`` comes in pieces a line can break between
+        (:meth:`_product_pieces`)."""
         args = list(expr.args) if expr.is_Add else [expr]
         default = {a: n for n, a in enumerate(self._as_ordered_terms(expr, order=None))} \
             if expr.is_Add else {expr: 0}  # fmt: skip
@@ -73,10 +81,15 @@ class DerivationPrinter(LatexPrinter):
 
         out = []
         for term in sorted(args, key=key):
-            if term.could_extract_minus_sign():
-                out.append("- " + self._print_term(-term))
+            negative = term.could_extract_minus_sign()
+            sign = "- " if negative else ("+ " if out else "")
+            term = -term if negative else term
+            printed = self._print_term(term)
+            if width is not None and term.is_Mul and _rough_width(printed) > width:
+                first, *rest = self._product_pieces(term, width)
+                out += [sign + first, *rest]
             else:
-                out.append(("+ " if out else "") + self._print_term(term))
+                out.append(sign + printed)
         return out
 
     def _print_term(self, term) -> str:
@@ -85,18 +98,41 @@ class DerivationPrinter(LatexPrinter):
     def _print_Add(self, expr, order=None):
         return " ".join(self.terms(expr))
 
-    def _print_Mul(self, expr):
+    def _product_pieces(self, expr, width: int) -> list[str]:
+        """A product as pieces a line may break between: its factors (``a``, ``\\odot b``),
+        a sum among them wider than ``width`` as its terms in ``\\Bigl( … \\Bigr)``."""
         coeff, rest = expr.as_coeff_Mul()
-        if coeff.is_negative:
-            return "- " + self._print(-expr)
+        pieces = []
+        for n, factor in enumerate(rest.as_ordered_factors()):
+            op = r"\odot " if n else ""
+            printed = self.parenthesize(factor, PRECEDENCE["Mul"], strict=False)
+            if factor.is_Add and _rough_width(printed) > width:
+                inner = self.terms(factor, width)
+                inner[0], inner[-1] = rf"{op}\Bigl({inner[0]}", rf"{inner[-1]}\Bigr)"
+                pieces += inner
+            else:
+                pieces.append(op + printed)
+        if coeff != 1:
+            pieces[0] = rf"{self._print(coeff)}\, {pieces[0]}"
+        return pieces
+
+    def factors(self, expr) -> list[str]:
+        """The printed factors of a product, the first carrying its coefficient."""
+        coeff, rest = expr.as_coeff_Mul()
         factors = list(rest.as_ordered_factors()) if rest != 1 else []
         printed = [
             self.parenthesize(f, PRECEDENCE["Mul"], strict=False) for f in factors
         ]
-        body = r" \odot ".join(printed)
         if coeff == 1:
-            return body or "1"
-        return rf"{self._print(coeff)}\, {body}" if body else self._print(coeff)
+            return printed or ["1"]
+        if not printed:
+            return [self._print(coeff)]
+        return [rf"{self._print(coeff)}\, {printed[0]}", *printed[1:]]
+
+    def _print_Mul(self, expr):
+        if expr.as_coeff_Mul()[0].is_negative:
+            return "- " + self._print(-expr)
+        return r" \odot ".join(self.factors(expr))
 
     def _print_Rational(self, expr):
         if expr.q == 1:
@@ -244,12 +280,16 @@ def latex_names(plan: KernelPlan) -> dict[str, str]:
 @dataclass(frozen=True)
 class MathLine:
     """``lhs op rhs`` for an ``align`` environment; ``rows`` are the rhs's terms broken into
-    lines that fit the page."""
+    lines that fit the page. ``pieces``, where given, are where the rhs may break, and
+    ``width`` the most it may take: :func:`_fit` breaks them again beside the widest
+    left-hand side of the block."""
 
     lhs: str
     op: str
     rows: tuple[str, ...]
     note: str = ""
+    pieces: tuple[str, ...] = ()
+    width: int = MATH_WIDTH
 
     @property
     def rhs(self) -> str:
@@ -310,8 +350,12 @@ class Document:
 
 
 def _rough_width(latex: str) -> int:
-    """An estimate of a formula's typeset width in characters."""
-    text = re.sub(r"\\(left|right|,|;|quad)", "", latex)
+    """An estimate of a formula's typeset width in characters, fitted to what pdflatex
+    typesets: a binary sign with its spaces takes three, ``⊙`` two, ``\\tfrac{1}{4}`` one."""
+    text = re.sub(r"\\tfrac\{\w+\}\{\w+\}", "x", latex)
+    text = re.sub(r"\\odot", "xx", text)
+    text = re.sub(r" [-+] ", "xxx", text)
+    text = re.sub(r"\\(left|right|,|;|quad)", "", text)
     text = re.sub(r"\\[A-Za-z]+", "x", text)
     return len(re.sub(r"[{}_^ ]", "", text))
 
@@ -327,14 +371,34 @@ def _math_line(
             candidate = term
         current = candidate
     rows.append(current)
-    return MathLine(lhs, op, tuple(rows), note)
+    return MathLine(lhs, op, tuple(rows), note, tuple(terms), width)
 
 
-def _summed(terms: list[str], factor: str = "") -> list[str]:
-    """``factor Σ_j (terms)``: a sum over the units of a row, its terms still free to break
-    over lines."""
+def _fit(lines: tuple[MathLine, ...]) -> tuple[MathLine, ...]:
+    """``lines``, one ``align`` block, broken again so that the widest left-hand side and
+    every right-hand side fit the line together."""
+    room = LINE_WIDTH - max((_rough_width(line.lhs) for line in lines), default=0) - 8
+    return tuple(
+        _math_line(
+            line.lhs, line.op, list(line.pieces), line.note, min(line.width, room)
+        )
+        if line.pieces
+        else line
+        for line in lines
+    )
+
+
+def _summed(
+    terms: list[str], factor: str = "", over: tuple[str, ...] = ("j",)
+) -> list[str]:
+    """``factor Σ_over (terms)``: a sum over the units ``j`` of a row, or over the steps
+    ``t``; one piece when it fits a line, else its terms free to break over lines."""
+    sums = " ".join(rf"\sum_{index}" for index in over)  # single letters
+    whole = rf"{factor} {sums} \left({' '.join(terms)}\right)".lstrip()
+    if _rough_width(whole) <= MATH_WIDTH:
+        return [whole]
     terms = list(terms)
-    terms[0] = rf"{factor} \sum_{{j}} \Bigl({terms[0]}".lstrip()
+    terms[0] = rf"{factor} {sums} \Bigl({terms[0]}".lstrip()
     terms[-1] += r"\Bigr)"
     return terms
 
@@ -395,7 +459,8 @@ class _Builder:
         return self.printer.doprint(expr)
 
     def line(self, lhs: str, op: str, expr, note: str = "") -> MathLine:
-        return _math_line(lhs, op, self.printer.terms(sympy.sympify(expr)), note)
+        terms = self.printer.terms(sympy.sympify(expr), MATH_WIDTH)
+        return _math_line(lhs, op, terms, note)
 
     def name(self, sym) -> str:
         return self.printer.doprint(sym)
@@ -514,7 +579,7 @@ class _Builder:
     def _mean(self, eq) -> MathLine:
         """``μ = 1/(K N) Σ_j (…)``: the mean over the units ``j`` of the row."""
         count = self.name(eq.count * size_symbol(eq.size))
-        summand = self.printer.terms(eq.summand.xreplace(self.value))
+        summand = self.printer.terms(eq.summand.xreplace(self.value), MATH_WIDTH)
         return _math_line(
             self.name(eq.target), "=", _summed(summand, rf"\frac{{1}}{{{count}}}")
         )
@@ -588,7 +653,8 @@ class _Builder:
                     if (
                         plan.values[item.target].role == Role.ROW
                     ):  # a mean: over the units
-                        terms = _summed(self.printer.terms(sympy.sympify(item.expr)))
+                        terms = self.printer.terms(sympy.sympify(item.expr), MATH_WIDTH)
+                        terms = _summed(terms)
                         lines.append(_math_line(lhs, op, terms))
                     else:
                         lines.append(self.line(lhs, op, item.expr))
@@ -660,13 +726,11 @@ class _Builder:
                 if b:
                     lines.append(MathLine(rf"\delta {b}", "=", (rf"\sum_t {text}",)))
         for vector, terms in self.vector_terms.items():
-            total = self.latex(sympy.Add(*terms))
+            total = self.printer.terms(sympy.Add(*terms), MATH_WIDTH)
             shared = self.plan.values[vector].role == Role.SCALAR
-            sums = (
-                r"\sum_t \sum_j" if shared else r"\sum_t"
-            )  # a scalar sums over units too
-            lines.append(MathLine(rf"\delta {self.name(vector)}", "=",
-                                  (rf"{sums} \left({total}\right)",)))  # fmt: skip
+            over = ("t", "j") if shared else ("t",)  # a scalar sums over units too
+            lines.append(_math_line(rf"\delta {self.name(vector)}", "=",
+                                    _summed(total, over=over)))  # fmt: skip
         return tuple(lines)
 
     def initial(self) -> tuple[MathLine, ...]:
@@ -683,25 +747,15 @@ class _Builder:
         """``diag(expr)``; an expression too wide for a line is named ``d^{(k)}`` and defined
         on lines of its own."""
         text = self.latex(expr)
-        if _rough_width(text) > MATH_WIDTH // 2:
+        if _rough_width(text) > DIAG_WIDTH:
             name = rf"d^{{({len(definitions) + 1})}}"
-            sums = [a for a in expr.args if a.is_Add] if expr.is_Mul else []
-            widest = max(sums, key=lambda a: _rough_width(self.latex(a)), default=None)
-            if (
-                widest is not None
-            ):  # outer ⊙ (a + b + ...), the widest sum broken over rows
-                outer = self.latex(expr / widest)
-                terms = self.printer.terms(widest)
-                terms[0] = rf"{outer} \odot \Bigl({terms[0]}"
-                terms[-1] += r"\Bigr)"
-            else:
-                terms = self.printer.terms(sympy.sympify(expr))
-            definitions.append(_math_line(name, "=", terms, width=MATH_WIDTH // 2))
+            terms = self.printer.terms(sympy.sympify(expr), DIAG_WIDTH)
+            definitions.append(_math_line(name, "=", terms, width=DIAG_WIDTH))
             text = name
         return rf"\operatorname{{diag}}\left({text}\right)"
 
-    def _path(self, path: Path, definitions: list) -> str:
-        """``diag(a_0) W_1 diag(a_1) ...``, leaving out ``diag(1)``."""
+    def _path(self, path: Path, definitions: list) -> list[str]:
+        """``diag(a_0) W_1 diag(a_1) ...``, leaving out ``diag(1)``, factor by factor."""
         parts = []
         for n, diagonal in enumerate(path.diagonals):
             if diagonal != 1:
@@ -712,7 +766,7 @@ class _Builder:
                 parts.append(
                     r"\mathbf{1}\mathbf{1}^{\top}" if is_mean else self.block[block][0]
                 )
-        return " ".join(parts)
+        return parts
 
     def flow(self) -> tuple[tuple[Flow, ...], tuple[tuple[str, str], ...]]:
         spec = self.spec
@@ -723,8 +777,10 @@ class _Builder:
             lhs = rf"\frac{{\partial {self.name(new.new)}}}{{\partial {self.name(prev.prev)}}}"
             first = len(definitions)
             terms = [self._diag(jac.diagonal, definitions)] if jac.diagonal != 0 else []
-            for path in jac.paths:  # one path a row
-                terms.append(("+ " if terms else "") + self._path(path, definitions))
+            for path in jac.paths:  # one path a row, or more where it is too wide
+                first_factor, *rest = self._path(path, definitions)
+                parts = [("+ " if terms else "") + first_factor, *rest]
+                terms += _math_line(lhs, "=", parts).rows
             lines = (MathLine(lhs, "=", tuple(terms) or ("0",)), *definitions[first:])
             meaning: tuple[tuple[str, str], ...] = ()
             if jac.new == jac.prev:
@@ -812,16 +868,20 @@ def document(plan: KernelPlan) -> Document:
     backward, statements = build.backward()
     saved, memory = build.saved()
     flow, summary = build.flow()
+    fitted = iter(_fit(tuple(line for item in flow for line in item.lines)))
+    flow = tuple(
+        Flow(tuple(next(fitted) for _ in item.lines), item.meaning) for item in flow
+    )
     return Document(
         spec=plan.spec,
         output=build.name(plan.spec.output_symbol),
         sizes=build.sizes(),
         notation=build.notation(),
-        forward=build.forward(),
+        forward=_fit(build.forward()),
         incoming=build.incoming(),
-        backward=backward,
-        after_loop=build.after_loop(),
-        gradients=build.gradients(),
+        backward=tuple((what, _fit(lines)) for what, lines in backward),
+        after_loop=_fit(build.after_loop()),
+        gradients=_fit(build.gradients()),
         initial=build.initial(),
         saved=saved,
         memory=memory,
