@@ -264,7 +264,7 @@ def test_every_registered_variant_has_a_kernel_a_document_and_tests():
     import test_papers
 
     names = set(registry.names())
-    assert len(names) == 56
+    assert len(names) == 57
     assert {p.stem for p in (ROOT / "generated").glob("*.py")} - {
         "__init__",
         "_interface",

@@ -525,6 +525,24 @@ def _intersection_rnn(xt, states, p):
 
 
 LITERATURE["intersection_rnn"] = _intersection_rnn
+
+
+def _nas(xt, states, p):
+    """Zoph and Le 2017, the tree of the paper's figure: eight pairs, then four, then two."""
+    h, c = states
+    x = _units(_linear(xt, p["weight_ih"]), 8)
+    m = _units(_linear(h, p["weight_hh"], p["bias"]), 8)
+    relu = torch.relu
+    first = (sigmoid(x[0] + m[0]), relu(x[1] + m[1]), sigmoid(x[2] + m[2]),
+             relu(x[3] * m[3]), tanh(x[4] + m[4]), sigmoid(x[5] + m[5]),
+             tanh(x[6] + m[6]), sigmoid(x[7] + m[7]))  # fmt: skip
+    second = (tanh(first[0] * first[1]), tanh(first[2] + first[3]),
+              tanh(first[4] * first[5]), sigmoid(first[6] + first[7]))  # fmt: skip
+    c_new = tanh(second[0] + c) * second[1]
+    return tanh(c_new * tanh(second[2] + second[3])), c_new
+
+
+LITERATURE["nas"] = _nas
 OTHER_HYPERS["antisymmetric_rnn"] = {"eps": 0.7, "gamma": 0.3}
 
 
