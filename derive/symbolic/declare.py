@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .activations import FUNCTIONS, GATE_ACTIVATIONS, descriptor
+from .activations import FUNCTIONS, GATE_ACTIVATIONS, descriptor, relu
 
 __all__ = [
     "Cell",
@@ -1076,15 +1076,32 @@ def _check_latex(latex: str | None, where: str) -> str | None:
     return latex
 
 
+def _extremum(node: sympy.Expr) -> sympy.Expr:
+    """``Max`` and ``Min`` through ReLU, pairwise from the first argument:
+    ``max(m, a) = a + ReLU(m - a)`` and ``min(m, a) = a - ReLU(a - m)``."""
+    value, *rest = node.args
+    for arg in rest:
+        value = (
+            arg + relu(value - arg)
+            if isinstance(node, sympy.Max)
+            else arg - relu(arg - value)
+        )
+    return value
+
+
 def _check_functions(expr: sympy.Expr, where: str) -> sympy.Expr:
     """Refuse anything no emitter can print: a pointwise equation is built from symbols, exact
-    numbers, sums, products, powers with exact exponents and the supported functions."""
+    numbers, sums, products, powers with exact exponents and the supported functions (``Max``
+    and ``Min`` are rewritten through ReLU first)."""
+    expr = expr.replace(lambda e: isinstance(e, (sympy.Max, sympy.Min)), _extremum)
     if isinstance(expr, sympy.Float) or expr.atoms(sympy.Float):
         raise DeclarationError(
             f"{where}: {expr} has a floating-point number; write exact numbers "
             "(sympy.Rational(1, 2), not 0.5)."
         )
-    known = ", ".join(n for n, a in FUNCTIONS.items() if a.declarable)
+    known = ", ".join(
+        [*(n for n, a in FUNCTIONS.items() if a.declarable), "Max", "Min"]
+    )
     for node in sympy.preorder_traversal(expr):
         if isinstance(node, (sympy.Symbol, sympy.Add, sympy.Mul)) or (
             isinstance(node, sympy.Rational) and node.is_finite
