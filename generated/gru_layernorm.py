@@ -322,7 +322,7 @@ def forward_kernel(
     steps = seq_x.shape[0] // batch
     size_H = init_h.shape[1]
     real = seq_x.dtype.type
-    const_1_3 = real(1/3)
+    const_1_3 = real(1 / 3)
     const_1 = real(1)
     const_H = real(size_H)
     seq_h = np.empty(((steps + 1) * batch, size_H), seq_x.dtype)
@@ -430,7 +430,11 @@ def forward_kernel(
                 n_pre = (
                     ln_ih_bias[2 * size_H + j]
                     + ln_ih_weight[2 * size_H + j] * tmp1 * (-ih_mean + ih_n)
-                    + r * (ln_hh_bias[2 * size_H + j] + ln_hh_weight[2 * size_H + j] * tmp0 * (-hh_mean + hh_n))
+                    + r
+                    * (
+                        ln_hh_bias[2 * size_H + j]
+                        + ln_hh_weight[2 * size_H + j] * tmp0 * (-hh_mean + hh_n)
+                    )
                 )
                 n = _tanh(n_pre, const_1)
                 h_new = h_prev * z + n * (const_1 - z)
@@ -497,10 +501,10 @@ def backward_kernel(
     steps = seq_x.shape[0] // batch
     size_H = dfinal_h.shape[1]
     real = seq_x.dtype.type
-    const_1_3 = real(1/3)
-    const_1_2 = real(1/2)
+    const_1_3 = real(1 / 3)
+    const_1_2 = real(1 / 2)
     const_1 = real(1)
-    const_3_2 = real(3/2)
+    const_3_2 = real(3 / 2)
     const_2 = real(2)
     const_6 = real(6)
     const_H = real(size_H)
@@ -595,7 +599,7 @@ def backward_kernel(
                 buf_hh_mean[b, 0] += -tmp10 - tmp6 - tmp8
                 buf_hh_n[b, j] += tmp10
                 tmp11 = -hh_mean + hh_r
-                tmp12 = const_1_2 / (tmp2**(const_3_2))
+                tmp12 = const_1_2 / (tmp2**const_3_2)
                 tmp13 = -hh_mean + hh_z
                 tmp14 = tmp1 * tmp9
                 buf_hh_var[b, 0] += (
@@ -614,7 +618,7 @@ def backward_kernel(
                 buf_ih_mean[b, 0] += -tmp18 - tmp20 - tmp22
                 buf_ih_n[b, j] += tmp18
                 tmp23 = -ih_mean + ih_n
-                tmp24 = const_1_2 / (tmp15**(const_3_2))
+                tmp24 = const_1_2 / (tmp15**const_3_2)
                 tmp25 = -ih_mean + ih_r
                 tmp26 = -ih_mean + ih_z
                 buf_ih_var[b, 0] += (

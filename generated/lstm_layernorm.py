@@ -356,7 +356,7 @@ def forward_kernel(
     steps = seq_x.shape[0] // batch
     size_H = init_h.shape[1]
     real = seq_x.dtype.type
-    const_1_4 = real(1/4)
+    const_1_4 = real(1 / 4)
     const_1 = real(1)
     const_H = real(size_H)
     seq_h = np.empty(((steps + 1) * batch, size_H), seq_x.dtype)
@@ -519,7 +519,11 @@ def forward_kernel(
                 c_new = seq_c[row + batch, j]
                 c_var = save_c_var[row, 0]
                 o = save_o[row, j]
-                h_new = o * _tanh(ln_c_bias[j] + ln_c_weight[j] * (-c_mean + c_new) / (np.sqrt(c_var + eps)), const_1)
+                h_new = o * _tanh(
+                    ln_c_bias[j]
+                    + ln_c_weight[j] * (-c_mean + c_new) / (np.sqrt(c_var + eps)),
+                    const_1,
+                )
                 seq_h[row + batch, j] = h_new
         # a row past its length carries its states through unchanged
         for b in range(batch):
@@ -597,10 +601,10 @@ def backward_kernel(
     steps = seq_x.shape[0] // batch
     size_H = dfinal_h.shape[1]
     real = seq_x.dtype.type
-    const_1_4 = real(1/4)
-    const_1_2 = real(1/2)
+    const_1_4 = real(1 / 4)
+    const_1_2 = real(1 / 2)
     const_1 = real(1)
-    const_3_2 = real(3/2)
+    const_3_2 = real(3 / 2)
     const_2 = real(2)
     const_8 = real(8)
     const_H = real(size_H)
@@ -688,8 +692,8 @@ def backward_kernel(
                 buf_c_mean[b, 0] += -tmp6
                 buf_c_new[b, j] += tmp6
                 tmp7 = tmp3 * tmp5
-                buf_c_var[b, 0] += -const_1_2 * ln_c_weight[j] * tmp7 / (
-                    tmp0**(const_3_2)
+                buf_c_var[b, 0] += (
+                    -const_1_2 * ln_c_weight[j] * tmp7 / (tmp0**const_3_2)
                 )
                 d_ln_c_bias[j] += tmp5
                 d_ln_c_weight[j] += tmp1 * tmp7
@@ -764,7 +768,7 @@ def backward_kernel(
                 buf_hh_o[b, j] += tmp9
                 tmp10 = -hh_mean
                 tmp11 = hh_f + tmp10
-                tmp12 = const_1_2 / (tmp0**(const_3_2))
+                tmp12 = const_1_2 / (tmp0**const_3_2)
                 tmp13 = hh_g + tmp10
                 tmp14 = hh_i + tmp10
                 tmp15 = -hh_mean + hh_o
@@ -788,7 +792,7 @@ def backward_kernel(
                 buf_ih_o[b, j] += tmp25
                 tmp26 = -ih_mean
                 tmp27 = ih_f + tmp26
-                tmp28 = const_1_2 / (tmp16**(const_3_2))
+                tmp28 = const_1_2 / (tmp16**const_3_2)
                 tmp29 = ih_g + tmp26
                 tmp30 = ih_i + tmp26
                 tmp31 = -ih_mean + ih_o

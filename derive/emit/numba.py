@@ -9,6 +9,7 @@ template lays out. Nothing printed here is read again.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sympy
@@ -105,6 +106,10 @@ def constant_name(value: sympy.Number) -> str:
     raise ValueError(
         f"the kernel printer takes integer and rational constants only, got {value}"
     )
+
+
+#: An operand the formatter counts as simple: a name, a number, an attribute, with its sign.
+_SIMPLE = re.compile(r"-?(?:[A-Za-z_][\w.]*|\d+(?:\.\d*)?)")
 
 
 def count_name(size: str) -> str:
@@ -212,7 +217,15 @@ class NumbaPrinter(PythonCodePrinter):
         if exponent == sympy.Rational(1, 2):
             return f"np.sqrt({self._print(base)})"
         prec = precedence(expr)
-        return f"{self.parenthesize(base, prec, strict=True)}**{self.parenthesize(exponent, prec)}"
+        base, exponent = (
+            self.parenthesize(base, prec, strict=True),
+            self._print(exponent),
+        )
+        if not _SIMPLE.fullmatch(exponent):
+            exponent = f"({exponent})"
+        # the formatter hugs ``**`` only between simple operands (names, numbers)
+        hug = _SIMPLE.fullmatch(base) and _SIMPLE.fullmatch(exponent)
+        return f"{base}**{exponent}" if hug else f"{base} ** {exponent}"
 
     def statement(self, expr) -> str:
         """``expr`` printed as the whole right-hand side of an assignment."""
@@ -446,7 +459,10 @@ def _size_lines(sources: tuple[SizeSource, ...], batch_from: str) -> tuple[Line,
 def _constant_lines(printer: NumbaPrinter) -> tuple[Line, ...]:
     """Typed constants of a kernel: ``real`` is the kernel's float type."""
     numbers = [
-        Line(constant_name(c), "=", f"real({c})") for c in sorted(printer.constants)
+        Line(
+            constant_name(c), "=", f"real({c.p} / {c.q})" if c.q != 1 else f"real({c})"
+        )
+        for c in sorted(printer.constants)
     ]
     counts = [Line(count_name(size), "=", f"real({_size(size)})")
               for size in sorted(printer.counts)]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from importlib import metadata
+from itertools import pairwise
 from pathlib import Path
 
 import jinja2
@@ -110,61 +111,90 @@ def docstring_escape(text: str) -> str:
 
 
 def statement(line: Line, indent: int) -> str:
-    """``target op value``, wrapped at the sum's terms when it is too long for one line."""
+    """``target op value``, laid out as the formatter lays it out when it is too long for one
+    line: with one operator or none, split inside the brackets that close it; else the value
+    in brackets of its own, split at its operators."""
     text = f"{line.target} {line.op} {line.value}"
     if indent + len(text) <= LINE_LENGTH:
         return text
-    if len(line.terms) < 2:
-        return _split_last_bracket(text, indent)
-    # one operator: the formatter splits a closing bracket first
-    if len(line.terms) == 2:
+    if len(line.terms) < 3 and len(_delimiters(line.value)[1]) < 2:
         split = _split_last_bracket(text, indent)
         if split != text:
             return split
-    pad = " " * (indent + 4)
-    close = " " * indent + ")"
-    flat = f"{pad}{line.value}"
-    if len(flat) <= LINE_LENGTH:
-        return f"{line.target} {line.op} (\n{flat}\n{close}"
-    (sign, first), *rest = line.terms
-    body = [f"{pad}{'-' if sign == '-' else ''}{first}"]
-    body += [f"{pad}{sign} {term}" for sign, term in rest]
-    return f"{line.target} {line.op} (\n" + "\n".join(body) + "\n" + close
+    body = "\n".join(_layout(line.value, indent + 4))
+    return f"{line.target} {line.op} (\n{body}\n{' ' * indent})"
 
 
 def _split_last_bracket(text: str, indent: int) -> str:
-    """A product too long for its line, split inside the brackets that close it, as the
-    formatter does: ``head(`` / the contents, indented / ``)``."""
-    if not text.endswith(")"):
+    """A line too long for its width, split inside the brackets that close it, as the
+    formatter does: ``head(`` / the contents, indented and laid out / ``)``."""
+    split = _closing_bracket(text)
+    if split is None or split[0] == "(" or indent + len(split[0]) > LINE_LENGTH:
         return text
+    head, inner, tail = split
+    lines = _layout(inner, indent + 4)
+    if any(len(line) > LINE_LENGTH for line in lines):
+        return text
+    return "\n".join([head, *lines, " " * indent + tail])
+
+
+def _closing_bracket(text: str) -> tuple[str, str, str] | None:
+    """``text`` as ``head(``, the contents and ``)`` (with a trailing comma), split at the
+    brackets that close it; None where it does not end with a bracket."""
+    end = len(text) - 1 if text.endswith(",") else len(text)
+    if end < 1 or text[end - 1] not in ")]":
+        return None
     depth = 0
-    for i in range(len(text) - 1, -1, -1):
-        depth += {")": 1, "(": -1}.get(text[i], 0)
+    for i in range(end - 1, -1, -1):
+        depth += {")": 1, "]": 1, "(": -1, "[": -1}.get(text[i], 0)
         if depth == 0:
             break
-    head, inner = text[: i + 1], text[i + 1 : -1]
-    pad = " " * (indent + 4)
-    if i == 0 or indent + len(head) > LINE_LENGTH:
-        return text
-    lines = [inner] if len(pad + inner) <= LINE_LENGTH else _sum_lines(inner)
-    if not lines or any(len(pad + line) > LINE_LENGTH for line in lines):
-        return text
-    body = "\n".join(pad + line for line in lines)
-    return f"{head}\n{body}\n{' ' * indent})"
+    return text[: i + 1], text[i + 1 : end - 1], text[end - 1 :]
 
 
-def _sum_lines(inner: str) -> list[str]:
-    """A bracketed sum too long for one line as the formatter lays it out: one term a line,
-    each after the first led by its operator (none when ``inner`` is not a sum)."""
-    lines, depth, start = [], 0, 0
-    for i, ch in enumerate(inner):
+#: The formatter's splitting order: commas first, then sums, then products.
+_PRIORITY = {",": 3, "+": 2, "-": 2, "*": 1, "/": 1}
+
+
+def _delimiters(text: str) -> tuple[int, list[int]]:
+    """The priority and positions of the outermost delimiters of the highest priority in
+    ``text``: commas but a trailing one, and binary operators (a space either side)."""
+    found: dict[int, list[int]] = {}
+    depth = 0
+    for i, ch in enumerate(text):
         depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
-        if depth == 0 and inner.startswith((" + ", " - "), i):
-            lines.append(inner[start:i])
-            start = i + 1
-        elif depth == 0 and ch == ",":
-            return []  # a call's arguments: not a sum
-    return lines + [inner[start:]] if lines else []
+        binary = ch in "+-*/" and text[i - 1 : i] == " " and text[i + 1 : i + 2] == " "
+        comma = ch == "," and i < len(text) - 1  # a trailing comma splits nothing
+        if depth == 0 and i > 0 and (comma or binary):
+            found.setdefault(_PRIORITY[ch], []).append(i)
+    if not found:
+        return 0, []
+    top = max(found)
+    return top, found[top]
+
+
+def _layout(text: str, indent: int) -> list[str]:
+    """The lines of ``text`` inside brackets, as the formatter lays them out: whole where it
+    fits; else one item a line (with a trailing comma) or one operand a line (led by its
+    operator) at the outermost delimiters of highest priority; else split inside the brackets
+    that close it. Each line comes indented."""
+    pad = " " * indent
+    if indent + len(text) <= LINE_LENGTH:
+        return [pad + text]
+    priority, positions = _delimiters(text)
+    if positions:
+        cuts = [0, *positions, len(text)]
+        if priority == _PRIORITY[","]:
+            pieces = [text[a:b].strip(" ,") + "," for a, b in pairwise(cuts)]
+            pieces = [piece for piece in pieces if piece != ","]
+        else:
+            pieces = [text[a:b].strip() for a, b in pairwise(cuts)]
+        return [line for piece in pieces for line in _layout(piece, indent)]
+    split = _closing_bracket(text)
+    if split is None:
+        return [pad + text]
+    head, inner, tail = split
+    return [pad + head, *_layout(inner, indent + 4), pad + tail]
 
 
 def bracket(items, head: str, tail: str = "", indent: int = 0, hug: bool = True) -> str:
