@@ -98,41 +98,31 @@ class DerivationPrinter(LatexPrinter):
     def _print_Add(self, expr, order=None):
         return " ".join(self.terms(expr))
 
-    def _product_pieces(self, expr, width: int) -> list[str]:
+    def _product_pieces(self, expr, width: int | None = None) -> list[str]:
         """A product as pieces a line may break between: its factors (``a``, ``\\odot b``),
-        a sum among them wider than ``width`` as its terms in ``\\Bigl( … \\Bigr)``."""
+        the first carrying the coefficient, and a sum among them wider than ``width`` as its
+        terms in ``\\Bigl( … \\Bigr)``. Joined by spaces, they print the product."""
         coeff, rest = expr.as_coeff_Mul()
         pieces = []
-        for n, factor in enumerate(rest.as_ordered_factors()):
+        for n, factor in enumerate(rest.as_ordered_factors() if rest != 1 else ()):
             op = r"\odot " if n else ""
             printed = self.parenthesize(factor, PRECEDENCE["Mul"], strict=False)
-            if factor.is_Add and _rough_width(printed) > width:
+            if width is not None and factor.is_Add and _rough_width(printed) > width:
                 inner = self.terms(factor, width)
                 inner[0], inner[-1] = rf"{op}\Bigl({inner[0]}", rf"{inner[-1]}\Bigr)"
                 pieces += inner
             else:
                 pieces.append(op + printed)
-        if coeff != 1:
-            pieces[0] = rf"{self._print(coeff)}\, {pieces[0]}"
-        return pieces
-
-    def factors(self, expr) -> list[str]:
-        """The printed factors of a product, the first carrying its coefficient."""
-        coeff, rest = expr.as_coeff_Mul()
-        factors = list(rest.as_ordered_factors()) if rest != 1 else []
-        printed = [
-            self.parenthesize(f, PRECEDENCE["Mul"], strict=False) for f in factors
-        ]
         if coeff == 1:
-            return printed or ["1"]
-        if not printed:
+            return pieces or ["1"]
+        if not pieces:
             return [self._print(coeff)]
-        return [rf"{self._print(coeff)}\, {printed[0]}", *printed[1:]]
+        return [rf"{self._print(coeff)}\, {pieces[0]}", *pieces[1:]]
 
     def _print_Mul(self, expr):
         if expr.as_coeff_Mul()[0].is_negative:
             return "- " + self._print(-expr)
-        return r" \odot ".join(self.factors(expr))
+        return " ".join(self._product_pieces(expr))
 
     def _print_Rational(self, expr):
         if expr.q == 1:
