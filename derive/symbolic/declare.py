@@ -480,10 +480,7 @@ class Cell:
         ``default`` when not given), used in equations as a symbol and never trained."""
         where = _caller()
         _check_name(name, "hyperparameter", where)
-        if name in self._taken or name in self._params or name in self._states:
-            raise DeclarationError(
-                f"{where}: the name {name!r} is already taken; choose another."
-            )
+        self._refuse_taken(name, where)
         value = _check_default(name, default, where)
         self._hypers[name] = Hyper(name, value, _check_latex(latex, where), where)
         self._taken.add(name)
@@ -660,15 +657,19 @@ class Cell:
         self._equation(state.new.name, expr, "state", None, where)
         return state.new
 
+    def _refuse_taken(self, name: str, where: str) -> None:
+        """Refuse ``name`` for a new symbol when a value, parameter or state has it."""
+        if name in self._taken or name in self._params or name in self._states:
+            raise DeclarationError(
+                f"{where}: the name {name!r} is already taken; choose another."
+            )
+
     def _equation(self, name, expr, role, latex, where) -> sympy.Symbol:
         if role != "state":
             _check_name(name, "intermediate", where)
         target = sympy.Symbol(name)
-        taken = name in self._taken or name in self._params or name in self._states
-        if taken and role != "state":
-            raise DeclarationError(
-                f"{where}: the name {name!r} is already taken; choose another."
-            )
+        if role != "state":
+            self._refuse_taken(name, where)
         expr = _check_functions(sympy.sympify(expr), where)
         # An activation of a compound argument gets its pre-activation named, so the adjoint of
         # the pre-activation (the paper's delta-bar) is one statement the kernel and text share.
@@ -698,10 +699,7 @@ class Cell:
         the equations after it read it (it is known once every unit is)."""
         where = _caller()
         _check_name(name, "mean", where)
-        if name in self._taken or name in self._params or name in self._states:
-            raise DeclarationError(
-                f"{where}: the name {name!r} is already taken; choose another."
-            )
+        self._refuse_taken(name, where)
         terms = list(terms) if isinstance(terms, (list, tuple)) else [terms]
         if not terms:
             raise DeclarationError(
