@@ -53,25 +53,22 @@ def _ruff():
 
 
 #: Statements too long for a line, each in a shape the kernels hold: a call whose argument is
-#: a long sum, a sum with a long term, a product of several factors; with the value's terms.
+#: a long sum, a sum with a long term, a product of several factors.
 _LONG = {
     "h_new": (
         "=",
         "o * _tanh(ln_c_bias[j] + ln_c_weight[j] * (-c_mean + c_new) / "
         "(np.sqrt(c_var + eps)), const_1)",
-        1,
     ),
     "dk_hh[row, j]": (
         "+=",
         "ln_ih_bias[2 * size_H + j] + ln_ih_weight[2 * size_H + j] * tmp1 * (-ih_mean + ih_n)"
         " + r * (ln_hh_bias[2 * size_H + j] + ln_hh_weight[2 * size_H + j] * tmp0 * "
         "(-hh_mean + hh_n))",
-        3,
     ),
     "buf_c_var[b, 0]": (
         "+=",
         "-const_1_2 * ln_c_weight[j] * tmp7 / (tmp0**const_3_2)",
-        1,
     ),
 }
 
@@ -79,11 +76,8 @@ _LONG = {
 def test_long_statements_are_laid_out_as_the_formatter_lays_them_out():
     indent = 16
     source = "def f():\n    for a in b:\n        for c in d:\n            for e in g:\n"
-    for target, (op, value, terms) in _LONG.items():
-        signs = tuple(
-            ("+", f"term {n}") for n in range(terms)
-        )  # only the count is read
-        text = statement(Line(target, op, value, "", signs), indent)
+    for target, (op, value) in _LONG.items():
+        text = statement(Line(target, op, value), indent)
         lines = text.splitlines()
         assert len(lines) > 1 and indent + len(lines[0]) <= 88, text
         assert all(len(line) <= 88 for line in lines[1:]), text

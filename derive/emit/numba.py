@@ -192,21 +192,6 @@ class NumbaPrinter(PythonCodePrinter):
             return self._print(factor)
         return self.parenthesize(factor, PRECEDENCE["Mul"], strict=False)
 
-    def terms(self, expr) -> list[tuple[str, str]]:
-        """The printed terms of a sum with their signs, in the order ``_print_Add`` uses."""
-        if not expr.is_Add:
-            return [("", self._print(expr))]
-        out = []
-        for term in self._as_ordered_terms(expr, order=None):
-            text = self._print(term)
-            sign = "+"
-            if text.startswith("-"):
-                sign, text = "-", text[1:]
-            if precedence(term) < PRECEDENCE["Add"]:
-                text = f"({text})"
-            out.append((sign, text))
-        return out
-
     def _print_Pow(self, expr, rational=False):
         base, exponent = expr.args
         if exponent.is_Integer and 2 <= exponent <= 4:
@@ -272,13 +257,12 @@ _EXTENTS = {Extent.STEPS: "steps * batch", Extent.STEPS_AND_INITIAL: "(steps + 1
 @dataclass(frozen=True)
 class Line:
     """One printed statement: ``target op value``; ``comment`` heads a block (the equation it
-    serves); ``terms`` are the value's terms with their signs, for line wrapping."""
+    serves)."""
 
     target: str
     op: str
     value: str
     comment: str = ""
-    terms: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -424,9 +408,7 @@ def _product(p: Product) -> PrintedProduct:
 
 
 def _line(printer: NumbaPrinter, target: str, op: str, expr, comment: str = "") -> Line:
-    return Line(
-        target, op, printer.statement(expr), comment, tuple(printer.terms(expr))
-    )
+    return Line(target, op, printer.statement(expr), comment)
 
 
 def _statement(printer: NumbaPrinter, st) -> Line:

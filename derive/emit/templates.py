@@ -117,7 +117,7 @@ def statement(line: Line, indent: int) -> str:
     text = f"{line.target} {line.op} {line.value}"
     if indent + len(text) <= LINE_LENGTH:
         return text
-    if len(line.terms) < 3 and len(_delimiters(line.value)[1]) < 2:
+    if len(_delimiters(line.value)[1]) < 2:
         split = _split_last_bracket(text, indent)
         if split != text:
             return split
