@@ -22,6 +22,7 @@ rank 0) as a NumPy ``.npz`` file.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 
 import numpy as np
@@ -94,8 +95,11 @@ def main(argv=None):
         state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
         np.savez(args.out, **state)
     if distributed:
-        # every rank reaches the teardown before any closes its connections: a rank that
-        # tears down while the other still works can abort in gloo's threads
+        # DistributedDataParallel holds the process group: release it first, so that gloo's
+        # threads end inside destroy_process_group and not at interpreter exit, where one
+        # can abort; and every rank reaches the teardown before any closes its connections
+        del net, optimiser
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
