@@ -33,6 +33,24 @@ def test_kernel_matches_twin_autograd(variant, dtype):
     compare_with_torch(problem, ys_t, finals_t, leaves)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_per_step_products_through_blas_match_twin_autograd(variant):
+    """The problems above are small enough that every per-step product runs as a loop; past
+    ``SMALL_PRODUCT`` multiply-adds it is a BLAS call on a packed weight into a transposed
+    workspace instead. The same comparison at sizes where every per-step product takes it."""
+    from derive.verify.twin import twin_forward
+
+    module = load_generated(variant)
+    batch, hidden, extra = 9, 48, 40
+    assert batch * hidden * min(hidden, extra) > module.SMALL_PRODUCT
+    for dtype in DTYPES:
+        problem = Problem(module, dtype, steps=3, batch=batch, input_size=5,
+                          hidden_size=hidden, extra=extra)  # fmt: skip
+        leaves = problem.torch_leaves()
+        ys_t, finals_t = twin_forward(registry.get(variant), *leaves)
+        compare_with_torch(problem, ys_t, finals_t, leaves)
+
+
 def _torch_module(variant, input_size, hidden_size):
     if variant == "lstm":
         return torch.nn.LSTM(input_size, hidden_size)

@@ -186,14 +186,26 @@ def test_failed_generation_leaves_old_files(tmp_path, monkeypatch):
 # -- declarations ------------------------------------------------------------------------------
 
 
+def test_a_bias_gradient_two_biases_share_is_summed_once():
+    # b_ih and b_hh of the LSTM both take the sum over the rows of the gates' adjoint
+    text = (ROOT / "generated" / "lstm.py").read_text()
+    assert text.count("sum_dk_ih[unit] += dk_ih[row, unit]") == 1
+    assert text.count("grad += sum_dk_ih\n") == 2
+    # a bias of its own (the GRU's candidate block of b_hh) keeps its own sum
+    text = (ROOT / "generated" / "gru.py").read_text()
+    assert (
+        "sum_" not in text.split("def backward_kernel")[1].split("def param_shapes")[0]
+    )
+
+
 def test_a_projection_of_an_intermediate_is_a_second_stage():
     # GRU-Cho's W_hn reads r * h: a per-step product after the gates' loop
     text = (ROOT / "generated" / "gru_cho.py").read_text()
     assert "_product(\n            save_rh[first:last]," in text
-    assert (
-        "_product_add(\n            dk_hn[first:last], weight_hh[2 * size_H : 3 * size_H]"
-        in text
-    )
+    # forward reads the candidate block's rows; its transpose rule packs their transpose
+    assert "packed_hn = _pack(weight_hh[2 * size_H : 3 * size_H], batch)" in text
+    assert "packed_hn = _pack(weight_hh[2 * size_H : 3 * size_H].T, batch)" in text
+    assert "_product_add(dk_hn[first:last], packed_hn, work_hn, buf_rh)" in text
     assert text.index("_product(\n            save_rh") > text.index(
         "save_rh[row, j] = rh"
     )

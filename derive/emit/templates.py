@@ -284,6 +284,12 @@ def _direct_products(kernel: Kernel) -> set[str]:
     return direct
 
 
+def _bias_sums(kernel: Kernel) -> list[str]:
+    """Adjoint arrays that more than one bias gradient sums over the rows: summed once."""
+    adjoints = [p.adjoint for p in kernel.products if p.bias]
+    return sorted({a for a in adjoints if adjoints.count(a) > 1})
+
+
 def render_kernel(plan: KernelPlan) -> str:
     """The generated Numba module of one variant."""
     spec = plan.spec
@@ -311,6 +317,7 @@ def render_kernel(plan: KernelPlan) -> str:
         stamp=stamp("#", f'the declaration of "{spec.name}"', digest),
         spec=spec,
         kernel=kernel,
+        bias_sums=_bias_sums(kernel),
         equations=[f"{eq.target} = {eq.expr}" for eq in spec.equations],
         states_tuple=_tuple(kernel.states, "STATES"),
         params_tuple=_tuple(kernel.params, "PARAMS"),
