@@ -13,7 +13,10 @@ PyTorch loop and under TorchScript; and JAX ``lax.scan`` under ``jit``. Each is 
 give the generated kernels' gradients, in a process of its own.
 
 The matrix-multiply rate of the BLAS the kernels call is measured too (in its own process), and
-each kernel's rate is given as GFLOP/s and as a percent of it. The FLOP count is that of the
+each kernel's rate is given as GFLOP/s and as a percent of it; the report names that BLAS and the
+kernels it chose for this processor (through ``threadpoolctl``, where it is installed), and
+warns when the environment pins OpenBLAS to other kernels (``OPENBLAS_CORETYPE``).
+``--native-blas`` takes that pin out of every contender's environment alike. The FLOP count is that of the
 weight products: ``2 T B (sum of the weights' sizes)`` forward, three times that for forward and
 backward. Thread counts (BLAS, OpenMP, Numba, PyTorch, XLA) are fixed in every process.
 PyTorch and JAX are optional (the ``bench`` extra).
@@ -29,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 from . import contenders as _contenders
@@ -42,6 +46,8 @@ QUICK_SHAPES = ((100, 1, 32, 32), (50, 16, 64, 64))
 DEFAULT_VARIANTS = ("lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_peephole", "mgu")
 #: the spread (max / min of the per-process medians) above which the table warns
 SPREAD_WARNING = 1.25
+#: variables that choose OpenBLAS's kernels and blocking instead of its detection of the CPU
+BLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 #: the markers between which ``--report`` writes into an existing Markdown file
 BEGIN, END = "<!-- gatesmith bench: begin -->", "<!-- gatesmith bench: end -->"
 
@@ -94,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
         help="write the machine and the table into FILE.md between gatesmith's markers "
         "(a new file, or one with the markers)",
     )  # fmt: skip
+    parser.add_argument(
+        "--native-blas", action="store_true",
+        help=f"remove {' and '.join(BLAS_PINS)} from every contender's environment, so that "
+        "OpenBLAS chooses its kernels for this processor",
+    )  # fmt: skip
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
     parser.add_argument(
@@ -127,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
 # -- the children -----------------------------------------------------------------------------
 
 
-def _environment(threads: int) -> dict[str, str]:
+def _environment(threads: int, native_blas: bool = False) -> dict[str, str]:
+    """The children's environment: thread counts fixed; with ``native_blas``, no pin of
+    OpenBLAS's kernels."""
     n = str(threads)
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not (native_blas and k in BLAS_PINS)}
     env.update({
         "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
         "NUMBA_NUM_THREADS": n,
@@ -138,12 +151,12 @@ def _environment(threads: int) -> dict[str, str]:
     return env
 
 
-def _child(task: dict, threads: int):
+def _child(task: dict, threads: int, native_blas: bool = False):
     """Run ``task`` in a fresh process with the thread counts fixed; its JSON answer."""
     command = [sys.executable, "-m", "derive.bench", "--worker", json.dumps(task),
                "--threads", str(threads)]  # fmt: skip
     done = subprocess.run(
-        command, env=_environment(threads), capture_output=True, text=True
+        command, env=_environment(threads, native_blas), capture_output=True, text=True
     )
     if done.returncode != 0:
         raise SystemExit(
@@ -153,13 +166,16 @@ def _child(task: dict, threads: int):
 
 
 def _work(task: dict):
-    """One task in this process: ``time`` a contender, ``check`` gradients, or ``matmul``."""
+    """One task in this process: ``time`` a contender, ``check`` gradients, ``matmul``, or
+    name the ``blas``."""
     import numpy as np
 
     import generated
 
     if task["kind"] == "matmul":
         return _matmul_rate(np.dtype(task["dtype"]), task["repeats"])
+    if task["kind"] == "blas":
+        return _blas()
     cell = generated.load(task["variant"])
     if task["kind"] == "check":
         small = lambda dtype: Problem(cell, (6, 3, 4, 5), dtype)  # noqa: E731
@@ -212,19 +228,70 @@ class Problem:
 
 
 def _matmul_rate(dtype, repeats) -> float:
-    """GFLOP/s of a large matrix product through NumPy's BLAS (the library Numba calls)."""
+    """GFLOP/s of a large matrix product through the BLAS that Numba calls (SciPy's)."""
     import numpy as np
+    from scipy.linalg import blas
 
     n = 1536
     rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
-    np.dot(a, b)
+    a, b = (np.asfortranarray(rng.standard_normal((n, n)), dtype) for _ in range(2))
+    gemm = blas.get_blas_funcs("gemm", (a, b))
+    gemm(1.0, a, b)
     times = []
     for _ in range(max(3, repeats)):
         start = time.perf_counter()
-        np.dot(a, b)
+        gemm(1.0, a, b)
         times.append(time.perf_counter() - start)
     return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def _blas() -> list[dict[str, str]] | None:
+    """The BLAS libraries loaded once NumPy and the BLAS that Numba calls (SciPy's) are: the
+    package that ships each, its name, version, the kernels chosen and the threads; None
+    without ``threadpoolctl``."""
+    import numpy  # noqa: F401
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    keys = ("internal_api", "version", "architecture", "num_threads")
+    found = [{"package": _shipped_by(info.get("filepath", "")),
+              **{k: str(info.get(k)) for k in keys}}
+             for info in threadpool_info() if info.get("user_api") == "blas"]  # fmt: skip
+    return [dict(t) for t in dict.fromkeys(tuple(sorted(f.items())) for f in found)]
+
+
+def _shipped_by(filepath: str) -> str:
+    """The package whose folder holds a shared library (``numpy.libs``, ``scipy.libs``, a
+    folder of site-packages), else ``system``."""
+    parts = Path(filepath).parts
+    for before, part in pairwise(parts[:-1]):
+        if part.endswith(".libs"):
+            return part.removesuffix(".libs")
+        if before == "site-packages":
+            return part
+    return "system"
+
+
+def _describe_blas(blas) -> str:
+    if blas is None:
+        return "BLAS kernels not known (install threadpoolctl)"
+    if not blas:
+        return "no BLAS library found"
+    return ", ".join(
+        f"{b['package']}: {b['internal_api']} {b['version']} ({b['architecture']} kernels, "
+        f"{b['num_threads']} threads)"
+        for b in blas
+    )
+
+
+def _pins(native_blas: bool) -> dict[str, str]:
+    """The variables of ``BLAS_PINS`` the children see."""
+    return (
+        {} if native_blas else {k: os.environ[k] for k in BLAS_PINS if k in os.environ}
+    )
 
 
 def _available(module: str) -> bool:
@@ -270,17 +337,22 @@ def _out(args) -> Path:
 
 def _machine(threads: int) -> dict:
     """The processor by name and its vector extensions, for the report."""
-    name, flags = platform.processor() or platform.machine(), set()
+    name, flags, fields = platform.processor() or platform.machine(), set(), {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name":
+                key = key.strip()
+                if key == "model name":
                     name = value.strip()
-                elif key.strip() == "flags":
+                elif key == "flags":
                     flags = set(value.split())
+                elif key in ("cpu family", "model"):
+                    fields.setdefault(key, value.strip())
     except OSError:
         pass
+    if len(fields) == 2:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
     extensions = [f for f in ("avx2", "fma", "avx512f") if f in flags]
     return {"processor": name, "extensions": extensions, "cpus": os.cpu_count(),
             "threads": threads, "python": platform.python_version()}  # fmt: skip
@@ -308,18 +380,27 @@ def run(args) -> int:
     for variant in variants:
         if len(names[variant]) > 1:
             checks[variant] = _child(
-                {"kind": "check", "variant": variant, "names": names[variant]}, 1
-            )
+                {"kind": "check", "variant": variant, "names": names[variant]}, 1,
+                args.native_blas,
+            )  # fmt: skip
             worst = max(checks[variant].values())
             print(
                 f"{variant}: every contender's gradients agree (relative {worst:.1g})"
             )
     rates = {
-        dt: _child({"kind": "matmul", "dtype": dt, "repeats": repeats}, args.threads)
+        dt: _child(
+            {"kind": "matmul", "dtype": dt, "repeats": repeats}, args.threads,
+            args.native_blas,
+        )
         for dt in dtypes
-    }
+    }  # fmt: skip
     machine = _machine(args.threads)
+    machine["blas"] = _child({"kind": "blas"}, args.threads, args.native_blas)
+    machine["blas_pins"] = _pins(args.native_blas)
     print(_preamble(machine, rates, rounds, repeats, args.retain_memory))
+    warning = _pin_warning(machine)
+    if warning:
+        print(warning)
     rows = []
     for variant in variants:
         cell = generated.load(variant)
@@ -329,7 +410,8 @@ def run(args) -> int:
                 task = {"kind": "time", "variant": variant, "dtype": dt,
                         "shape": list(shape), "repeats": repeats, "threads": args.threads,
                         "retain": args.retain_memory}  # fmt: skip
-                rows.append(_measure(problem, names[variant], task, rates[dt], rounds))
+                rows.append(_measure(problem, names[variant], task, rates[dt], rounds,
+                                     args.native_blas))  # fmt: skip
                 print(_format_row(rows[-1]), flush=True)
     print(LEGEND)
     spread = [r for r in rows if max(r["spread"].values()) > SPREAD_WARNING]
@@ -370,23 +452,45 @@ columns: each contender's time in ms, min / median / max over its processes (the
 
 def _preamble(machine, rates, rounds, repeats, retained) -> str:
     extensions = ", ".join(machine["extensions"]) or "no AVX2"
+    pins = machine.get("blas_pins") or {}
+    pinned = (
+        "; pinned by " + ", ".join(f"{k}={v}" for k, v in pins.items()) if pins else ""
+    )
+    blas = _describe_blas(machine["blas"]) if "blas" in machine else None
     return (
         f"{machine['processor']} ({extensions}), {machine['cpus']} CPUs, "
-        f"{machine['threads']} threads per process; matmul rate "
+        f"{machine['threads']} threads per process; "
+        + (f"BLAS: {blas}{pinned}; " if blas else "")
+        + "matmul rate "
         + ", ".join(f"{dt} {r:.0f} GFLOP/s" for dt, r in rates.items())
         + f"; {rounds} alternated processes per contender, median of {repeats} calls each; "
         f"freed memory {'retained' if retained else 'returned'} in every process"
     )
 
 
-def _measure(problem, names, task, rate, rounds) -> dict:
+def _pin_warning(machine) -> str | None:
+    """A warning when the environment chose OpenBLAS's kernels instead of its CPU detection."""
+    pins = machine.get("blas_pins") or {}
+    if not pins:
+        return None
+    return (
+        "warning: " + " and ".join(pins) + " pin OpenBLAS's kernels, so the generated "
+        "kernels' products (and NumPy's) may run slower than this processor allows, while "
+        "PyTorch's oneDNN and JAX's XLA choose their own; --native-blas removes the pin "
+        "for every contender"
+    )
+
+
+def _measure(problem, names, task, rate, rounds, native_blas) -> dict:
     """Time one problem: ``rounds`` processes per contender, strictly alternated, the order
     rotating each round. The row of the report."""
     times = {name: [] for name in names}
     for round_ in range(rounds):
         order = names[round_ % len(names) :] + names[: round_ % len(names)]
         for name in order:
-            times[name].append(_child({**task, "name": name}, task["threads"]))
+            times[name].append(
+                _child({**task, "name": name}, task["threads"], native_blas)
+            )
     medians = {k: [statistics.median(t) for t in v] for k, v in times.items()}
     stats = {k: {"min": min(v), "median": statistics.median(v), "max": max(v)}
              for k, v in medians.items()}  # fmt: skip

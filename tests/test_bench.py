@@ -42,6 +42,7 @@ def test_a_tiny_run_writes_its_table_json_and_report(tmp_path, capsys):
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
     assert "matmul rate float32" in out and f"wrote {tmp_path / 'bench.json'}" in out
+    assert "BLAS: scipy: " in out  # the library Numba calls, named with its kernels
     assert "2 alternated processes per contender" in out and "limit:" in out
     result = json.loads((tmp_path / "bench.json").read_text())
     assert [r["variant"] for r in result["results"]] == ["rnn_tanh", "gru"]
@@ -113,3 +114,47 @@ def test_unknown_variant_is_refused(tmp_path, capsys):
         == 2
     )
     assert "unknown variants ['lstmm']" in capsys.readouterr().err
+
+
+def test_native_blas_takes_the_pin_out_of_every_child_and_only_then(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "512")
+    pinned = bench._environment(2)
+    assert (
+        pinned["OPENBLAS_CORETYPE"] == "Haswell" and pinned["OPENBLAS_L2_SIZE"] == "512"
+    )
+    native = bench._environment(2, native_blas=True)
+    assert not set(bench.BLAS_PINS) & set(native)
+    assert native["OPENBLAS_NUM_THREADS"] == "2" == pinned["OPENBLAS_NUM_THREADS"]
+    assert bench._pins(False) == {
+        "OPENBLAS_CORETYPE": "Haswell",
+        "OPENBLAS_L2_SIZE": "512",
+    }
+    assert bench._pins(True) == {}
+
+
+def test_a_pinned_blas_is_named_in_the_preamble_and_warned_about():
+    machine = {"processor": "CPU", "extensions": ["avx2"], "cpus": 2, "threads": 2,
+               "blas": [{"package": "scipy", "internal_api": "openblas", "version": "0.3",
+                         "architecture": "Haswell", "num_threads": "2"}],
+               "blas_pins": {"OPENBLAS_CORETYPE": "Haswell"}}  # fmt: skip
+    text = bench._preamble(machine, {"float32": 100.0}, 3, 5, True)
+    assert "BLAS: scipy: openblas 0.3 (Haswell kernels, 2 threads)" in text
+    assert "pinned by OPENBLAS_CORETYPE=Haswell" in text
+    assert "--native-blas" in bench._pin_warning(machine)
+    unpinned = {**machine, "blas_pins": {}}
+    assert "pinned" not in bench._preamble(unpinned, {"float32": 100.0}, 3, 5, True)
+    assert bench._pin_warning(unpinned) is None
+    unknown = {**unpinned, "blas": None}
+    assert "not known" in bench._preamble(unknown, {"float32": 100.0}, 3, 5, True)
+
+
+def test_the_blas_numba_calls_is_found_with_the_package_that_ships_it():
+    pytest.importorskip("threadpoolctl")
+    found = bench._blas()
+    assert found and all(set(b) == {"package", "internal_api", "version", "architecture",
+                                    "num_threads"} for b in found)  # fmt: skip
+    assert "scipy" in {b["package"] for b in found}
+    assert bench._shipped_by("/v/site-packages/numpy.libs/libopenblas.so") == "numpy"
+    assert bench._shipped_by("/v/site-packages/torch/lib/libgomp.so") == "torch"
+    assert bench._shipped_by("/usr/lib/x86_64-linux-gnu/libopenblas.so.0") == "system"
