@@ -335,6 +335,21 @@ def _out(args) -> Path:
     return generated.parent / "benchmarks" / "results"
 
 
+def _machine_and_rates(args, dtypes, repeats) -> tuple[dict, dict[str, float]]:
+    """The machine with the BLAS its children see, and that BLAS's matmul rate per dtype."""
+    rates = {
+        dt: _child(
+            {"kind": "matmul", "dtype": dt, "repeats": repeats}, args.threads,
+            args.native_blas,
+        )
+        for dt in dtypes
+    }  # fmt: skip
+    machine = _machine(args.threads)
+    machine["blas"] = _child({"kind": "blas"}, args.threads, args.native_blas)
+    machine["blas_pins"] = _pins(args.native_blas)
+    return machine, rates
+
+
 def _machine(threads: int) -> dict:
     """The processor by name and its vector extensions, for the report."""
     name, flags, fields = platform.processor() or platform.machine(), set(), {}
@@ -387,16 +402,7 @@ def run(args) -> int:
             print(
                 f"{variant}: every contender's gradients agree (relative {worst:.1g})"
             )
-    rates = {
-        dt: _child(
-            {"kind": "matmul", "dtype": dt, "repeats": repeats}, args.threads,
-            args.native_blas,
-        )
-        for dt in dtypes
-    }  # fmt: skip
-    machine = _machine(args.threads)
-    machine["blas"] = _child({"kind": "blas"}, args.threads, args.native_blas)
-    machine["blas_pins"] = _pins(args.native_blas)
+    machine, rates = _machine_and_rates(args, dtypes, repeats)
     print(_preamble(machine, rates, rounds, repeats, args.retain_memory))
     warning = _pin_warning(machine)
     if warning:

@@ -1,0 +1,163 @@
+"""Shards of the batch on threads: the numbers of one piece for every variant, autograd's
+gradients, the standard tape layout for the framework bindings, the policy, BLAS held to one
+thread while shards run, and errors raised only once every shard has finished."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import VARIANTS, Problem, compare_with_torch, load_generated
+
+import generated
+from derive import registry
+from generated import _interface
+
+
+@pytest.fixture
+def sharded(monkeypatch):
+    """Every call split over three threads, however small."""
+    monkeypatch.setattr(_interface, "SHARD_WORK", 0)
+    generated.set_threads(3)
+    yield 3
+    generated.set_threads(None)
+
+
+def _run(cell, problem, lengths):
+    ys, finals, tape = cell.forward(problem.x, problem.states, problem.params, lengths)
+    dx, dstates, dparams = cell.backward(problem.dys, problem.dfinal, tape)
+    return tape, [ys, *finals, dx, *dstates, *(dparams[k] for k in cell.PARAMS)]
+
+
+def _relative(got, want):
+    scale = max(float(np.abs(want).max()), 1e-300)
+    return float(np.abs(np.asarray(got) - want).max()) / scale
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shards_give_the_numbers_of_one_piece(variant, sharded):
+    """Seven rows in shards of 2, 2 and 3, some rows shorter than the sequence."""
+    cell = load_generated(variant)
+    problem = Problem(cell, np.float64, steps=5, batch=7)
+    lengths = np.array([5, 3, 5, 1, 4, 5, 2])
+    tape, got = _run(cell, problem, lengths)
+    assert [(first, last) for first, last, _ in tape["shards"]] == [
+        (0, 2),
+        (2, 4),
+        (4, 7),
+    ]
+    generated.set_threads(1)
+    one_tape, want = _run(cell, problem, lengths)
+    assert "shards" not in one_tape
+    for n, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        assert _relative(g, w) < 1e-13, f"{variant}: output {n} differs"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+@pytest.mark.parametrize(
+    "variant", ["lstm", "gru", "lstm_peephole", "lstm_layernorm", "fastgrnn", "cornn"]
+)
+def test_sharded_kernels_match_autograd(variant, dtype, sharded):
+    """Weights, vectors, means, scalar parameters and hyperparameters, each row a shard."""
+    torch = pytest.importorskip("torch")  # noqa: F841
+    from derive.verify.twin import twin_forward
+
+    problem = Problem(load_generated(variant), dtype, batch=sharded)
+    leaves = problem.torch_leaves()
+    ys_t, finals_t = twin_forward(registry.get(variant), *leaves)
+    errors = compare_with_torch(problem, ys_t, finals_t, leaves)
+    assert errors and max(errors.values()) < (1e-9 if dtype == np.float64 else 1e-4)
+
+
+def test_bindings_read_a_sharded_tape_in_the_layout_of_one_piece(sharded):
+    cell = load_generated("lstm_layernorm")
+    problem = Problem(cell, np.float64, steps=4, batch=5)
+    lengths = np.array([4, 2, 4, 3, 1])
+    _, _, tape = cell.forward(problem.x, problem.states, problem.params, lengths)
+    saved = cell._interface.saved_arrays(tape)
+    assert [a.shape for a in saved] == list(
+        cell._interface.saved_shapes(4, 5, tape["sizes"])
+    )
+    generated.set_threads(1)
+    _, _, whole = cell.forward(problem.x, problem.states, problem.params, lengths)
+    for got, want in zip(saved, cell._interface.saved_arrays(whole), strict=True):
+        assert _relative(got, want) < 1e-13
+    rebuilt = cell._interface.restore_tape(problem.x, problem.params, lengths, saved)
+    got = cell.backward(problem.dys, problem.dfinal, rebuilt)
+    want = cell.backward(problem.dys, problem.dfinal, whole)
+    assert _relative(got[0], want[0]) < 1e-13
+    for name in cell.PARAMS:
+        assert _relative(got[2][name], want[2][name]) < 1e-13
+
+
+def test_the_policy_shards_large_calls_over_the_threads_set(monkeypatch):
+    interface = load_generated("lstm")._interface
+    sizes = {"I": 64, "H": 64}  # 8 H (I + H) = 65,536 multiply-adds per row and step
+    generated.set_threads(4)
+    try:
+        assert interface.shard_count(1000, 8, sizes) == 4
+        assert interface.shard_count(1000, 3, sizes) == 3  # no more shards than rows
+        assert interface.shard_count(1000, 1, sizes) == 1
+        assert interface.shard_count(10, 8, sizes) == 1  # below SHARD_WORK
+        generated.set_threads(1)
+        assert interface.shard_count(1000, 8, sizes) == 1
+        generated.set_threads(None)
+        import numba
+
+        assert generated.get_threads() == numba.config.NUMBA_NUM_THREADS
+        generated.set_threads(2)
+        monkeypatch.setattr(_interface._ONE_BLAS_THREAD, "_controller", False)
+        assert interface.shard_count(1000, 8, sizes) == 1  # no threadpoolctl: one piece
+    finally:
+        generated.set_threads(None)
+    for bad in (0, -1, 2.0, True, "2"):
+        with pytest.raises(
+            ValueError, match="set_threads: count must be None or a positive"
+        ):
+            generated.set_threads(bad)
+
+
+def test_shards_run_on_threads_of_their_own_with_blas_on_one(sharded, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    cell = load_generated("gru")
+    kernel, seen = cell.forward_kernel, []
+
+    def watched(*args):
+        blas = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]  # fmt: skip
+        seen.append((threading.get_ident(), blas))
+        return kernel(*args)
+
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+              if i["user_api"] == "blas"]  # fmt: skip
+    monkeypatch.setattr(cell, "forward_kernel", watched)
+    problem = Problem(cell, np.float32, batch=6)
+    cell.forward(problem.x, problem.states, problem.params)
+    assert len(seen) == 3 and len({ident for ident, _ in seen}) == 3
+    assert all(blas and set(blas) == {1} for _, blas in seen)
+    after = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+             if i["user_api"] == "blas"]  # fmt: skip
+    assert after == before
+
+
+def test_an_error_in_one_shard_is_raised_once_every_shard_has_finished(
+    sharded, monkeypatch
+):
+    cell = load_generated("rnn_tanh")
+    kernel, finished = cell.forward_kernel, []
+
+    def failing(*args):
+        if args[0].shape[0] == 4 * 3:  # the last shard: rows 4 to 6, four steps
+            raise MemoryError("no room for this shard's tape")
+        out = kernel(*args)
+        finished.append(args[0].shape[0])
+        return out
+
+    monkeypatch.setattr(cell, "forward_kernel", failing)
+    problem = Problem(cell, np.float64, batch=7)
+    with pytest.raises(MemoryError, match="no room"):
+        cell.forward(problem.x, problem.states, problem.params)
+    assert finished == [4 * 2, 4 * 2]  # the two other shards ran to their end first
+    assert _interface._ONE_BLAS_THREAD._entered == 0  # the BLAS limit is given back
