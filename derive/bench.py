@@ -13,12 +13,12 @@ PyTorch loop and under TorchScript; and JAX ``lax.scan`` under ``jit``. Each is 
 give the generated kernels' gradients, in a process of its own.
 
 The matrix-multiply rate of the BLAS the kernels call is measured too (in its own process), and
-each kernel's rate is given as GFLOP/s and as a percent of it; the report names that BLAS and the
-kernels it chose for this processor (through ``threadpoolctl``, where it is installed), and
-warns when the environment pins OpenBLAS to other kernels (``OPENBLAS_CORETYPE``).
-``--native-blas`` takes that pin out of every contender's environment alike. The FLOP count is that of the
-weight products: ``2 T B (sum of the weights' sizes)`` forward, three times that for forward and
-backward. Thread counts (BLAS, OpenMP, Numba, PyTorch, XLA) are fixed in every process.
+each kernel's rate is given as GFLOP/s and as a percent of it; the report names that BLAS and
+the kernels it chose for this processor (through ``threadpoolctl``, where it is installed), and
+warns when the environment pins OpenBLAS to other kernels (``OPENBLAS_CORETYPE``);
+``--native-blas`` takes that pin out of every contender's environment alike. The FLOP count is
+that of the weight products: ``2 T B (sum of the weights' sizes)`` forward, three times that
+for forward and backward. Thread counts (BLAS, OpenMP, Numba, PyTorch, XLA) are fixed in every process.
 PyTorch and JAX are optional (the ``bench`` extra).
 """
 

@@ -114,9 +114,12 @@ def test_the_policy_shards_large_calls_over_the_threads_set(monkeypatch):
         generated.set_threads(None)
     for bad in (0, -1, 2.0, True, "2"):
         with pytest.raises(
-            ValueError, match="set_threads: count must be None or a positive"
+            ValueError, match="set_threads: count must be a positive integer"
         ):
             generated.set_threads(bad)
+    generated.set_threads(np.int64(3))
+    assert generated.get_threads() == 3 and type(generated.get_threads()) is int
+    generated.set_threads(None)
 
 
 def test_shards_run_on_threads_of_their_own_with_blas_on_one(sharded, monkeypatch):
