@@ -270,6 +270,8 @@ class PrintedLoop:
     size: str
     lines: tuple[Line, ...]
     zero: tuple[str, ...] = ()  # elements set to zero before each row's units
+    #: a view of each block of a row, taken before the row's units (see block_views)
+    views: tuple[Line, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,8 @@ class Kernel:
     backward_args: tuple[str, ...]
     backward_returns: tuple[str, ...]
     dx_in_loops: bool  # a pointwise loop adds to the input's gradient
+    #: (vector, size, gradient) of every zero-dimensional gradient summed unit by unit
+    unit_sums: tuple[tuple[str, str, str], ...] = ()
     helpers: frozenset[str] = frozenset()  # the activation helpers the kernels call
 
     @property
@@ -356,8 +360,11 @@ def _offset(block: int, size: str) -> str:
     return "j" if block == 0 else f"{_multiple(block, size)} + j"
 
 
-def access(a: Access) -> str:
+def access(a: Access, views: dict[tuple[Array, RowIndex], str] | None = None) -> str:
+    """``a`` as printed; an access of a viewed row (``views``) reads its block's view."""
     name = array_name(a.array)
+    if views and (a.array, a.row) in views:
+        return f"{views[a.array, a.row]}_{a.block}[j]"
     if a.row == RowIndex.UNIT:
         return f"{name}[{_offset(a.block, a.block_size)}]"
     if a.row == RowIndex.WHOLE:
@@ -373,10 +380,16 @@ def _rows(rows) -> str:
         return ""
     start = _multiple(rows.first, rows.size)
     stop = _multiple(rows.first + rows.count, rows.size)
+    return f"[{_slice(start, stop)}]"
+
+
+def _slice(start: str, stop: str) -> str:
+    """``start:stop`` spaced as the formatter spaces it (around the colon of compound
+    bounds)."""
     sep = (
         ":" if " " not in start and " " not in stop else (": " if not start else " : ")
     )
-    return f"[{start}{sep}{stop}]"
+    return f"{start}{sep}{stop}"
 
 
 def _source(a: Access) -> tuple[str, str]:
@@ -411,20 +424,74 @@ def _line(printer: NumbaPrinter, target: str, op: str, expr, comment: str = "") 
     return Line(target, op, printer.statement(expr), comment)
 
 
-def _statement(printer: NumbaPrinter, st) -> Line:
+def unit_sum_name(target: Access, size: str) -> str:
+    """The vector, one element per unit, in which a loop over ``size`` units sums its terms
+    of the zero-dimensional ``target``.
+
+    ``d_alpha[()] += ...`` for every unit makes each iteration wait on the one before, and
+    LLVM leaves the whole loop scalar; ``sum_d_alpha_H[j] += ...`` is independent across units,
+    and the kernel adds the units up once after the time loop.
+    """
+    return f"sum_{array_name(target.array)}_{size}"
+
+
+def _statement(printer: NumbaPrinter, st, views, size: str) -> Line:
     if isinstance(st, Load):
-        return Line(st.target.name, "=", " + ".join(access(a) for a in st.sources))
+        return Line(
+            st.target.name, "=", " + ".join(access(a, views) for a in st.sources)
+        )
     if isinstance(st, Assign):
         comment = ""
         if st.equation is not None:
             comment = f"adjoint of {st.equation.target} = {st.equation.expr}"
         return _line(printer, st.target.name, "=", st.expr, comment)
-    return _line(printer, access(st.target), "+=" if st.accumulate else "=", st.expr)
+    if st.target.row == RowIndex.WHOLE and st.accumulate:
+        return _line(printer, f"{unit_sum_name(st.target, size)}[j]", "+=", st.expr)
+    return _line(
+        printer, access(st.target, views), "+=" if st.accumulate else "=", st.expr
+    )
+
+
+def _accesses(st) -> tuple[Access, ...]:
+    if isinstance(st, Load):
+        return st.sources
+    return (st.target,) if isinstance(st, Store) else ()
+
+
+def block_views(loop: Loop) -> dict[tuple[Array, RowIndex], str]:
+    """The rows a loop touches in more than one block, each with the stem of its blocks'
+    views.
+
+    ``dk[row, 2 * size_H + j]`` and ``dk[row, j]`` in one loop are one array at a distance
+    known only at run time: LLVM then finds the loop's memory dependences unsafe and leaves it
+    scalar. Through a view of each block taken before the row's units (``row_dk_2 =
+    dk[row, 2 * size_H : 3 * size_H]``) every access is ``view[j]``, and the loop vectorises.
+    """
+    touched = [a for st in loop.body for a in _accesses(st)
+               if a.row in _ROWS and not a.array.per_row]  # fmt: skip
+    blocked = {(a.array, a.row) for a in touched if a.block}
+    return {
+        key: f"row_{array_name(key[0])}" + ("_next" if key[1] == RowIndex.NEXT else "")
+        for key in sorted(blocked, key=lambda k: (array_name(k[0]), k[1].value))
+    }
+
+
+def _view_lines(loop: Loop, views) -> tuple[Line, ...]:
+    blocks = {(views[a.array, a.row], a.block): a for st in loop.body for a in _accesses(st)
+              if (a.array, a.row) in views}  # fmt: skip
+    lines = []
+    for (stem, block), a in sorted(blocks.items(), key=lambda item: item[0]):
+        start, stop = _multiple(block, a.block_size), _multiple(block + 1, a.block_size)
+        where = f"{array_name(a.array)}[{_ROWS[a.row]}, {_slice(start, stop)}]"
+        lines.append(Line(f"{stem}_{block}", "=", where))
+    return tuple(lines)
 
 
 def _loop(printer: NumbaPrinter, loop: Loop) -> PrintedLoop:
-    return PrintedLoop(_size(loop.size), tuple(_statement(printer, st) for st in loop.body),
-                       tuple(access(a) for a in loop.zero))  # fmt: skip
+    views = block_views(loop)
+    return PrintedLoop(_size(loop.size),
+                       tuple(_statement(printer, st, views, loop.size) for st in loop.body),
+                       tuple(access(a) for a in loop.zero), _view_lines(loop, views))  # fmt: skip
 
 
 def _size_lines(sources: tuple[SizeSource, ...], batch_from: str) -> tuple[Line, ...]:
@@ -474,6 +541,11 @@ def print_kernel(plan: KernelPlan) -> Kernel:
         isinstance(st, Store) and st.target.array.role == ArrayRole.INPUT_ADJOINT
         for stage in plan.stages for loop in stage.backward for st in loop.body
     )  # fmt: skip
+    unit_sums = tuple(sorted({
+        (unit_sum_name(st.target, loop.size), _size(loop.size), array_name(st.target.array))
+        for stage in plan.stages for loop in stage.backward for st in loop.body
+        if isinstance(st, Store) and st.target.row == RowIndex.WHOLE and st.accumulate
+    }))  # fmt: skip
     first = plan.spec.states[0].name
 
     def names(arrays):
@@ -491,5 +563,6 @@ def print_kernel(plan: KernelPlan) -> Kernel:
         forward_returns=names(plan.forward_returns),
         backward_args=names(plan.backward_args) + plan.hypers,
         backward_returns=names(plan.backward_returns), dx_in_loops=dx_in_loops,
+        unit_sums=unit_sums,
         helpers=frozenset(forward.helpers | backward.helpers),
     )  # fmt: skip

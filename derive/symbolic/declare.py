@@ -66,7 +66,7 @@ RESERVED = frozenset({
 }) | frozenset(dir(builtins))  # fmt: skip
 RESERVED_PREFIXES = (
     "d_", "tmp", "_", "acc_", "buf_", "save_", "seq_", "step_", "k_", "dk_", "packed_", "work_",
-    "sum_", "size_", "const_", "init_", "dfinal_", "dnext_", "dprev_",
+    "sum_", "size_", "const_", "init_", "dfinal_", "dnext_", "dprev_", "row_",
 )  # fmt: skip
 #: What a generated package's ``__init__`` defines: a variant may not be named so.
 PACKAGE_NAMES = frozenset({"VARIANTS", "load", "importlib", "retain_freed_memory"})
