@@ -435,6 +435,11 @@ def unit_sum_name(target: Access, size: str) -> str:
     return f"sum_{array_name(target.array)}_{size}"
 
 
+def _summed_by_unit(st) -> bool:
+    """Whether ``st`` adds to a zero-dimensional array (a gradient summed by unit)."""
+    return isinstance(st, Store) and st.target.row == RowIndex.WHOLE and st.accumulate
+
+
 def _statement(printer: NumbaPrinter, st, views, size: str) -> Line:
     if isinstance(st, Load):
         return Line(
@@ -445,7 +450,7 @@ def _statement(printer: NumbaPrinter, st, views, size: str) -> Line:
         if st.equation is not None:
             comment = f"adjoint of {st.equation.target} = {st.equation.expr}"
         return _line(printer, st.target.name, "=", st.expr, comment)
-    if st.target.row == RowIndex.WHOLE and st.accumulate:
+    if _summed_by_unit(st):
         return _line(printer, f"{unit_sum_name(st.target, size)}[j]", "+=", st.expr)
     return _line(
         printer, access(st.target, views), "+=" if st.accumulate else "=", st.expr
@@ -544,7 +549,7 @@ def print_kernel(plan: KernelPlan) -> Kernel:
     unit_sums = tuple(sorted({
         (unit_sum_name(st.target, loop.size), _size(loop.size), array_name(st.target.array))
         for stage in plan.stages for loop in stage.backward for st in loop.body
-        if isinstance(st, Store) and st.target.row == RowIndex.WHOLE and st.accumulate
+        if _summed_by_unit(st)
     }))  # fmt: skip
     first = plan.spec.states[0].name
 
