@@ -166,14 +166,18 @@ def _child(task: dict, threads: int, native_blas: bool = False):
 
 
 def _work(task: dict):
-    """One task in this process: ``time`` a contender, ``check`` gradients, ``matmul``, or
-    name the ``blas``."""
+    """One task in this process: ``time`` a contender, ``check`` gradients, the ``matmul`` or
+    ``fma`` rate, or name the ``blas``."""
     import numpy as np
 
     import generated
 
     if task["kind"] == "matmul":
         return _matmul_rate(np.dtype(task["dtype"]), task["repeats"])
+    if task["kind"] == "fma":
+        from .peak import fma_rate
+
+        return fma_rate(np.dtype(task["dtype"]), task["threads"], task["repeats"])
     if task["kind"] == "blas":
         return _blas()
     cell = generated.load(task["variant"])
@@ -336,15 +340,16 @@ def _out(args) -> Path:
 
 
 def _machine_and_rates(args, dtypes, repeats) -> tuple[dict, dict[str, float]]:
-    """The machine with the BLAS its children see, and that BLAS's matmul rate per dtype."""
-    rates = {
-        dt: _child(
-            {"kind": "matmul", "dtype": dt, "repeats": repeats}, args.threads,
-            args.native_blas,
-        )
-        for dt in dtypes
-    }  # fmt: skip
+    """The machine with the BLAS its children see and its multiply-add peak per dtype (on
+    every thread), and that BLAS's matmul rate per dtype."""
+
+    def rate(kind, dt):
+        task = {"kind": kind, "dtype": dt, "repeats": repeats, "threads": args.threads}
+        return _child(task, args.threads, args.native_blas)
+
+    rates = {dt: rate("matmul", dt) for dt in dtypes}
     machine = _machine(args.threads)
+    machine["fma_gflops"] = {dt: rate("fma", dt) for dt in dtypes}
     machine["blas"] = _child({"kind": "blas"}, args.threads, args.native_blas)
     machine["blas_pins"] = _pins(args.native_blas)
     return machine, rates
@@ -416,7 +421,8 @@ def run(args) -> int:
                 task = {"kind": "time", "variant": variant, "dtype": dt,
                         "shape": list(shape), "repeats": repeats, "threads": args.threads,
                         "retain": args.retain_memory}  # fmt: skip
-                rows.append(_measure(problem, names[variant], task, rates[dt], rounds,
+                limits = (rates[dt], machine["fma_gflops"][dt])
+                rows.append(_measure(problem, names[variant], task, limits, rounds,
                                      args.native_blas))  # fmt: skip
                 print(_format_row(rows[-1]), flush=True)
     print(LEGEND)
@@ -450,10 +456,11 @@ def run(args) -> int:
 LEGEND = """\
 columns: each contender's time in ms, min / median / max over its processes (the median of
   each process's timed calls); "gatesmith / best other": gatesmith's median over the fastest
-  other contender's (below 1, gatesmith is faster; 0.5: twice as fast); GFLOP/s and "% mm":
-  gatesmith's rate on the weight products, and that rate over the measured matrix-multiply
-  rate; limit: the weight products' FLOPs at the matrix-multiply rate, the time no kernel that
-  multiplies through this BLAS can beat; "!": a spread (max / min) over 1.25"""
+  other contender's (below 1, gatesmith is faster; 0.5: twice as fast); GFLOP/s, "of mm" and
+  "of peak": gatesmith's rate on the weight products, and that rate over the measured
+  matrix-multiply rate and over the measured multiply-add peak of every thread; limit: the
+  weight products' FLOPs at the matrix-multiply rate, the time no kernel that multiplies
+  through this BLAS can beat; "!": a spread (max / min) over 1.25"""
 
 
 def _preamble(machine, rates, rounds, repeats, retained) -> str:
@@ -469,6 +476,9 @@ def _preamble(machine, rates, rounds, repeats, retained) -> str:
         + (f"BLAS: {blas}{pinned}; " if blas else "")
         + "matmul rate "
         + ", ".join(f"{dt} {r:.0f} GFLOP/s" for dt, r in rates.items())
+        + "; multiply-add peak "
+        + ", ".join(f"{dt} {r:.0f}" for dt, r in machine["fma_gflops"].items())
+        + " GFLOP/s"
         + f"; {rounds} alternated processes per contender, median of {repeats} calls each; "
         f"freed memory {'retained' if retained else 'returned'} in every process"
     )
@@ -487,9 +497,10 @@ def _pin_warning(machine) -> str | None:
     )
 
 
-def _measure(problem, names, task, rate, rounds, native_blas) -> dict:
+def _measure(problem, names, task, limits, rounds, native_blas) -> dict:
     """Time one problem: ``rounds`` processes per contender, strictly alternated, the order
-    rotating each round. The row of the report."""
+    rotating each round. The row of the report; ``limits`` are the matmul rate and the
+    multiply-add peak, in GFLOP/s."""
     times = {name: [] for name in names}
     for round_ in range(rounds):
         order = names[round_ % len(names) :] + names[: round_ % len(names)]
@@ -507,9 +518,10 @@ def _measure(problem, names, task, rate, rounds, native_blas) -> dict:
         "shape": list(problem.shape), "flops": flops, "times": times, "stats": stats,
         "spread": {k: v["max"] / v["min"] for k, v in stats.items()},
         "ratio": {k: ours / v["median"] for k, v in stats.items() if k != "gatesmith"},
-        "gflops": flops / ours / 1e9, "limit": flops / (rate * 1e9),
+        "gflops": flops / ours / 1e9, "limit": flops / (limits[0] * 1e9),
     }  # fmt: skip
-    row["percent_of_matmul"] = 100 * row["gflops"] / rate
+    row["percent_of_matmul"] = 100 * row["gflops"] / limits[0]
+    row["percent_of_peak"] = 100 * row["gflops"] / limits[1]
     return row
 
 
@@ -539,6 +551,7 @@ def _cells(row) -> list[str]:
     out += [
         f"{row['gflops']:.0f}",
         f"{row['percent_of_matmul']:.0f}%",
+        f"{row['percent_of_peak']:.0f}%",
         _ms(row["limit"]),
     ]
     return out
@@ -548,9 +561,9 @@ def _format_row(row) -> str:
     cells = _cells(row)
     return (
         f"{row['variant']:<14}{row['dtype']:<8}{','.join(map(str, row['shape'])):<16}"
-        + "  ".join(cells[:-4])
-        + f"  | gatesmith / best other {cells[-4]}, {cells[-3]} GFLOP/s ({cells[-2]} of mm), "
-        f"limit {cells[-1]} ms"
+        + "  ".join(cells[:-5])
+        + f"  | gatesmith / best other {cells[-5]}, {cells[-4]} GFLOP/s ({cells[-3]} of mm, "
+        f"{cells[-2]} of peak), limit {cells[-1]} ms"
     )
 
 
@@ -566,19 +579,22 @@ def _markdown(report) -> str:
         "Times in ms, forward plus backward of one layer: min / median / max over the "
         "processes of each contender. *gatesmith / best other*: gatesmith's median over the "
         "fastest other contender's (below 1, gatesmith is faster). *Limit*: the "
-        "weight products' FLOPs at the measured matrix-multiply rate.",
+        "weight products' FLOPs at the measured matrix-multiply rate. *% of FMA peak*: "
+        "gatesmith's rate over the multiply-add peak, measured with every thread running "
+        "independent chains of fused multiply-adds on the widest vectors (what no kernel "
+        "beats, whatever its BLAS).",
         "",
         "| variant | dtype | T, B, I, H | gatesmith | others | gatesmith / best other "
-        "| GFLOP/s | % of matmul | limit (ms) |",
-        "|---|---|---|---|---|---:|---:|---:|---:|",
+        "| GFLOP/s | % of matmul | % of FMA peak | limit (ms) |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for row in report["results"]:
         cells = _cells(row)
         shape = ", ".join(map(str, row["shape"]))
         lines.append(
             f"| {row['variant']} | {row['dtype']} | {shape} | "
-            f"{cells[0].removeprefix('gatesmith ')} | {'; '.join(cells[1:-4]) or '-'} | "
-            + " | ".join(cells[-4:])
+            f"{cells[0].removeprefix('gatesmith ')} | {'; '.join(cells[1:-5]) or '-'} | "
+            + " | ".join(cells[-5:])
             + " |"
         )
     return "\n".join(lines) + "\n"

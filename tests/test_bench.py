@@ -43,6 +43,9 @@ def test_a_tiny_run_writes_its_table_json_and_report(tmp_path, capsys):
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
     assert "matmul rate float32" in out and f"wrote {tmp_path / 'bench.json'}" in out
+    assert (
+        re.search(r"multiply-add peak float32 \d+ GFLOP/s", out) and "of peak)" in out
+    )
     # the library Numba calls, named with its kernels
     assert re.search(r"BLAS: [^;]*scipy: \w+ [\d.]+ \(\w+ kernels, \d+ threads\)", out)
     assert "2 alternated processes per contender" in out and "limit:" in out
@@ -54,10 +57,14 @@ def test_a_tiny_run_writes_its_table_json_and_report(tmp_path, capsys):
         stats = row["stats"]["gatesmith"]
         assert stats["min"] <= stats["median"] <= stats["max"]
         assert row["gflops"] > 0 and 0 < row["limit"] < stats["median"]
+        peak = result["machine"]["fma_gflops"]["float32"]
+        assert row["percent_of_peak"] == pytest.approx(100 * row["gflops"] / peak)
+        assert 0 < row["percent_of_peak"] < 100
         assert row["ratio"] == {}
     text = report.read_text()
     assert text.startswith("# Prose before") and text.endswith("after\n")
     assert "old table" not in text and "| rnn_tanh | float32 | 6, 2, 3, 4 |" in text
+    assert "| % of FMA peak |" in text
 
 
 def test_custom_cells_race_eager_torchscript_and_jax_after_a_gradient_check(
@@ -136,13 +143,28 @@ def test_native_blas_takes_the_pin_out_of_every_child_and_only_then(monkeypatch)
 
 
 def test_a_pinned_blas_is_named_in_the_preamble_and_warned_about():
-    machine = {"processor": "CPU", "extensions": ["avx2"], "cpus": 2, "threads": 2,
-               "blas": [{"package": "scipy", "internal_api": "openblas", "version": "0.3",
-                         "architecture": "Haswell", "num_threads": "2"}],
-               "blas_pins": {"OPENBLAS_CORETYPE": "Haswell"}}  # fmt: skip
+    machine = {
+        "processor": "CPU",
+        "extensions": ["avx2"],
+        "cpus": 2,
+        "threads": 2,
+        "blas": [
+            {
+                "package": "scipy",
+                "internal_api": "openblas",
+                "version": "0.3",
+                "architecture": "Haswell",
+                "num_threads": "2",
+            }
+        ],
+        "blas_pins": {"OPENBLAS_CORETYPE": "Haswell"},
+        "fma_gflops": {"float32": 150.0},
+    }
+    # fmt: skip
     text = bench._preamble(machine, {"float32": 100.0}, 3, 5, True)
     assert "BLAS: scipy: openblas 0.3 (Haswell kernels, 2 threads)" in text
     assert "pinned by OPENBLAS_CORETYPE=Haswell" in text
+    assert "multiply-add peak float32 150 GFLOP/s" in text
     assert "--native-blas" in bench._pin_warning(machine)
     unpinned = {**machine, "blas_pins": {}}
     assert "pinned" not in bench._preamble(unpinned, {"float32": 100.0}, 3, 5, True)
