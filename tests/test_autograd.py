@@ -34,15 +34,15 @@ def test_kernel_matches_twin_autograd(variant, dtype):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_per_step_products_through_blas_match_twin_autograd(variant):
-    """The problems above are small enough that every per-step product runs as a loop; past
-    ``SMALL_PRODUCT`` multiply-adds it is a BLAS call on a packed weight into a transposed
-    workspace instead. The same comparison at sizes where every per-step product takes it."""
+def test_per_step_products_in_every_kind_of_tile_match_twin_autograd(variant):
+    """The per-step products run by tiles of batch rows times a panel of columns. Here the
+    batch fills the tallest tile and one of every smaller height, and the hidden size is no
+    multiple of the panel width (the last panel is partial), in both dtypes."""
     from derive.verify.twin import twin_forward
 
     module = load_generated(variant)
-    batch, hidden, extra = 9, 48, 40
-    assert batch * hidden * min(hidden, extra) > module.SMALL_PRODUCT
+    batch, hidden, extra = sum(module._HEIGHTS), 37, 23
+    assert hidden % 8 != 0  # panels are 8, 16 or 32 columns wide
     for dtype in DTYPES:
         problem = Problem(module, dtype, steps=3, batch=batch, input_size=5,
                           hidden_size=hidden, extra=extra)  # fmt: skip

@@ -201,14 +201,15 @@ def test_a_bias_gradient_two_biases_share_is_summed_once():
 def test_a_projection_of_an_intermediate_is_a_second_stage():
     # GRU-Cho's W_hn reads r * h: a per-step product after the gates' loop
     text = (ROOT / "generated" / "gru_cho.py").read_text()
-    assert "_product(\n            save_rh[first:last]," in text
+    product = (
+        "_product(save_rh[first:last], packed_hn, bias_hh[2 * size_H : 3 * size_H]"
+    )
+    assert product in text
     # forward reads the candidate block's rows; its transpose rule packs their transpose
     assert "packed_hn = _pack(weight_hh[2 * size_H : 3 * size_H], batch)" in text
     assert "packed_hn = _pack(weight_hh[2 * size_H : 3 * size_H].T, batch)" in text
-    assert "_product_add(dk_hn[first:last], packed_hn, work_hn, buf_rh)" in text
-    assert text.index("_product(\n            save_rh") > text.index(
-        "save_rh[row, j] = rh"
-    )
+    assert "_product_add(dk_hn[first:last], packed_hn, buf_rh)" in text
+    assert text.index(product) > text.index("save_rh[row, j] = rh")
 
 
 # -- user declarations -------------------------------------------------------------------------

@@ -58,14 +58,14 @@ __all__ = [
 RESERVED = frozenset({
     "t", "b", "j", "unit", "row", "first", "last", "steps", "batch", "real", "grad", "no_bias", "dx",
     "seq_x", "lengths", "d_seq_y", "x", "params", "initial_states", "dys", "d_final_states",
-    "tape", "dtype", "seed", "np", "numba", "njit", "llvmlite", "ir", "types", "intrinsic",
-    "overload", "math", "os", "sys", "CACHE", "SMALL_PRODUCT", "CellInterface", "VARIANT",
+    "tape", "dtype", "seed", "np", "numba", "njit", "llvmlite", "ir", "binding", "cgutils",
+    "types", "intrinsic", "overload", "math", "os", "sys", "CACHE", "CellInterface", "VARIANT",
     "STATES", "PARAMS", "OUTPUT", "HYPERS", "hypers", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS",
     "SIZE_CONSTRAINTS", "SAVED_PER_STEP", "forward", "backward", "forward_kernel",
     "backward_kernel", "init_params", "param_shapes", "saved_bytes_per_step",
 }) | frozenset(dir(builtins))  # fmt: skip
 RESERVED_PREFIXES = (
-    "d_", "tmp", "_", "acc_", "buf_", "save_", "seq_", "step_", "k_", "dk_", "packed_", "work_",
+    "d_", "tmp", "_", "acc_", "buf_", "save_", "seq_", "step_", "k_", "dk_", "packed_",
     "sum_", "size_", "const_", "init_", "dfinal_", "dnext_", "dprev_", "row_",
 )  # fmt: skip
 #: What a generated package's ``__init__`` defines: a variant may not be named so.

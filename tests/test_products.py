@@ -1,0 +1,124 @@
+"""The per-step products of the generated kernels (``_pack``, ``_product``, ``_product_add``)
+against NumPy in float64, for any sizes: every tile height, partial panels, empty sizes,
+strided arrays, with and without a bias."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from generated import lstm as module
+
+DTYPES = (np.float32, np.float64)
+TOLERANCE = {np.float32: 1e-5, np.float64: 1e-13}
+
+
+def _arrays(rng, dtype, rows, depth, columns, strided):
+    """The source, the matrix, the bias and out; with ``strided``, views with a step of two
+    in their columns (and the bias's)."""
+    step = 2 if strided else 1
+
+    def draw(*shape):
+        wide = (*shape[:-1], shape[-1] * step)
+        return rng.standard_normal(wide).astype(dtype)[..., ::step]
+
+    return draw(rows, depth), draw(columns, depth), draw(columns), draw(rows, columns)
+
+
+def _close(dtype, got, want, scale):
+    assert (
+        np.abs(got.astype(np.float64) - want).max(initial=0) <= TOLERANCE[dtype] * scale
+    )
+
+
+# Numba notes that a strided source makes BLAS's path copy; the kernels' sources are rows
+@pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning")
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.integers(0, 2 * sum(module._HEIGHTS) + 3),
+    depth=st.integers(0, 70),
+    columns=st.integers(0, 75),
+    seed=st.integers(0, 2**16),
+)
+@pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_products_match_numpy_for_any_sizes(dtype, strided, rows, depth, columns, seed):
+    rng = np.random.default_rng(seed)
+    source, matrix, bias, out = _arrays(rng, dtype, rows, depth, columns, strided)
+    exact = source.astype(np.float64) @ matrix.T.astype(np.float64)
+    scale = 1 + np.abs(source).sum(axis=1, initial=0).max(initial=0)
+    packed = module._pack(matrix, rows)
+    module._product(source, packed, bias, out)
+    _close(dtype, out, exact + bias, scale)
+    module._product(source, packed, bias[:0], out)  # a bias of length 0 adds nothing
+    _close(dtype, out, exact, scale)
+    # out += adjoint @ M with M = matrix.T, whose transpose is packed: the rows accumulate
+    before = out.astype(np.float64)
+    module._product_add(source, packed, out)
+    _close(dtype, out, before + exact, 2 * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_packing_puts_each_panel_of_rows_transposed_and_zero_past_the_end(dtype):
+    matrix = np.arange(37 * 5, dtype=dtype).reshape(37, 5)
+    packed, dense = module._pack(matrix, 2)
+    width = packed.shape[2]
+    assert width in (8, 16, 32) and packed.shape == (-(-37 // width), 5, width)
+    for c in range(packed.shape[0] * width):
+        column = packed[c // width, :, c % width]
+        np.testing.assert_array_equal(column, matrix[c] if c < 37 else 0)
+    assert dense.size == 0  # kept only for one row and a matrix too large for the cache
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_one_row_times_a_streamed_matrix_runs_through_blas_and_matches(dtype):
+    rng = np.random.default_rng(5)
+    depth = module._STREAMED // (np.dtype(dtype).itemsize * 100) + 1
+    source, matrix, bias, out = _arrays(rng, dtype, 1, depth, 100, False)
+    packed, dense = module._pack(matrix, 1)
+    np.testing.assert_array_equal(dense, matrix)
+    assert packed.size == 0
+    assert (
+        module._pack(matrix, 2)[1].size == 0
+        and module._pack(matrix[:50], 1)[1].size == 0
+    )
+    exact = source.astype(np.float64) @ matrix.T.astype(np.float64)
+    scale = 1 + np.abs(source).sum()
+    module._product(source, (packed, dense), bias, out)
+    _close(dtype, out, exact + bias, scale)
+    module._product(source, (packed, dense), bias[:0], out)
+    _close(dtype, out, exact, scale)
+    module._product_add(source, (packed, dense), out)
+    _close(dtype, out, 2 * exact, 2 * scale)
+
+
+def test_a_product_never_writes_past_its_rows_and_columns():
+    """Out is a window of a larger array: the cells around it keep their values."""
+    rng = np.random.default_rng(3)
+    for dtype in DTYPES:
+        rows, depth, columns = sum(module._HEIGHTS) + 1, 9, 37
+        whole = np.full((rows + 2, columns + 3), 7.0, dtype)
+        out = whole[1:-1, 1:-2]
+        source = rng.standard_normal((rows, depth)).astype(dtype)
+        matrix = rng.standard_normal((columns, depth)).astype(dtype)
+        packed = module._pack(matrix, rows)
+        module._product(source, packed, np.zeros(columns, dtype), out)
+        ring = whole.copy()
+        ring[1:-1, 1:-2] = 7.0
+        np.testing.assert_array_equal(ring, 7.0)
+        _close(
+            dtype, out, source.astype(np.float64) @ matrix.T, 1 + np.abs(source).sum()
+        )
+
+
+@pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning")
+def test_reversed_views_are_read_and_written_through_their_negative_strides():
+    rng = np.random.default_rng(4)
+    dtype = np.float64
+    rows, depth, columns = 5, 6, 19
+    source = rng.standard_normal((rows, depth))[:, ::-1]
+    matrix = rng.standard_normal((columns, depth))
+    bias = rng.standard_normal(columns)[::-1]
+    out = np.zeros((rows, columns))[:, ::-1]
+    module._product(source, module._pack(matrix, rows), bias, out)
+    _close(dtype, out, source @ matrix.T + bias, 1 + np.abs(source).sum())
