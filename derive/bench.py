@@ -459,8 +459,9 @@ columns: each contender's time in ms, min / median / max over its processes (the
   other contender's (below 1, gatesmith is faster; 0.5: twice as fast); GFLOP/s, "of mm" and
   "of peak": gatesmith's rate on the weight products, and that rate over the measured
   matrix-multiply rate and over the measured multiply-add peak of every thread; limit: the
-  weight products' FLOPs at the matrix-multiply rate, the time no kernel that multiplies
-  through this BLAS can beat; "!": a spread (max / min) over 1.25"""
+  weight products' FLOPs at the BLAS's matrix-multiply rate (the per-step products, which
+  run by register tiles, can beat that rate; nothing beats the peak); "!": a spread
+  (max / min) over 1.25"""
 
 
 def _preamble(machine, rates, rounds, repeats, retained) -> str:
