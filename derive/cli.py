@@ -55,6 +55,16 @@ def _out_dir(args) -> Path:
     return out
 
 
+def _run(args) -> pipeline.Run:
+    """A run that, with ``-v``, reports each variant as it is derived."""
+    run = pipeline.Run()
+    if getattr(args, "verbose", False):
+        run.progress = lambda line: print(
+            f"gatesmith: {line}", file=sys.stderr, flush=True
+        )
+    return run
+
+
 def _report_timings(run: pipeline.Run, verbose: bool) -> None:
     if verbose:
         total = sum(run.timings.values())
@@ -75,7 +85,7 @@ def _names(args) -> list[str] | None:
 def _cmd_generate(args) -> int:
     names = _names(args)
     out = _out_dir(args)
-    run = pipeline.Run()
+    run = _run(args)
     specs = pipeline.specs_for(names, run)
     # only the checkout's own generated/ is pruned of modules no declaration makes: a folder
     # of one's own may hold kernels from other declaration files
@@ -93,7 +103,7 @@ def _cmd_generate(args) -> int:
 
 def _cmd_check(args) -> int:
     out = _out_dir(args)
-    run = pipeline.Run()
+    run = _run(args)
     names = _names(args)
     # the checkout's own folders are complete catalogs; a folder of one's own holds only the
     # variants generated there, so nothing in it is called stale for want of a declaration
@@ -130,7 +140,7 @@ def _cmd_docs(args) -> int:
         raise SystemExit(
             "gatesmith: no source checkout found to hold docs/; pass --out DIR"
         )
-    run = pipeline.Run()
+    run = _run(args)
     specs = pipeline.specs_for(names, run)
     files = pipeline.doc_files(specs, run, args.format, catalog=names is None)
     pipeline.write_docs(out, files, run, prune=names is None and args.out is None)
@@ -176,7 +186,7 @@ def _cmd_verify(args) -> int:
             "(or install gatesmith with its test extra)"
         ) from None
     names = _names(args)
-    run = pipeline.Run()
+    run = _run(args)
     specs = pipeline.specs_for(names, run)
     failed = 0
     width = max([16, *(len(spec.name) + 2 for spec in specs)])
@@ -242,7 +252,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", metavar="DIR", help="output package folder (default: generated/)"
     )
     p.add_argument(
-        "-v", "--verbose", action="store_true", help="print the time of each stage"
+        "-v", "--verbose", action="store_true", help="print progress and stage times"
     )
     p.set_defaults(run=_cmd_generate)
 
@@ -258,7 +268,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pdf", action="store_true", help="also compile PDFs with pdflatex")
     p.add_argument(
-        "-v", "--verbose", action="store_true", help="print the time of each stage"
+        "-v", "--verbose", action="store_true", help="print progress and stage times"
     )
     p.set_defaults(run=_cmd_docs)
 
@@ -287,7 +297,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", metavar="DIR", help="generated package folder (default: generated/)"
     )
     p.add_argument(
-        "-v", "--verbose", action="store_true", help="print the time of each stage"
+        "-v", "--verbose", action="store_true", help="print progress and stage times"
     )
     p.set_defaults(run=_cmd_check)
 

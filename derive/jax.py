@@ -36,13 +36,21 @@ def _struct(shape, dtype):
     return jax.ShapeDtypeStruct(tuple(shape), dtype)
 
 
+def _host_arguments(cell, x, lengths, params, hypers):
+    """``x``, the parameters by name, the lengths and the hyperparameters (an array in
+    ``HYPERS`` order) as the generated interface takes them."""
+    arrays = dict(zip(cell.PARAMS, map(_host, params), strict=True))
+    given = dict(zip(cell.HYPERS, np.asarray(hypers).tolist(), strict=True))
+    return _host(x), arrays, _host(lengths).astype(np.int64), given
+
+
 @functools.cache
-def _function(name, hypers=()):
-    """The ``custom_vjp`` function of the generated module ``name`` with the hyperparameter
-    values ``hypers`` (``HYPERS`` order): ``(x, lengths, states, params) -> (ys, finals)``."""
+def _function(name):
+    """The ``custom_vjp`` function ``(x, lengths, states, params, hypers) -> (ys, finals)``
+    of the generated module ``name``, ``hypers`` an array in ``HYPERS`` order: values passed
+    in, so that a new value makes no new function (nor a new trace under ``jit``)."""
     cell = sys.modules[name]
     interface = cell._interface
-    given = dict(zip(cell.HYPERS, hypers, strict=True))
 
     def shapes(x, states, params):
         steps, batch, size = x.shape
@@ -57,48 +65,38 @@ def _function(name, hypers=()):
         )
         return primal, saved
 
-    def host_forward(x, lengths, states, params):
-        arrays = dict(zip(cell.PARAMS, map(_host, params), strict=True))
-        ys, finals, tape = interface.forward(
-            _host(x),
-            tuple(map(_host, states)),
-            arrays,
-            _host(lengths).astype(np.int64),
-            given,
-        )
+    def host_forward(x, lengths, states, params, hypers):
+        x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
+        states = tuple(map(_host, states))
+        ys, finals, tape = interface.forward(x, states, arrays, lengths, given)
         return (ys, finals), interface.saved_arrays(tape)
 
-    def host_backward(x, lengths, params, saved, dys, d_finals):
-        arrays = dict(zip(cell.PARAMS, map(_host, params), strict=True))
-        tape = interface.restore_tape(
-            _host(x),
-            arrays,
-            _host(lengths).astype(np.int64),
-            [_host(s) for s in saved],
-            given,
-        )
+    def host_backward(x, lengths, params, hypers, saved, dys, d_finals):
+        x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
+        saved = [_host(s) for s in saved]
+        tape = interface.restore_tape(x, arrays, lengths, saved, given)
         dx, d_initial, d_params = cell.backward(
             _host(dys), tuple(map(_host, d_finals)), tape
         )
         return dx, d_initial, tuple(d_params[n] for n in cell.PARAMS)
 
-    def run(x, lengths, states, params):
+    def run(x, lengths, states, params, hypers):
         primal, saved = shapes(x, states, params)
         return jax.pure_callback(
-            host_forward, (primal, saved), x, lengths, states, params,
+            host_forward, (primal, saved), x, lengths, states, params, hypers,
             vmap_method="sequential",
         )  # fmt: skip
 
     @jax.custom_vjp
-    def function(x, lengths, states, params):
-        return run(x, lengths, states, params)[0]
+    def function(x, lengths, states, params, hypers):
+        return run(x, lengths, states, params, hypers)[0]
 
-    def forward(x, lengths, states, params):
-        primal, saved = run(x, lengths, states, params)
-        return primal, (x, lengths, params, saved)
+    def forward(x, lengths, states, params, hypers):
+        primal, saved = run(x, lengths, states, params, hypers)
+        return primal, (x, lengths, params, hypers, saved)
 
     def backward(residuals, cotangents):
-        x, lengths, params, saved = residuals
+        x, lengths, params, hypers, saved = residuals
         dys, d_finals = cotangents
         result = (
             _struct(x.shape, x.dtype),
@@ -106,11 +104,11 @@ def _function(name, hypers=()):
             tuple(_struct(p.shape, p.dtype) for p in params),
         )
         dx, d_initial, d_params = jax.pure_callback(
-            host_backward, result, x, lengths, params, saved, dys, d_finals,
+            host_backward, result, x, lengths, params, hypers, saved, dys, d_finals,
             vmap_method="sequential",
         )  # fmt: skip
         no_gradient = np.zeros(lengths.shape, dtype=jax.dtypes.float0)
-        return dx, no_gradient, d_initial, d_params
+        return dx, no_gradient, d_initial, d_params, jnp.zeros_like(hypers)  # constants
 
     function.defvjp(forward, backward)
     return function
@@ -139,7 +137,8 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     must lie in [1, T]; outside ``jit`` it is checked). Returns ``ys`` ``(T, B, size)`` (zero
     past a row's length) and the tuple of final states (each row's state at its length).
     ``hypers`` maps hyperparameters to the values that replace their defaults: Python
-    numbers, fixed when the function is traced.
+    numbers, checked in the dtype of ``x`` and passed to the kernels as values (a new value
+    is no new trace).
     """
     caller = "recurrent"
     cell = load_cell(caller, variant)
@@ -172,9 +171,9 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
             for n, s in enumerate(initial_states)
         )
     lengths = _lengths(caller, lengths, steps, batch)
-    values = cell._interface.check_hypers(caller, hypers, np.dtype("f8"))
-    return _function(cell.__name__, tuple(map(float, values)))(
-        x, lengths, states, arrays
+    values = cell._interface.check_hypers(caller, hypers, np.dtype(x.dtype))
+    return _function(cell.__name__)(
+        x, lengths, states, arrays, jnp.asarray(np.array(values, dtype=x.dtype))
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +57,8 @@ class Run:
     removed: list[Path] = field(default_factory=list)
     #: (the command that brings a file up to date, its diff)
     diffs: list[tuple[str, str]] = field(default_factory=list)
+    #: called with a line of progress as each variant is derived and lowered (``-v``)
+    progress: Callable[[str], None] | None = None
 
     @contextmanager
     def stage(self, name: str):
@@ -94,11 +96,17 @@ def specs_for(names: Iterable[str] | None, run: Run) -> list[CellSpec]:
 
 def _plans(specs: list[CellSpec], run: Run):
     """Derive and lower each spec in turn, timing both stages."""
-    for spec in specs:
+    for number, spec in enumerate(specs, 1):
+        start = time.perf_counter()
         with run.stage("derive"):
             adjoint = derive_adjoint(spec)
         with run.stage("lower"):
             plan = lower(adjoint)
+        if run.progress is not None:
+            run.progress(
+                f"{spec.name} ({number}/{len(specs)}): {len(spec.equations)} equations "
+                f"derived and lowered in {time.perf_counter() - start:.2f}s"
+            )
         yield plan  # outside the timer: the caller's rendering is not lowering
 
 

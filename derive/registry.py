@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -102,8 +104,19 @@ def load_file(path: str | Path) -> tuple[str, ...]:
     ``@register`` whose names are the variants' names.
     """
     path = Path(path)
+    try:
+        path.stat()
+    except OSError as error:
+        what = ("a symbolic link that leads round in a loop" if error.errno == errno.ELOOP
+                else "no such file" if error.errno == errno.ENOENT
+                else os.strerror(error.errno or 0).lower())  # fmt: skip
+        raise SpecFileError(f"--spec {path}: {what}") from None
+    if path.is_dir():
+        raise SpecFileError(
+            f"--spec {path}: a directory; --spec takes a Python file declaring cells"
+        )
     if not path.is_file():
-        raise SpecFileError(f"--spec {path}: no such file")
+        raise SpecFileError(f"--spec {path}: not a regular file")
     _load_catalog()
     # loading a file again replaces what it declared before
     for name in [n for n, origin in _ORIGINS.items() if origin == path.resolve()]:
@@ -118,6 +131,13 @@ def load_file(path: str | Path) -> tuple[str, ...]:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as error:
+        # a declaration file runs to declare, not to end the command: exit(0) there would
+        # make generate, check and verify succeed having done nothing
+        raise SpecFileError(
+            f"{_where(error, path)}: the spec file exited (SystemExit({error.code!r})) while "
+            "it was loaded; a spec file only declares cells, so remove the exit"
+        ) from error
     except Exception as error:
         raise SpecFileError(
             f"{_where(error, path)}: {type(error).__name__}: {error}"

@@ -172,6 +172,13 @@ def _backward_rule(ctx, grads):
 _forward_op.register_autograd(_backward_rule, setup_context=_setup_context)
 
 
+def _no_second_order(ctx, grads):
+    raise RuntimeError(SECOND_ORDER)
+
+
+_backward_op.register_autograd(_no_second_order)
+
+
 class _Eager(torch.autograd.Function):
     """The same two calls outside ``torch.compile``, without the custom ops' dispatch: a third
     of a millisecond less per layer and direction, which small problems notice."""
@@ -182,7 +189,7 @@ class _Eager(torch.autograd.Function):
         out = _forward(cell, x, lengths, states, params, hypers)
         ctx.cell, ctx.n_states, ctx.hypers = cell, n_states, hypers
         ctx.shapes = [o.shape for o in out[: 1 + n_states]]
-        ctx.save_for_backward(x, lengths, *params, *out[1 + n_states :])
+        ctx.save_for_backward(x, lengths, *states, *params, *out[1 + n_states :])
         ctx.mark_non_differentiable(*out[1 + n_states :])
         return tuple(out)
 
@@ -190,13 +197,46 @@ class _Eager(torch.autograd.Function):
     def backward(ctx, *grads):
         n_states = ctx.n_states
         x, lengths, *rest = ctx.saved_tensors
+        states, rest = rest[:n_states], rest[n_states:]
         n_params = len(rest) - (len(grads) - 1 - n_states)
         params, saved = rest[:n_params], rest[n_params:]
         given = _gradients(grads[: 1 + n_states], ctx.shapes, x)
         out = _backward(
             ctx.cell, given[0], given[1:], x, lengths, params, saved, ctx.hypers
         )
+        if (
+            torch.is_grad_enabled()
+        ):  # create_graph=True: the gradients must be refused later
+            out = _FirstOrderOnly.apply(len(out), *out, x, *states, *params, *given)
         return None, out[0], None, None, None, *out[1:]
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """The kernels' gradients as the outputs of a node whose backward raises
+    :data:`SECOND_ORDER`, connected to everything they depend on (the input, the initial
+    states, the parameters and the incoming gradients).
+
+    Under ``create_graph=True`` autograd would otherwise take them for constants: a gradient
+    penalty would add nothing and a Hessian-vector product come out 0 (``once_differentiable``
+    connects them to nothing when the incoming gradients need none, and
+    ``torch.autograd.functional.hvp`` then fills in zeros). Through this node, any second
+    derivative reaches the error."""
+
+    @staticmethod
+    def forward(ctx, count, *tensors):
+        return tuple(t.clone() for t in tensors[:count])
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(SECOND_ORDER)
+
+
+#: What a backward through the kernels' gradients raises.
+SECOND_ORDER = (
+    "gatesmith: the generated kernels' gradients are computed once, not as a graph, so they "
+    "cannot be differentiated again (a gradient penalty, a Hessian-vector product, "
+    "gradgradcheck); compute such terms with torch.nn's cells"
+)
 
 
 # -- one layer, one direction ------------------------------------------------------------------
@@ -267,7 +307,7 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     ]
     lengths = _lengths(caller, lengths, steps, batch)
     values = torch.tensor(
-        cell._interface.check_hypers(caller, hypers, np.dtype("f8")),
+        cell._interface.check_hypers(caller, hypers, _numpy_dtype(x.dtype)),
         dtype=torch.float64,
     )
     if torch.compiler.is_compiling():
@@ -303,7 +343,12 @@ def _lengths(caller, lengths, steps, batch):
 # -- the module --------------------------------------------------------------------------------
 
 
-def _variant_and_sizes(variant, proj_size, sizes):
+def _numpy_dtype(dtype):
+    """The NumPy dtype of a float32 or float64 torch dtype."""
+    return np.dtype("f4" if dtype == torch.float32 else "f8")
+
+
+def _variant_and_sizes(variant, proj_size, sizes, dtype):
     """The cell module and its extra sizes; ``proj_size > 0`` turns ``"lstm"`` into
     ``"lstm_proj"``, as it turns ``nn.LSTM`` into an LSTM with projections."""
     if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
@@ -314,7 +359,7 @@ def _variant_and_sizes(variant, proj_size, sizes):
         variant = "lstm_proj"
     cell = load_cell("Recurrent", variant)
     hypers = {name: sizes.pop(name) for name in list(sizes) if name in cell.HYPERS}
-    cell._interface.check_hypers("Recurrent", hypers, np.dtype("f8"))
+    cell._interface.check_hypers("Recurrent", hypers, _numpy_dtype(dtype))
     if proj_size:
         if "proj_size" not in cell.SIZES.values():
             raise ValueError(
@@ -359,7 +404,14 @@ class Recurrent(nn.Module):
         **sizes,
     ):
         super().__init__()
-        cell, self.sizes, self.hypers = _variant_and_sizes(variant, proj_size, sizes)
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        if dtype not in _DTYPES:
+            raise TypeError(
+                f"Recurrent: dtype must be torch.float32 or torch.float64; got {dtype}"
+            )
+        cell, self.sizes, self.hypers = _variant_and_sizes(
+            variant, proj_size, sizes, dtype
+        )
         # the module by name, so that the net deep-copies and pickles like any nn.Module
         self.cell_module, self.variant = cell.__name__, cell.VARIANT
         for name, value in (
@@ -381,11 +433,6 @@ class Recurrent(nn.Module):
         ):
             raise ValueError(
                 f"Recurrent: dropout must be a number in [0, 1]; got {dropout!r}"
-            )
-        dtype = torch.get_default_dtype() if dtype is None else dtype
-        if dtype not in _DTYPES:
-            raise TypeError(
-                f"Recurrent: dtype must be torch.float32 or torch.float64; got {dtype}"
             )
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from derive.verify import (
 
 __all__ = [
     "DTYPES", "PYTORCH_MODULES", "ROOT", "TOLERANCE", "VARIANTS", "Problem", "assert_close",
-    "assert_verifies", "build_kernel", "compare_with_torch", "load_generated", "load_package",
+    "assert_verifies", "build_kernel", "chromium", "compare_with_torch", "load_generated",
+    "load_package",
     "relative_error", "sizes_for",
 ]  # fmt: skip
 
@@ -57,6 +60,17 @@ def assert_verifies(spec, module) -> None:
     reports = verify(spec, module)
     assert {r.dtype for r in reports} == {"float64", "float32"}
     assert all(r.ok for r in reports), reports
+
+
+def chromium() -> str:
+    """Headless Chromium's executable; the test skips without it, or fails where
+    GATESMITH_REQUIRE_CHROMIUM says it must be there."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("GATESMITH_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium is required here (GATESMITH_REQUIRE_CHROMIUM is set)")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    return found
 
 
 def load_generated(name: str):

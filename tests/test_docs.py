@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 import sympy
-from conftest import ROOT, VARIANTS
+from conftest import ROOT, VARIANTS, chromium
 
 from derive import pipeline, registry
 from derive.cli import main
@@ -396,6 +396,8 @@ def test_html_pages_hold_mathml_and_no_raw_tex(html_catalog):
         text = page.read_text()
         # offline: no script, nothing fetched (MathML's namespace is a name, not a fetch)
         fetched = text.replace('xmlns="http://www.w3.org/1998/Math/MathML"', "")
+        fetched = fetched.replace('<meta http-equiv="Content-Security-Policy"', "")
+        assert "Content-Security-Policy" in text and "default-src 'none'" in text
         assert "<script" not in text and "http" not in fetched, page.name
         parsed = _Text()
         parsed.feed(text)
@@ -406,15 +408,6 @@ def test_html_pages_hold_mathml_and_no_raw_tex(html_catalog):
     index = (html_catalog / "gatesmith.html").read_text()
     for variant in VARIANTS:
         assert f'href="{variant}.html"' in index
-
-
-def _chromium():
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("GATESMITH_REQUIRE_CHROMIUM"):
-            pytest.fail("chromium is required here (GATESMITH_REQUIRE_CHROMIUM is set)")
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
-    return found
 
 
 @pytest.mark.parametrize("page", ["lstm.html", "gru_cho.html", "gatesmith.html"])
@@ -428,7 +421,7 @@ def test_html_pages_render_in_headless_chromium(html_catalog, page, tmp_path):
              f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
     url = (html_catalog / page).as_uri()
     dom = subprocess.run(
-        [_chromium(), *flags, "--dump-dom", url],
+        [chromium(), *flags, "--dump-dom", url],
         capture_output=True,
         text=True,
         timeout=120,
@@ -440,7 +433,7 @@ def test_html_pages_render_in_headless_chromium(html_catalog, page, tmp_path):
     assert parsed.maths > (0 if page == "gatesmith.html" else 50)
     shot = tmp_path / "page.png"
     subprocess.run(
-        [_chromium(), *flags, f"--screenshot={shot}", "--window-size=1000,1400", url],
+        [chromium(), *flags, f"--screenshot={shot}", "--window-size=1000,1400", url],
         capture_output=True, timeout=120, check=True,
     )  # fmt: skip
     assert shot.read_bytes()[:4] == b"\x89PNG"

@@ -219,7 +219,8 @@ def test_names_that_would_break_the_module_are_refused(names, words):
 
 @pytest.mark.parametrize(
     "latex",
-    [r"\input{/etc/passwd}", r"x}{", "a % comment", r"\def\x{1}", "$x$", "a\nb", "σ"],
+    [r"\input{/etc/passwd}", r"x}{", "a % comment", r"\def\x{1}", "$x$", "a\nb", "σ",
+     r"\text{\^^69nput{secret.txt}}", "^^5cinput{x}", "a`b", "a|b", r"\href{x}{n}"],
 )
 def test_hostile_latex_names_are_refused(latex):
     cell = Cell("hostile_latex", title="t", citation="c")

@@ -25,7 +25,7 @@ from ..lower.plan import KernelPlan, Role
 from ..symbolic.activations import FUNCTIONS, descriptor
 from ..symbolic.adjoint import adjoint_symbol, derive_adjoint, external_symbol
 from ..symbolic.declare import CellSpec, Dense, Param, size_symbol
-from ..symbolic.flow import Path, jacobians, verdict
+from ..symbolic.flow import FlowTooLargeError, Path, jacobians, verdict
 
 __all__ = [
     "DerivationPrinter",
@@ -762,7 +762,14 @@ class _Builder:
         spec = self.spec
         gates = {eq.target for eq in spec.equations if eq.role == "gate"}
         carried, pointwise, flows, definitions = [], [], [], []
-        for jac in jacobians(derive_adjoint(spec)):
+        try:
+            found = jacobians(derive_adjoint(spec))
+        except FlowTooLargeError as error:
+            return (), (("text", (
+                f"The Jacobians between steps are not printed: {error}. Naming the values "
+                "that several equations read (cell.let) keeps them short."
+            )),)  # fmt: skip
+        for jac in found:
             new, prev = spec.state(jac.new), spec.state(jac.prev)
             lhs = rf"\frac{{\partial {self.name(new.new)}}}{{\partial {self.name(prev.prev)}}}"
             first = len(definitions)

@@ -139,7 +139,10 @@ class NumbaPrinter(PythonCodePrinter):
         self.helpers: set[str] = set()  # the kernel helpers the printed code calls
 
     def _constant(self, value) -> str:
-        value = sympy.nsimplify(value)
+        # an exact number stays as it is: nsimplify writes a rational of large terms as a
+        # product of radicals (81*2**(18/175)*... for one of many terms summed)
+        value = sympy.sympify(value)
+        value = value if value.is_Rational else sympy.nsimplify(value)
         if value < 0:
             return f"-{self._constant(-value)}"
         self.constants.add(value)

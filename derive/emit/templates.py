@@ -4,6 +4,7 @@ backends (:mod:`derive.emit.numba`, :mod:`derive.emit.latex`)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from importlib import metadata
 from itertools import pairwise
 from pathlib import Path
@@ -67,6 +68,7 @@ def _environment() -> jinja2.Environment:
     env.filters["py"] = docstring_escape
     env.filters["html"] = html_escape
     env.filters["mathml"] = mathml
+    env.filters["md_math"] = markdown_math
     env.globals["bracket"] = bracket
     return env
 
@@ -81,16 +83,101 @@ def html_escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+#: The MathML elements a page may hold: presentation markup only (no ``maction``, no
+#: ``annotation-xml``, nothing that links, loads or runs).
+MATHML_ELEMENTS = frozenset(
+    "math mrow mi mn mo ms mtext mspace msub msup msubsup munder mover munderover mfrac msqrt "
+    "mroot mstyle mpadded mphantom menclose mtable mtr mtd mlabeledtr merror mmultiscripts "
+    "mprescripts none".split()
+)
+#: The attributes those elements may carry, each a keyword or a length (no ``href``, no
+#: ``style``, no event handler): :data:`_ATTRIBUTE_VALUE` checks the value.
+MATHML_ATTRIBUTES = frozenset(
+    "display mathvariant stretchy fence separator form lspace rspace width height depth "
+    "accent accentunder movablelimits largeop symmetric minsize maxsize displaystyle "
+    "scriptlevel columnalign columnspacing rowspacing columnlines rowlines rowalign frame "
+    "framespacing equalrows equalcolumns linethickness notation mathsize".split()
+)
+_ATTRIBUTE_VALUE = re.compile(r"[A-Za-z0-9 .%+-]*")
+MATHML_NAMESPACE = "http://www.w3.org/1998/Math/MathML"
+
+
 def mathml(latex: str, display: bool = False) -> str:
     """LaTeX mathematics as MathML, converted here, so that a page needs no script to show
-    it (``latex2mathml``, the ``docs`` extra)."""
+    it (``latex2mathml``, the ``docs`` extra). The converter's tree is printed here, through
+    :func:`mathml_markup`'s allow-list, not by the converter: it writes the text of
+    ``\\text{...}`` into the page unescaped."""
     try:
-        from latex2mathml.converter import convert
+        from latex2mathml.converter import convert_to_element
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
             "--format html needs latex2mathml: pip install latex2mathml (or gatesmith[docs])"
         ) from error
-    return convert(latex, display="block" if display else "inline")
+    return mathml_markup(
+        convert_to_element(latex, display="block" if display else "inline")
+    )
+
+
+def mathml_markup(element) -> str:
+    """An ``ElementTree`` element of MathML as markup, through allow-lists: an element not on
+    :data:`MATHML_ELEMENTS` is an error, an attribute not on :data:`MATHML_ATTRIBUTES` (or
+    with a value other than a keyword or a length) is dropped, text is escaped and every
+    character outside ASCII written as its code point."""
+    out = []
+    stack = [(element, False)]
+    while stack:
+        node, closing = stack.pop()
+        if closing:
+            out.append(f"</{node.tag}>")
+            if node.tail:
+                out.append(_mathml_text(node.tail))
+            continue
+        if node.tag not in MATHML_ELEMENTS:
+            raise ValueError(f"MathML element {node.tag!r} is not allowed in a page")
+        attributes = "".join(
+            f' {name}="{value}"'
+            for name, value in sorted(node.attrib.items())
+            if name in MATHML_ATTRIBUTES and _ATTRIBUTE_VALUE.fullmatch(value)
+        )
+        if node.tag == "math":
+            attributes = f' xmlns="{MATHML_NAMESPACE}"' + attributes
+        out.append(f"<{node.tag}{attributes}>")
+        if node.text:
+            out.append(_mathml_text(node.text))
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(list(node)))
+    return "".join(out)
+
+
+def _mathml_text(text: str) -> str:
+    """Text of a MathML element: the converter leaves character references (``&#x02032;``)
+    in it, which are read first; then markup characters become entities, and every other
+    character outside printable ASCII a character reference."""
+    import html
+
+    out = []
+    for ch in html.unescape(text):
+        if ch.isascii() and ch.isprintable():
+            out.append({"&": "&amp;", "<": "&lt;", ">": "&gt;"}.get(ch, ch))
+        else:  # a control character has no reference a page may hold: the replacement mark
+            out.append(f"&#x{ord(ch) if ch.isprintable() else 0xFFFD:05X};")
+    return "".join(out)
+
+
+def markdown_math(latex: str, display: bool = False) -> str:
+    """LaTeX as Markdown mathematics: a ```` ```math ```` fence, or inline ``$`...`$``. Both
+    are code to a Markdown reader, so nothing inside is read as Markdown; what could end the
+    code (a backtick) is refused, and inline (where it may stand in a table) what could split
+    a table row (``|``) or a line, as is anything outside printable ASCII."""
+    allowed = _MARKDOWN_MATH_DISPLAY if display else _MARKDOWN_MATH_INLINE
+    bad = sorted(set(latex) - allowed)
+    if bad:
+        raise ValueError(f"mathematics for Markdown may not hold {bad}: {latex[:80]!r}")
+    return f"```math\n{latex.strip(chr(10))}\n```" if display else f"$`{latex}`$"
+
+
+_MARKDOWN_MATH_INLINE = frozenset(chr(c) for c in range(32, 127)) - set("`|")
+_MARKDOWN_MATH_DISPLAY = _MARKDOWN_MATH_INLINE | {"\n", "|"}
 
 
 def docstring_escape(text: str) -> str:

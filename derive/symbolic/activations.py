@@ -41,93 +41,73 @@ __all__ = [
 ]
 
 
-class sigmoid(sympy.Function):  # noqa: N801 (SymPy functions are lower case)
-    """Logistic sigmoid ``1 / (1 + exp(-a))``; derivative ``s (1 - s)``."""
+class _Unary(sympy.Function):
+    """A function of one argument whose derivative is its :data:`FUNCTIONS` entry's, written
+    through its output; ``at_zero`` is its value at a literal 0 (None: left unevaluated).
+    Zero is recognised structurally: asking an argument's assumptions recurses through it."""
 
     nargs = 1
+    at_zero: sympy.Expr | None = None
 
     def fdiff(self, argindex=1):
-        return FUNCTIONS["sigmoid"].derivative(self)
+        return FUNCTIONS[type(self).__name__].derivative(self)
 
     @classmethod
     def eval(cls, arg):
-        if arg.is_zero:
-            return sympy.Rational(1, 2)
-        return None
+        return cls.at_zero if arg == 0 else None
 
 
-class relu_step(sympy.Function):  # noqa: N801
+class sigmoid(_Unary):  # noqa: N801 (SymPy functions are lower case)
+    """Logistic sigmoid ``1 / (1 + exp(-a))``; derivative ``s (1 - s)``."""
+
+    at_zero = sympy.Rational(1, 2)
+
+
+class relu_step(_Unary):  # noqa: N801
     """Derivative of ReLU written through ReLU's output: ``1`` where ``y > 0``, else ``0``.
 
     ReLU'(0) is 0, as in PyTorch (SymPy's ``Heaviside(0)`` would be 1/2).
     """
 
-    nargs = 1
 
-    def fdiff(self, argindex=1):
-        return FUNCTIONS["relu_step"].derivative(self)
-
-
-class relu(sympy.Function):  # noqa: N801
+class relu(_Unary):  # noqa: N801
     """Rectified linear unit ``max(a, 0)``; derivative ``relu_step(relu(a))``."""
 
-    nargs = 1
 
-    def fdiff(self, argindex=1):
-        return FUNCTIONS["relu"].derivative(self)
+class tanh(_Unary):  # noqa: N801
+    """Hyperbolic tangent; derivative ``1 - t**2``.
+
+    A function of gatesmith's own rather than SymPy's ``tanh``, whose evaluation asks its
+    argument's assumptions at every application: nested applications then take time
+    exponential in their depth before any declaration sees them."""
+
+    at_zero = sympy.Integer(0)
 
 
-#: SymPy's own tanh: its derivative, ``1 - tanh(a)**2``, is already written through its output.
-tanh = sympy.tanh
 #: SymPy's own exp, log, sin and cos, differentiated by SymPy: exp' is exp itself (the saved
 #: output); log' = 1/a, sin' = cos(a) and cos' = -sin(a) read the argument, which the backward
 #: pass then keeps.
 exp, log, sin, cos = sympy.exp, sympy.log, sympy.sin, sympy.cos
 
 
-class softplus(sympy.Function):  # noqa: N801
+class softplus(_Unary):  # noqa: N801
     """``log(1 + exp(a))``, as ``torch.nn.functional.softplus``; derivative ``sigmoid(a)``."""
 
-    nargs = 1
 
-    def fdiff(self, argindex=1):
-        return FUNCTIONS["softplus"].derivative(self)
-
-
-class elu_slope(sympy.Function):  # noqa: N801
+class elu_slope(_Unary):  # noqa: N801
     """Derivative of ELU written through ELU's output ``y``: ``1 + min(y, 0)``."""
 
-    nargs = 1
 
-    def fdiff(self, argindex=1):
-        return FUNCTIONS["elu_slope"].derivative(self)
-
-
-class elu(sympy.Function):  # noqa: N801
+class elu(_Unary):  # noqa: N801
     """Exponential linear unit (alpha = 1): ``a`` where ``a > 0``, else ``exp(a) - 1``."""
 
-    nargs = 1
 
-    def fdiff(self, argindex=1):
-        return FUNCTIONS["elu"].derivative(self)
-
-
-class hard_sigmoid_slope(sympy.Function):  # noqa: N801
+class hard_sigmoid_slope(_Unary):  # noqa: N801
     """Derivative of the hard sigmoid through its output ``y``: ``1/6`` where ``0 < y < 1``."""
 
-    nargs = 1
 
-    def fdiff(self, argindex=1):
-        return FUNCTIONS["hard_sigmoid_slope"].derivative(self)
-
-
-class hard_sigmoid(sympy.Function):  # noqa: N801
+class hard_sigmoid(_Unary):  # noqa: N801
     """``min(max(a / 6 + 1/2, 0), 1)``, as ``torch.nn.functional.hardsigmoid``."""
-
-    nargs = 1
-
-    def fdiff(self, argindex=1):
-        return FUNCTIONS["hard_sigmoid"].derivative(self)
 
 
 def identity(arg):
@@ -183,7 +163,7 @@ FUNCTIONS: dict[str, Activation] = {
     for a in (
         Activation("sigmoid", sigmoid, lambda y: y * (1 - y), "_sigmoid", r"\sigma",
                    "sigmoid", gate=True),
-        Activation("tanh", sympy.tanh, lambda y: 1 - y**2, "_tanh", r"\tanh", "tanh"),
+        Activation("tanh", tanh, lambda y: 1 - y**2, "_tanh", r"\tanh", "tanh"),
         Activation("relu", relu, relu_step, "_relu", r"\operatorname{ReLU}", "relu",
                    piecewise=True),
         Activation("relu_step", relu_step, lambda y: sympy.Integer(0), "_relu_step",

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .activations import FUNCTIONS, GATE_ACTIVATIONS, descriptor, relu
+from .activations import FUNCTIONS, GATE_ACTIVATIONS, descriptor, relu, tanh
 
 __all__ = [
     "Cell",
@@ -429,6 +429,8 @@ class Cell:
             set()
         )  # names of step values: dense blocks, equation targets
         self._output = "h"
+        #: values named for a declaration (a nested function application), by where
+        self._named: dict[str, str] = {}
 
     # -- sizes, input, states, parameters -------------------------------------------------
 
@@ -659,10 +661,36 @@ class Cell:
 
     def _refuse_taken(self, name: str, where: str) -> None:
         """Refuse ``name`` for a new symbol when a value, parameter or state has it."""
+        if name in self._named:
+            raise DeclarationError(
+                f"{where}: the name {name!r} is already taken by a value named at "
+                f"{self._named[name]} (a function applied inside another's argument); choose "
+                "another."
+            )
         if name in self._taken or name in self._params or name in self._states:
             raise DeclarationError(
                 f"{where}: the name {name!r} is already taken; choose another."
             )
+
+    def _name_nested(self, name: str, expr: sympy.Expr, where: str) -> sympy.Expr:
+        """``expr`` with every function application inside another's argument named, as
+        :meth:`let` names it (``name_1``, ``name_2``, ... innermost first): the derivative of
+        ``tanh(tanh(a))`` then reads the saved inner value instead of repeating it, and a
+        value used several times is computed once, so deriving stays linear in the nesting."""
+        names: dict[sympy.Basic, sympy.Symbol] = {}
+        count = 0
+        for application in _nested_applications(expr):
+            count += 1
+            while (f"{name}_{count}" in self._taken or f"{name}_{count}" in self._params
+                   or f"{name}_{count}" in self._states):  # fmt: skip
+                count += 1
+            value = application.xreplace(names)
+            _check_operations(f"{name}_{count}", value, where)
+            names[application] = self._equation(
+                f"{name}_{count}", value, "let", None, where
+            )
+            self._named[f"{name}_{count}"] = where
+        return expr.xreplace(names) if names else expr
 
     def _equation(self, name, expr, role, latex, where) -> sympy.Symbol:
         if role != "state":
@@ -670,7 +698,10 @@ class Cell:
         target = sympy.Symbol(name)
         if role != "state":
             self._refuse_taken(name, where)
-        expr = _check_functions(sympy.sympify(expr), where)
+        expr = self._name_nested(
+            name, _check_functions(sympy.sympify(expr), where), where
+        )
+        _check_operations(name, expr, where)
         # An activation of a compound argument gets its pre-activation named, so the adjoint of
         # the pre-activation (the paper's delta-bar) is one statement the kernel and text share.
         if descriptor(expr) is not None and not expr.args[0].is_Symbol:
@@ -1038,40 +1069,147 @@ def _check_text(what: str, text, where: str) -> None:
         ) from None
 
 
-#: LaTeX commands a declared name may not use: they read or write files, or redefine LaTeX.
-_LATEX_COMMANDS = re.compile(
-    r"\\(input|include|write|immediate|openin|openout|read|catcode|def|edef|gdef|xdef|let"
-    r"|csname|newcommand|renewcommand|providecommand|usepackage|special|directlua|begin|end"
-    r"|makeatletter|endinput|jobname|loop|expandafter)(?![A-Za-z])"
+#: What a declared LaTeX name may hold, beside these commands: ASCII letters, digits, spaces and
+#: the math punctuation below. Everything else is refused, so nothing a name says can reach
+#: a document as anything but mathematics: no ``%``, ``$``, ``#``, ``&``, ``~`` or ``\n`` (TeX),
+#: no ``<``, ``>`` or quotes (HTML), no backtick or ``|`` (Markdown's code spans and tables).
+LATEX_CHARACTERS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _^{}()[],.;:'+-=/*"
+)
+#: The LaTeX commands a declared name may use: letters, accents, fonts, symbols, spacing and
+#: delimiters. An allow-list: a command not named here (``\input``, ``\href``, ``\style``,
+#: ``\catcode``, ...) is refused however it is spelled.
+LATEX_COMMANDS = frozenset(
+    (
+        # Greek letters
+        "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu "
+        "xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta "
+        "Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega "
+        # accents and fonts
+        "hat tilde bar vec dot ddot breve check acute grave widehat widetilde overline underline "
+        "mathring mathrm mathit mathbf mathsf mathtt mathcal mathbb mathfrak boldsymbol text "
+        "textrm textit operatorname "
+        # symbols, operators and functions
+        "cdot odot circ times ast star dagger ddagger prime ell partial nabla infty pm mp oplus "
+        "otimes wedge vee cap cup top bot perp sim approx equiv leq geq neq to tanh sinh cosh sin "
+        "cos tan exp log ln max min det arg "
+        # structure and spacing
+        "frac tfrac dfrac sqrt left right big Big bigl bigr Bigl Bigr quad qquad"
+    ).split()
+)
+#: Commands of one non-letter: thin, medium, thick and negative space, a space, and braces.
+LATEX_SYMBOL_COMMANDS = frozenset({"\\,", "\\;", "\\:", "\\!", "\\ ", "\\{", "\\}"})
+#: Commands that take a group: a name must give it (``\\tilde{c}``, not ``\\tilde c``).
+_LATEX_GROUP_COMMANDS = frozenset(
+    "hat tilde bar vec dot ddot breve check acute grave widehat widetilde overline underline "
+    "mathring mathrm mathit mathbf mathsf mathtt mathcal mathbb mathfrak boldsymbol text "
+    "textrm textit operatorname frac tfrac dfrac sqrt".split()
 )
 
 
+def latex_problem(latex: str) -> str | None:
+    """What keeps ``latex`` from being a declared name, or None: every command on
+    :data:`LATEX_COMMANDS`, every other character in :data:`LATEX_CHARACTERS`, no ``^^``
+    (TeX's notation for a character by its code, which spells any command), braces
+    balanced."""
+    depth, n = 0, 0
+    while n < len(latex):
+        ch = latex[n]
+        if ch == "\\":
+            word = re.match(r"\\([A-Za-z]+|.?)", latex[n:], re.DOTALL).group(0)
+            allowed = (word[1:] in LATEX_COMMANDS if word[1:].isalpha()
+                       else word in LATEX_SYMBOL_COMMANDS)  # fmt: skip
+            if not allowed:
+                return f"the command {word!r}, which is not among the commands a name may use"
+            n += len(word)
+            rest = latex[n:].lstrip(" ")
+            if word[1:] in _LATEX_GROUP_COMMANDS and not rest.startswith("{"):
+                return f"the command {word!r} without its {{...}} group"
+            if word[1:] in ("left", "right") and not (
+                rest[:1] in tuple("()[]./") or rest[:2] in ("\\{", "\\}")
+            ):
+                return f"the command {word!r} without a delimiter after it"
+            continue
+        if ch not in LATEX_CHARACTERS:
+            return (f"the character {ch!r}" if ch.isprintable() and ch.isascii()
+                    else f"the character {ch!r} (outside printable ASCII: write \\sigma, not σ)")  # fmt: skip
+        if latex.startswith("^^", n):
+            return "'^^', TeX's notation for a character by its code"
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return "unbalanced braces"
+        n += 1
+    return "unbalanced braces" if depth else None
+
+
 def _check_latex(latex: str | None, where: str) -> str | None:
-    """A declared LaTeX name: one math-mode group, balanced, with no file access, no
-    definitions, no comment, no math shift and no alignment."""
+    """A declared LaTeX name: a short piece of math-mode LaTeX built from allowed commands and
+    characters (:func:`latex_problem`)."""
     if latex is None:
         return None
     if not isinstance(latex, str) or not latex.strip():
         raise DeclarationError(
             f"{where}: latex= must be a non-empty string; got {latex!r}."
         )
-    depth = 0
-    for ch in latex.replace("\\\\", "").replace("\\{", "").replace("\\}", ""):
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if depth < 0:
-            break
-    bad = sorted(set(latex) & set("%$#&\n\r\t"))
-    command = _LATEX_COMMANDS.search(latex)
-    if depth != 0 or bad or command or not (latex.isprintable() and latex.isascii()):
-        problem = (f"the command {command.group(0)}" if command
-                   else f"the characters {bad}" if bad
-                   else "unbalanced braces" if depth
-                   else "characters outside printable ASCII (write \\sigma, not σ)")  # fmt: skip
+    problem = latex_problem(latex)
+    if problem:
         raise DeclarationError(
             f"{where}: latex={latex!r} has {problem}; a declared name is a short piece of "
-            "math-mode LaTeX such as r'\\tilde{c}' or r'W_{h\\cdot}'."
+            "math-mode LaTeX such as r'\\tilde{c}' or r'W_{h\\cdot}', built from letters, "
+            "digits, _ ^ { } ( ) [ ] , . ; : ' + - = / * and commands such as \\alpha, "
+            "\\tilde, \\mathrm, \\cdot (derive.symbolic.declare.LATEX_COMMANDS lists them)."
         )
     return latex
+
+
+#: The most operations (nodes of the expression tree, counting a shared part at each use) an
+#: equation may hold once its nested function applications are named: SymPy differentiates
+#: and prints the tree, so beyond this deriving takes minutes and the kernel megabytes.
+MAX_OPERATIONS = 4000
+
+
+def _nodes(expr: sympy.Basic) -> list[sympy.Basic]:
+    """Every distinct subexpression of ``expr``, each after its arguments (innermost first),
+    found by a loop over an explicit stack: an expression built by repeated reuse is a small
+    graph even where its tree is exponentially large, and a deep chain recurses nowhere."""
+    order, seen, stack = [], set(), [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif node not in seen:
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((arg, False) for arg in reversed(node.args))
+    return order
+
+
+def operations(expr: sympy.Basic) -> int:
+    """The size of ``expr``'s tree (a shared subexpression counted at each use), computed
+    over its distinct subexpressions."""
+    size: dict[sympy.Basic, int] = {}
+    for node in _nodes(expr):
+        size[node] = 1 + sum(size[arg] for arg in node.args)
+    return size[expr]
+
+
+def _nested_applications(expr: sympy.Expr) -> list[sympy.Expr]:
+    """The function applications that lie inside another application's argument and hold
+    one in their own (``tanh(a)`` in ``tanh(tanh(tanh(a)))``), innermost first, each once.
+    Naming these leaves every equation at most two applications deep: ``tanh(b + tanh(x))``
+    is derived as written."""
+    nodes = _nodes(expr)
+    holds: dict[
+        sympy.Basic, bool
+    ] = {}  # an application among its arguments, at any depth
+    for node in nodes:
+        holds[node] = any(isinstance(a, sympy.Function) or holds[a] for a in node.args)
+    inside: set[sympy.Basic] = set()
+    for node in reversed(nodes):  # outermost first: a parent before its arguments
+        if node in inside or isinstance(node, sympy.Function):
+            inside.update(node.args)
+    return [node for node in nodes
+            if isinstance(node, sympy.Function) and node in inside and holds[node]]  # fmt: skip
 
 
 def _extremum(node: sympy.Expr) -> sympy.Expr:
@@ -1090,17 +1228,30 @@ def _extremum(node: sympy.Expr) -> sympy.Expr:
 def _check_functions(expr: sympy.Expr, where: str) -> sympy.Expr:
     """Refuse anything no emitter can print: a pointwise equation is built from symbols, exact
     numbers, sums, products, powers with exact exponents and the supported functions (``Max``
-    and ``Min`` are rewritten through ReLU first)."""
-    expr = expr.replace(lambda e: isinstance(e, (sympy.Max, sympy.Min)), _extremum)
-    if isinstance(expr, sympy.Float) or expr.atoms(sympy.Float):
+    and ``Min`` are rewritten through ReLU first, SymPy's own ``tanh`` as gatesmith's)."""
+    nodes = _nodes(expr)
+    if any(isinstance(n, (sympy.Max, sympy.Min, sympy.tanh)) for n in nodes):
+        rewritten = {}
+        for (
+            node
+        ) in nodes:  # innermost first, so each node's arguments are rewritten already
+            new = node.func(*(rewritten[a] for a in node.args)) if node.args else node
+            if isinstance(new, (sympy.Max, sympy.Min)):
+                new = _extremum(new)
+            elif isinstance(new, sympy.tanh):
+                new = tanh(new.args[0])
+            rewritten[node] = new
+        expr = rewritten[expr]
+        nodes = _nodes(expr)
+    if any(isinstance(node, sympy.Float) for node in nodes):
         raise DeclarationError(
-            f"{where}: {expr} has a floating-point number; write exact numbers "
+            f"{where}: {_short(expr)} has a floating-point number; write exact numbers "
             "(sympy.Rational(1, 2), not 0.5)."
         )
     known = ", ".join(
         [*(n for n, a in FUNCTIONS.items() if a.declarable), "Max", "Min"]
     )
-    for node in sympy.preorder_traversal(expr):
+    for node in nodes:
         if isinstance(node, (sympy.Symbol, sympy.Add, sympy.Mul)) or (
             isinstance(node, sympy.Rational) and node.is_finite
         ):
@@ -1108,7 +1259,7 @@ def _check_functions(expr: sympy.Expr, where: str) -> sympy.Expr:
         if isinstance(node, sympy.Pow):
             if node.exp.is_Rational:
                 continue
-            problem = (f"the power {node}, whose exponent is not an exact number; "
+            problem = (f"the power {_short(node)}, whose exponent is not an exact number; "
                        "write exp(b * log(a)) for a^b")  # fmt: skip
         elif isinstance(node, sympy.Function):
             activation = descriptor(node)
@@ -1117,9 +1268,30 @@ def _check_functions(expr: sympy.Expr, where: str) -> sympy.Expr:
             problem = (f"{type(node).__name__}, which gatesmith cannot derive and print; use "
                        f"one of the supported functions: {known}")  # fmt: skip
         else:
-            problem = (f"{node} ({type(node).__name__}), which gatesmith cannot derive and "
-                       "print; an equation is built from symbols, exact numbers "
+            problem = (f"{_short(node)} ({type(node).__name__}), which gatesmith cannot derive "
+                       "and print; an equation is built from symbols, exact numbers "
                        "(sympy.Rational), +, *, powers with exact exponents and the "
                        f"supported functions: {known}")  # fmt: skip
-        raise DeclarationError(f"{where}: {expr} uses {problem}.")
+        raise DeclarationError(f"{where}: {_short(expr)} uses {problem}.")
     return expr
+
+
+def _check_operations(name: str, expr: sympy.Expr, where: str) -> None:
+    """Refuse an equation too large to derive in reasonable time, naming its size."""
+    count = operations(expr)
+    if count > MAX_OPERATIONS:
+        raise DeclarationError(
+            f"{where}: the equation of {name!r} has {count} operations once its nested "
+            f"functions are named, more than the {MAX_OPERATIONS} gatesmith derives in "
+            "reasonable time (a subexpression used several times counts at each use); name "
+            "the repeated parts with cell.let, so that each is computed once."
+        )
+
+
+def _short(expr: sympy.Basic, width: int = 120) -> str:
+    """``expr`` as text for a message, cut to ``width`` characters: a large expression is
+    not printed whole (printing one built by reuse takes as long as its tree is large)."""
+    if operations(expr) > 200:
+        return f"an expression of {operations(expr)} operations"
+    text = str(expr)
+    return text if len(text) <= width else text[: width - 3] + "..."

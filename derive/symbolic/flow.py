@@ -23,8 +23,31 @@ from dataclasses import dataclass
 import sympy
 
 from .adjoint import Adjoint, adjoint_symbol
+from .declare import operations
 
-__all__ = ["Jacobian", "Path", "jacobians", "verdict"]
+__all__ = [
+    "FLOW_OPERATIONS",
+    "FlowTooLargeError",
+    "Jacobian",
+    "Path",
+    "jacobians",
+    "verdict",
+]
+
+#: The most operations a factor of a path may have (its tree, a shared part counted at each
+#: use): past it, the Jacobians are too large to print and are not built.
+FLOW_OPERATIONS = 4000
+
+
+class FlowTooLargeError(ValueError):
+    """A Jacobian's factor past :data:`FLOW_OPERATIONS` operations (``count``)."""
+
+    def __init__(self, value, count: int):
+        super().__init__(
+            f"the path factor up to {value} has {count} operations, more than the "
+            f"{FLOW_OPERATIONS} a document prints"
+        )
+        self.count = count
 
 
 @dataclass(frozen=True)
@@ -77,35 +100,68 @@ def jacobians(adjoint: Adjoint) -> tuple[Jacobian, ...]:
     return tuple(out)
 
 
+#: Paths to one value beyond which those with the same weight blocks and later diagonals are
+#: summed as they are found (a chain of values each reading the one before twice has 2^n paths).
+MERGE_PATHS = 64
+
+
 def _paths(value, source, partial, equations, blocks, memo) -> list[Path]:
     """The paths from ``source`` (a previous state) to ``value``; ``equations`` is the
-    targets of the equations and those of the means among them."""
+    targets of the equations and those of the means among them. A loop over an explicit stack
+    visits each value once, after the values it reads, so a long chain recurses nowhere."""
     defined, means = equations
-    if value in memo:
-        return memo[value]
+
+    def reads(v):
+        if v == source:
+            return []
+        if v in defined:
+            return [arg for arg, _ in partial.get(v, ())]
+        if v in blocks:
+            return [blocks[v].source]
+        return []  # the input, another state, a vector parameter: no path
+
+    stack = [(value, False)]
+    while stack:
+        v, ready = stack.pop()
+        if v in memo:
+            continue
+        if not ready:
+            stack.append((v, True))
+            stack.extend((arg, False) for arg in reads(v) if arg not in memo)
+            continue
+        memo[v] = _paths_to(v, source, partial, means, blocks, memo)
+    return memo[value]
+
+
+def _paths_to(value, source, partial, means, blocks, memo) -> list[Path]:
+    """The paths to ``value``, from those to the values it reads (in ``memo``)."""
+    one = sympy.Integer(1)
     if value == source:
-        found = [Path((sympy.Integer(1),), ())]
-    elif value in defined:
-        found = []
-        one = sympy.Integer(1)
-        for arg, factor in partial.get(value, ()):
-            for path in _paths(arg, source, partial, equations, blocks, memo):
-                first = factor * path.diagonals[0]
-                if value in means:  # diag(1) 1 1ᵀ diag(factor ...)
-                    found.append(Path((one, first, *path.diagonals[1:]),
-                                      (value, *path.blocks)))  # fmt: skip
-                else:
-                    found.append(Path((first, *path.diagonals[1:]), path.blocks))
-    elif value in blocks:
+        return [Path((one,), ())]
+    found = []
+    if value in blocks:
+        for path in memo[blocks[value].source]:
+            found.append(Path((one, *path.diagonals), (value, *path.blocks)))
+        return found
+    for arg, factor in partial.get(value, ()):
+        for path in memo[arg]:
+            first = factor * path.diagonals[0]
+            if value in means:  # diag(1) 1 1ᵀ diag(factor ...)
+                found.append(Path((one, first, *path.diagonals[1:]),
+                                  (value, *path.blocks)))  # fmt: skip
+            else:
+                found.append(Path((first, *path.diagonals[1:]), path.blocks))
+    if len(found) > MERGE_PATHS:
+        grouped: dict[tuple, sympy.Expr] = {}
+        for path in found:
+            key = (path.blocks, path.diagonals[1:])
+            grouped[key] = grouped.get(key, sympy.Integer(0)) + path.diagonals[0]
         found = [
-            Path((sympy.Integer(1), *path.diagonals), (value, *path.blocks))
-            for path in _paths(
-                blocks[value].source, source, partial, equations, blocks, memo
-            )
+            Path((first, *rest), blocks) for (blocks, rest), first in grouped.items()
         ]
-    else:  # the input, another state, a vector parameter: no path
-        found = []
-    memo[value] = found
+    largest = max((operations(p.diagonals[0]) for p in found), default=0)
+    if largest > FLOW_OPERATIONS:
+        raise FlowTooLargeError(value, largest)
     return found
 
 

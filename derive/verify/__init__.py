@@ -6,6 +6,7 @@ error. Needs ``torch``, a test dependency, not a runtime one (imported when firs
 """
 
 from .compare import (
+    ROUNDING_OPERATIONS,
     TOLERANCE,
     Problem,
     Report,
@@ -13,10 +14,11 @@ from .compare import (
     import_kernel,
     relative_error,
     sizes_for,
+    tolerance,
     verify,
 )
 
 __all__ = [
-    "TOLERANCE", "Problem", "Report", "compare", "import_kernel", "relative_error",
-    "sizes_for", "verify",
+    "ROUNDING_OPERATIONS", "TOLERANCE", "Problem", "Report", "compare", "import_kernel",
+    "relative_error", "sizes_for", "tolerance", "verify",
 ]  # fmt: skip

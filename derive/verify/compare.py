@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..symbolic.declare import CellSpec
+from ..symbolic.declare import CellSpec, operations
 from .twin import _torch, twin_forward
 
 __all__ = [
+    "ROUNDING_OPERATIONS",
     "TOLERANCE",
     "Problem",
     "Report",
@@ -28,11 +29,24 @@ __all__ = [
     "import_kernel",
     "relative_error",
     "sizes_for",
+    "tolerance",
     "verify",
 ]
 
-#: Relative tolerances against autograd, per dtype.
+#: Relative tolerances against autograd, per dtype, for equations of up to
+#: :data:`ROUNDING_OPERATIONS` operations.
 TOLERANCE = {np.float64: 1e-9, np.float32: 1e-4}
+#: A larger equation accumulates rounding over more operations (a sum of n terms, each rounded,
+#: errs by up to about n units in the last place): past this many, the tolerance grows with
+#: the largest equation's operations.
+ROUNDING_OPERATIONS = 64
+
+
+def tolerance(spec: CellSpec, dtype) -> float:
+    """The relative tolerance for ``spec``'s kernels in ``dtype``: :data:`TOLERANCE`, scaled
+    by the operations of its largest equation past :data:`ROUNDING_OPERATIONS`."""
+    largest = max((operations(eq.expr) for eq in spec.equations), default=0)
+    return TOLERANCE[np.dtype(dtype).type] * max(1.0, largest / ROUNDING_OPERATIONS)
 
 
 def sizes_for(cell, input_size: int = 4, hidden_size: int = 5, extra: int = 3) -> dict:
@@ -173,7 +187,7 @@ def verify(
         ys_t, finals_t = twin_forward(spec, *leaves, hypers=hypers)
         errors = compare(problem, ys_t, finals_t, leaves)
         reports.append(
-            Report(spec.name, np.dtype(dtype).name, errors, TOLERANCE[dtype])
+            Report(spec.name, np.dtype(dtype).name, errors, tolerance(spec, dtype))
         )
     return reports
 
