@@ -367,6 +367,17 @@ def test_raising_the_thread_count_while_others_call_forward_never_fails():
     assert failures == []
 
 
+def test_a_pool_handed_out_stays_usable_after_a_larger_one_replaces_it():
+    """The race itself, without timing: a call holds the pool it was given while another
+    call's larger thread count replaces it; submitting to the held pool must still work
+    (it raised 'cannot schedule new futures after shutdown')."""
+    from generated import _interface
+
+    held = _interface._executor(2)
+    _interface._executor(_interface._POOL["workers"] + 1)
+    assert held.submit(sum, [1, 2]).result() == 3
+
+
 def test_the_jax_function_cache_does_not_grow_with_hyperparameter_values():
     pytest.importorskip("jax")
     from derive.jax import _function, recurrent
