@@ -204,9 +204,8 @@ class _Eager(torch.autograd.Function):
         out = _backward(
             ctx.cell, given[0], given[1:], x, lengths, params, saved, ctx.hypers
         )
-        if (
-            torch.is_grad_enabled()
-        ):  # create_graph=True: the gradients must be refused later
+        # create_graph=True: the gradients must refuse a backward through them
+        if torch.is_grad_enabled():
             out = _FirstOrderOnly.apply(len(out), *out, x, *states, *params, *given)
         return None, out[0], None, None, None, *out[1:]
 

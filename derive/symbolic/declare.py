@@ -667,10 +667,14 @@ class Cell:
                 f"{self._named[name]} (a function applied inside another's argument); choose "
                 "another."
             )
-        if name in self._taken or name in self._params or name in self._states:
+        if self._holds(name):
             raise DeclarationError(
                 f"{where}: the name {name!r} is already taken; choose another."
             )
+
+    def _holds(self, name: str) -> bool:
+        """Whether a value, parameter or state of the cell has ``name``."""
+        return name in self._taken or name in self._params or name in self._states
 
     def _name_nested(self, name: str, expr: sympy.Expr, where: str) -> sympy.Expr:
         """``expr`` with every function application inside another's argument named, as
@@ -681,11 +685,9 @@ class Cell:
         count = 0
         for application in _nested_applications(expr):
             count += 1
-            while (f"{name}_{count}" in self._taken or f"{name}_{count}" in self._params
-                   or f"{name}_{count}" in self._states):  # fmt: skip
+            while self._holds(f"{name}_{count}"):
                 count += 1
-            value = application.xreplace(names)
-            _check_operations(f"{name}_{count}", value, where)
+            value = application.xreplace(names)  # its size is checked as an equation's
             names[application] = self._equation(
                 f"{name}_{count}", value, "let", None, where
             )
@@ -1076,35 +1078,32 @@ def _check_text(what: str, text, where: str) -> None:
 LATEX_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _^{}()[],.;:'+-=/*"
 )
+#: Commands that take a group: a name must give it (``\\tilde{c}``, not ``\\tilde c``).
+_LATEX_GROUP_COMMANDS = frozenset(
+    # accents and fonts
+    "hat tilde bar vec dot ddot breve check acute grave widehat widetilde overline underline "
+    "mathring mathrm mathit mathbf mathsf mathtt mathcal mathbb mathfrak boldsymbol text "
+    "textrm textit operatorname "
+    # fractions and roots
+    "frac tfrac dfrac sqrt".split()
+)
 #: The LaTeX commands a declared name may use: letters, accents, fonts, symbols, spacing and
 #: delimiters. An allow-list: a command not named here (``\input``, ``\href``, ``\style``,
 #: ``\catcode``, ...) is refused however it is spelled.
-LATEX_COMMANDS = frozenset(
-    (
-        # Greek letters
-        "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu "
-        "xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta "
-        "Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega "
-        # accents and fonts
-        "hat tilde bar vec dot ddot breve check acute grave widehat widetilde overline underline "
-        "mathring mathrm mathit mathbf mathsf mathtt mathcal mathbb mathfrak boldsymbol text "
-        "textrm textit operatorname "
-        # symbols, operators and functions
-        "cdot odot circ times ast star dagger ddagger prime ell partial nabla infty pm mp oplus "
-        "otimes wedge vee cap cup top bot perp sim approx equiv leq geq neq to tanh sinh cosh sin "
-        "cos tan exp log ln max min det arg "
-        # structure and spacing
-        "frac tfrac dfrac sqrt left right big Big bigl bigr Bigl Bigr quad qquad"
-    ).split()
+LATEX_COMMANDS = _LATEX_GROUP_COMMANDS | frozenset(
+    # Greek letters
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda "
+    "mu nu xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma "
+    "Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega "
+    # symbols, operators and functions
+    "cdot odot circ times ast star dagger ddagger prime ell partial nabla infty pm mp oplus "
+    "otimes wedge vee cap cup top bot perp sim approx equiv leq geq neq to tanh sinh cosh "
+    "sin cos tan exp log ln max min det arg "
+    # delimiters and spacing
+    "left right big Big bigl bigr Bigl Bigr quad qquad".split()
 )
 #: Commands of one non-letter: thin, medium, thick and negative space, a space, and braces.
 LATEX_SYMBOL_COMMANDS = frozenset({"\\,", "\\;", "\\:", "\\!", "\\ ", "\\{", "\\}"})
-#: Commands that take a group: a name must give it (``\\tilde{c}``, not ``\\tilde c``).
-_LATEX_GROUP_COMMANDS = frozenset(
-    "hat tilde bar vec dot ddot breve check acute grave widehat widetilde overline underline "
-    "mathring mathrm mathit mathbf mathsf mathtt mathcal mathbb mathfrak boldsymbol text "
-    "textrm textit operatorname frac tfrac dfrac sqrt".split()
-)
 
 
 def latex_problem(latex: str) -> str | None:
@@ -1291,7 +1290,8 @@ def _check_operations(name: str, expr: sympy.Expr, where: str) -> None:
 def _short(expr: sympy.Basic, width: int = 120) -> str:
     """``expr`` as text for a message, cut to ``width`` characters: a large expression is
     not printed whole (printing one built by reuse takes as long as its tree is large)."""
-    if operations(expr) > 200:
-        return f"an expression of {operations(expr)} operations"
+    count = operations(expr)
+    if count > 200:
+        return f"an expression of {count} operations"
     text = str(expr)
     return text if len(text) <= width else text[: width - 3] + "..."
