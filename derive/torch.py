@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import math
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -35,9 +36,11 @@ from .runtime.layers import (
     param_sizes,
 )
 
-__all__ = ["Recurrent", "recurrent"]
+__all__ = ["GRU", "LSTM", "RNN", "Recurrent", "recurrent"]
 
 _DTYPES = (torch.float32, torch.float64)
+#: computed in float32 inside
+_HALVES = (torch.float16, torch.bfloat16)
 
 
 # -- the custom ops ----------------------------------------------------------------------------
@@ -179,62 +182,172 @@ def _no_second_order(ctx, grads):
 _backward_op.register_autograd(_no_second_order)
 
 
-class _Eager(torch.autograd.Function):
-    """The same two calls outside ``torch.compile``, without the custom ops' dispatch: a third
-    of a millisecond less per layer and direction, which small problems notice."""
+class _Kernels(torch.autograd.Function):
+    """The two kernel calls outside ``torch.compile``, without the custom ops' dispatch: a
+    third of a millisecond less per layer and direction, which small problems notice. Its
+    backward is :class:`_Gradients`, itself differentiable; both batch under
+    ``torch.func.vmap`` one problem at a time."""
 
     @staticmethod
-    def forward(ctx, cell, x, lengths, hypers, n_states, *tensors):
+    def forward(cell, x, lengths, hypers, n_states, *tensors):
         states, params = tensors[:n_states], tensors[n_states:]
-        out = _forward(cell, x, lengths, states, params, hypers)
+        return tuple(_forward(cell, x, lengths, states, params, hypers))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        cell, x, lengths, hypers, n_states, *tensors = inputs
         ctx.cell, ctx.n_states, ctx.hypers = cell, n_states, hypers
-        ctx.shapes = [o.shape for o in out[: 1 + n_states]]
-        ctx.save_for_backward(x, lengths, *states, *params, *out[1 + n_states :])
-        ctx.mark_non_differentiable(*out[1 + n_states :])
-        return tuple(out)
+        ctx.n_tensors = len(tensors)
+        ctx.shapes = [o.shape for o in output[: 1 + n_states]]
+        saved = output[1 + n_states :]
+        ctx.mark_non_differentiable(*saved)
+        ctx.save_for_backward(x, lengths, *tensors, *saved)
 
     @staticmethod
     def backward(ctx, *grads):
-        n_states = ctx.n_states
         x, lengths, *rest = ctx.saved_tensors
-        states, rest = rest[:n_states], rest[n_states:]
-        n_params = len(rest) - (len(grads) - 1 - n_states)
-        params, saved = rest[:n_params], rest[n_params:]
-        given = _gradients(grads[: 1 + n_states], ctx.shapes, x)
-        out = _backward(
-            ctx.cell, given[0], given[1:], x, lengths, params, saved, ctx.hypers
-        )
-        # create_graph=True: the gradients must refuse a backward through them
-        if torch.is_grad_enabled():
-            out = _FirstOrderOnly.apply(len(out), *out, x, *states, *params, *given)
+        tensors, saved = rest[: ctx.n_tensors], rest[ctx.n_tensors :]
+        given = _gradients(grads[: 1 + ctx.n_states], ctx.shapes, x)
+        out = _Gradients.apply(
+            ctx.cell, ctx.hypers, ctx.n_states, len(saved), x, lengths, *tensors, *saved,
+            *given,
+        )  # fmt: skip
         return None, out[0], None, None, None, *out[1:]
 
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return _one_at_a_time(_Kernels, info, in_dims, args)
 
-class _FirstOrderOnly(torch.autograd.Function):
-    """The kernels' gradients as the outputs of a node whose backward raises
-    :data:`SECOND_ORDER`, connected to everything they depend on (the input, the initial
-    states, the parameters and the incoming gradients).
 
-    Under ``create_graph=True`` autograd would otherwise take them for constants: a gradient
-    penalty would add nothing and a Hessian-vector product come out 0 (``once_differentiable``
-    connects them to nothing when the incoming gradients need none, and
-    ``torch.autograd.functional.hvp`` then fills in zeros). Through this node, any second
-    derivative reaches the error."""
+class _Gradients(torch.autograd.Function):
+    """The generated backward kernel, as a function of the input, the initial states, the
+    parameters and the incoming gradients ``(dys, *d_final_states)``: ``[dx, *d_initial,
+    *d_params]``.
+
+    Its own backward (a gradient penalty, a Hessian-vector product, ``gradgradcheck``) is the
+    vector-Jacobian product of the first derivative, taken by autograd through the cell's
+    declaration evaluated with torch operations (:func:`derive.verify.twin.twin_forward`,
+    the twin the kernels are verified against), at the same input, states, parameters and
+    lengths. Each order above that is autograd's too."""
 
     @staticmethod
-    def forward(ctx, count, *tensors):
-        return tuple(t.clone() for t in tensors[:count])
+    def forward(cell, hypers, n_states, n_saved, x, lengths, *rest):
+        tensors, saved, given = _split_gradient_inputs(rest, n_states, n_saved)
+        states, params = tensors[:n_states], tensors[n_states:]
+        del states  # the backward kernel reads the states from the tape
+        return tuple(
+            _backward(cell, given[0], given[1:], x, lengths, params, saved, hypers)
+        )
 
     @staticmethod
-    def backward(ctx, *grads):
-        raise RuntimeError(SECOND_ORDER)
+    def setup_context(ctx, inputs, output):
+        cell, hypers, n_states, n_saved, x, lengths, *rest = inputs
+        tensors, _, given = _split_gradient_inputs(rest, n_states, n_saved)
+        ctx.cell, ctx.hypers, ctx.n_states, ctx.n_saved = (
+            cell,
+            hypers,
+            n_states,
+            n_saved,
+        )
+        ctx.n_tensors = len(tensors)
+        ctx.save_for_backward(x, lengths, *tensors, *given)
+
+    @staticmethod
+    def backward(ctx, *cotangents):
+        x, lengths, *rest = ctx.saved_tensors
+        tensors, given = rest[: ctx.n_tensors], rest[ctx.n_tensors :]
+        n_states, n_tensors = ctx.n_states, ctx.n_tensors
+
+        def outputs(x, *tensors):
+            ys, finals = _twin(
+                ctx.cell, x, tensors[:n_states], tensors[n_states:], lengths, ctx.hypers
+            )
+            return (ys, *finals)
+
+        def first(x, *rest):  # the first derivative, as the kernels compute it
+            _, pullback = torch.func.vjp(outputs, x, *rest[:n_tensors])
+            return pullback(tuple(rest[n_tensors:]))
+
+        # torch.func, not autograd.grad: partial derivatives in each argument, however the
+        # arguments depend on each other in the graph around; differentiable again when
+        # create_graph asks for it
+        _, pullback = torch.func.vjp(first, x, *tensors, *given)
+        seconds = pullback(tuple(cotangents))
+        d_x, d_tensors = seconds[0], seconds[1 : 1 + n_tensors]
+        d_given = seconds[1 + n_tensors :]
+        return (
+            None, None, None, None, d_x, None, *d_tensors, *(None,) * ctx.n_saved, *d_given,
+        )  # fmt: skip
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return _one_at_a_time(_Gradients, info, in_dims, args)
 
 
-#: What a backward through the kernels' gradients raises.
+def _split_gradient_inputs(rest, n_states, n_saved):
+    """``(tensors, saved, given)`` of :class:`_Gradients`' trailing inputs: the states and
+    parameters, the tape's arrays, and the incoming gradients (one per output)."""
+    n_given = 1 + n_states
+    n_tensors = len(rest) - n_saved - n_given
+    return rest[:n_tensors], rest[n_tensors : n_tensors + n_saved], rest[-n_given:]
+
+
+def _one_at_a_time(function, info, in_dims, args):
+    """``torch.func.vmap``'s rule for a kernel call: the call once per index of the mapped
+    dimension (the kernels take one problem), the results stacked along dimension 0."""
+    results = []
+    for n in range(info.batch_size):
+        picked = [
+            a if dim is None else a.select(dim, n)
+            for a, dim in zip(args, in_dims, strict=True)
+        ]
+        results.append(function.apply(*picked))
+    stacked = tuple(torch.stack(parts) for parts in zip(*results, strict=True))
+    return stacked, (0,) * len(stacked)
+
+
+def _declaration(module):
+    """The declaration ``module`` was generated from, for derivatives of its gradients: a
+    catalog variant's, or a user's spec loaded in this process (``gatesmith.registry``)."""
+    from .registry import get
+
+    try:
+        spec = get(module.VARIANT)
+    except Exception as error:
+        raise RuntimeError(
+            f"gatesmith: the gradients of {module.VARIANT} are differentiated again through "
+            f"its declaration, which is not loaded in this process ({error}); load its spec "
+            f"with derive.registry.load_file(path) first"
+        ) from error
+    if spec.param_names != tuple(module.PARAMS) or spec.state_names != tuple(
+        module.STATES
+    ):
+        raise RuntimeError(
+            f"gatesmith: the declaration registered as {module.VARIANT!r} is not the one "
+            f"{module.__name__} was generated from (parameters {spec.param_names} and "
+            f"states {spec.state_names}, the module's {module.PARAMS} and {module.STATES}); "
+            f"regenerate the module"
+        )
+    return spec
+
+
+def _twin(cell, x, states, params, lengths, hypers):
+    """``(ys, final_states)`` of ``cell`` evaluated from its declaration with torch
+    operations: what autograd differentiates for the derivatives of the kernels' gradients."""
+    from .verify.twin import twin_forward
+
+    module = _module(cell)
+    return twin_forward(
+        _declaration(module), x, tuple(states),
+        dict(zip(module.PARAMS, params, strict=True)), _hypers(module, hypers), lengths,
+    )  # fmt: skip
+
+
+#: What a second derivative through the compiled kernels' gradients raises.
 SECOND_ORDER = (
-    "gatesmith: the generated kernels' gradients are computed once, not as a graph, so they "
-    "cannot be differentiated again (a gradient penalty, a Hessian-vector product, "
-    "gradgradcheck); compute such terms with torch.nn's cells"
+    "gatesmith: under torch.compile the generated kernels' gradients are not differentiated "
+    "again (a gradient penalty, a Hessian-vector product, gradgradcheck); run the model "
+    "outside torch.compile for second derivatives"
 )
 
 
@@ -247,14 +360,14 @@ def _check_tensor(caller, argument, value, dtype=None):
             f"{caller}: {argument} must be a torch.Tensor; got {type(value).__name__}"
         )
     if value.device.type != "cpu":
-        raise ValueError(
+        raise RuntimeError(
             f"{caller}: {argument} is on {value.device}; the generated kernels run on the "
             f"CPU: move it with .cpu()"
         )
-    if dtype is None and value.dtype not in _DTYPES:
+    if dtype is None and value.dtype not in _DTYPES + _HALVES:
         raise TypeError(
-            f"{caller}: {argument} must have dtype torch.float32 or torch.float64; got "
-            f"{value.dtype}"
+            f"{caller}: {argument} must have a floating dtype (float32, float64, float16 or "
+            f"bfloat16); got {value.dtype}"
         )
     if dtype is not None and value.dtype != dtype:
         raise TypeError(
@@ -266,12 +379,14 @@ def _check_tensor(caller, argument, value, dtype=None):
 def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None):
     """Run one layer of ``variant`` over ``x`` ``(T, B, I)``, differentiably.
 
-    ``params`` maps the cell's ``PARAMS`` to tensors; ``initial_states`` is None (zeros) or a
-    tuple of ``(B, size)`` tensors in ``STATES`` order; ``lengths`` is None or each batch row's
+    ``params`` maps the cell's ``PARAMS`` to tensors (its biases may all be left out, or all
+    be tensors of length 0: ``bias=False``); ``initial_states`` is None (zeros) or a tuple of
+    ``(B, size)`` tensors in ``STATES`` order; ``lengths`` is None or each batch row's
     number of steps; ``hypers`` maps hyperparameters to the values that replace their
     defaults. Returns ``ys`` ``(T, B, size)`` (zero past a row's length) and the final states
     (each row's state at its length). Gradients reach ``x``, ``initial_states`` and
-    ``params`` through the generated backward kernel.
+    ``params`` through the generated backward kernel; their own derivatives (``create_graph``)
+    through the cell's declaration. float16 and bfloat16 run in float32 inside.
     """
     caller = "recurrent"
     cell = load_cell(caller, variant)
@@ -279,23 +394,34 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     if isinstance(initial_states, torch.Tensor) or not (
         initial_states is None or isinstance(initial_states, (tuple, list))
     ):
-        raise ValueError(
+        raise TypeError(
             f"{caller}: initial_states must be None or a tuple of tensors {cell.STATES}; "
             f"got {type(initial_states).__name__}"
         )
+    if isinstance(params, dict) and not any(
+        n in params for n in cell._interface.biases
+    ):
+        params = {**params, **{n: x.new_empty(0) for n in cell._interface.biases}}
     shapes = (
         {name: getattr(value, "shape", ()) for name, value in params.items()}
         if isinstance(params, dict)
         else params
     )
+    if x.dim() == 3 and x.shape[0] == 0:
+        raise RuntimeError(f"{caller}: Expected sequence length to be larger than 0")
+    state_shapes = None
+    if initial_states is not None:
+        state_shapes = [tuple(getattr(s, "shape", ())) for s in initial_states]
+    steps, batch = x.shape[:2] if x.dim() == 3 else (1, 1)
+    if batch == 0:  # checked as one row: the sizes are what the parameters say
+        x_shape = (steps, 1, x.shape[2])
+        state_shapes = state_shapes and [(1, *shape[1:]) for shape in state_shapes]
     sizes = check_layer(
-        caller, cell, tuple(x.shape), shapes,
-        None if initial_states is None else [getattr(s, "shape", ()) for s in initial_states],
-    )  # fmt: skip
+        caller, cell, x_shape if batch == 0 else tuple(x.shape), shapes, state_shapes
+    )
     tensors = [
         _check_tensor(caller, f"params[{n!r}]", params[n], x.dtype) for n in cell.PARAMS
     ]
-    steps, batch, _ = x.shape
     if initial_states is None:
         initial_states = [
             x.new_zeros(batch, sizes[cell.STATE_SIZES[s]]) for s in cell.STATES
@@ -304,7 +430,19 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
         _check_tensor(caller, f"initial_states[{n}] ({s})", v, x.dtype)
         for n, (s, v) in enumerate(zip(cell.STATES, initial_states, strict=True))
     ]
+    if batch == 0:  # nothing to run; zeros that reach every input, as nn.LSTM's do
+        touch = sum(t.sum() for t in (x, *states, *tensors)) * 0
+        out = x.new_zeros(steps, 0, sizes[cell.OUTPUT_SIZE]) + touch
+        return out, tuple(s + touch for s in states)
     lengths = _lengths(caller, lengths, steps, batch)
+    half = x.dtype in _HALVES
+    if half:  # computed in float32, as nn.LSTM's CPU kernels compute these
+        dtype = x.dtype
+        x, states, tensors = (
+            x.float(),
+            [s.float() for s in states],
+            [t.float() for t in tensors],
+        )
     values = torch.tensor(
         cell._interface.check_hypers(caller, hypers, _numpy_dtype(x.dtype)),
         dtype=torch.float64,
@@ -314,10 +452,13 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
             cell.__name__, x, lengths, states, tensors, values
         )
     else:
-        out = _Eager.apply(
+        out = _Kernels.apply(
             cell.__name__, x, lengths, values, len(states), *states, *tensors
         )
-    return out[0], tuple(out[1 : 1 + len(cell.STATES)])
+    ys, finals = out[0], tuple(out[1 : 1 + len(cell.STATES)])
+    if half:
+        ys, finals = ys.to(dtype), tuple(f.to(dtype) for f in finals)
+    return ys, finals
 
 
 def _lengths(caller, lengths, steps, batch):
@@ -339,21 +480,243 @@ def _lengths(caller, lengths, steps, batch):
     return given
 
 
-# -- the module --------------------------------------------------------------------------------
+# -- the modules -------------------------------------------------------------------------------
 
 
 def _numpy_dtype(dtype):
-    """The NumPy dtype of a float32 or float64 torch dtype."""
-    return np.dtype("f4" if dtype == torch.float32 else "f8")
+    """The NumPy dtype the kernels run in for a torch dtype (float32 for the halves)."""
+    return np.dtype("f8" if dtype == torch.float64 else "f4")
 
 
-def _variant_and_sizes(variant, proj_size, sizes, dtype):
+def _biases_to_drop(cell, caller):
+    """The parameters ``bias=False`` leaves out: the cell's projection biases. A cell with
+    none, or with biases it adds pointwise (vectors named ``b_...``/``bias...``), has no
+    bias-free form: its equations need them."""
+    biases = cell._interface.biases
+    pointwise = [
+        name for name in cell.PARAMS
+        if cell.PARAM_BLOCKS[name][0] == "vector"
+        and (name == "bias" or name.startswith(("b_", "bias_")))
+    ]  # fmt: skip
+    if not biases or pointwise:
+        raise ValueError(
+            f"{caller}: {cell.VARIANT} has no bias-free form (bias=False leaves out the biases "
+            f"of a cell's projections, declared with cell.bias"
+            + (f"; it adds the biases {pointwise} pointwise in its equations" if pointwise
+               else "; it has none")
+            + "): use bias=True"
+        )  # fmt: skip
+    return biases
+
+
+class _Layers:
+    """What :class:`Recurrent`, :class:`LSTM`, :class:`GRU` and :class:`RNN` share: the
+    stack of layers and directions run through the kernels, with ``nn.LSTM``'s checks,
+    errors and layouts. A class using it has ``torch.nn.RNNBase``'s attributes."""
+
+    #: the name errors give (the torch class's for the drop-ins)
+    _caller = "Recurrent"
+
+    @property
+    def cell(self):
+        """The generated cell module."""
+        return _module(self.cell_module)
+
+    @property
+    def directions(self):
+        return 2 if self.bidirectional else 1
+
+    def _size(self, name, input_size=None):
+        """The value of size ``name`` (``"H"``, ``"P"``, ...) in a layer reading
+        ``input_size``."""
+        named = {
+            "input_size": input_size,
+            "hidden_size": self.hidden_size,
+            "proj_size": self.proj_size,
+            **getattr(self, "sizes", {}),
+        }
+        return named[self.cell.SIZES[name]]
+
+    @property
+    def output_size(self):
+        """The size of the output of one direction (the input's, for an output of size I)."""
+        return self._size(self.cell.OUTPUT_SIZE, self.input_size)
+
+    def layer_params(self, layer, direction=0):
+        """The cell's parameter dict (keys ``cell.PARAMS``) of one layer and direction; an
+        absent bias (``bias=False``) is a tensor of length 0."""
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        weight = getattr(self, self._flat_weights_names[0])
+        return {
+            name: getattr(self, name + suffix)
+            if self.bias or name not in self.cell._interface.biases
+            else weight.new_empty(0)
+            for name in self.cell.PARAMS
+        }
+
+    def _initial_states(self, hx, seq, batched):
+        """The initial states ``(D * num_layers, B, size)`` in ``STATES`` order, checked as
+        ``nn.LSTM`` checks them (RuntimeError, its wording)."""
+        cell, caller, batch = self.cell, self._caller, seq.shape[1]
+        shapes = [
+            (self.directions * self.num_layers, batch, self._size(cell.STATE_SIZES[s]))
+            for s in cell.STATES
+        ]
+        if hx is None:
+            return [seq.new_zeros(shape) for shape in shapes]
+        if isinstance(hx, torch.Tensor) and len(cell.STATES) == 1:
+            hx = (hx,)
+        if not isinstance(hx, (tuple, list)) or len(hx) != len(cell.STATES):
+            raise RuntimeError(
+                f"{caller}: hx must be None, "
+                + ("a tensor or " if len(cell.STATES) == 1 else "")
+                + f"a tuple of {len(cell.STATES)} tensors {cell.STATES}; got "
+                f"{type(hx).__name__}"
+                + (f" of {len(hx)}" if isinstance(hx, (tuple, list)) else "")
+            )
+        out = []
+        for n, (value, shape) in enumerate(zip(hx, shapes, strict=True)):
+            which = "hidden" if len(shapes) == 1 else f"hidden[{n}]"
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"{caller}: {which} must be a torch.Tensor; got {type(value).__name__}"
+                )
+            want = 3 if batched else 2
+            if value.dim() != want:
+                raise RuntimeError(
+                    f"For {'batched 3-D' if batched else 'unbatched 2-D'} input, {which} "
+                    f"should also be {want}-D but got {value.dim()}-D tensor"
+                )
+            value = value if batched else value.unsqueeze(1)
+            if tuple(value.shape) != shape:
+                got = list(value.shape) if batched else [value.shape[0], value.shape[2]]
+                raise RuntimeError(
+                    f"Expected {which} size {shape if batched else shape[::2]}, got {got}"
+                )
+            if value.dtype != seq.dtype or value.device != seq.device:
+                raise RuntimeError(
+                    f"{caller}: {which} must have the input's dtype and device, "
+                    f"{seq.dtype} on {seq.device}; got {value.dtype} on {value.device}"
+                )
+            out.append(value)
+        return out
+
+    def _sequence(self, input):
+        """``(seq, lengths, packed, batched)``: the input time-major ``(T, B, I)``."""
+        caller = self._caller
+        if isinstance(input, PackedSequence):
+            seq, lengths = pad_packed_sequence(input)
+            return seq, lengths.to(torch.int64), input, True
+        if not isinstance(input, torch.Tensor):
+            raise TypeError(
+                f"{caller}: input must be a torch.Tensor or a PackedSequence; got "
+                f"{type(input).__name__}"
+            )
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                f"{caller}: Expected input to be 2D or 3D, got {input.dim()}D instead"
+            )
+        if input.dim() == 2:
+            return input.unsqueeze(1), None, None, False
+        return (input.transpose(0, 1) if self.batch_first else input), None, None, True
+
+    def forward(self, input, hx=None):
+        self._update_flat_weights()
+        seq, lengths, packed, batched = self._sequence(input)
+        weight = getattr(self, self._flat_weights_names[0])
+        if seq.dtype != weight.dtype:
+            raise ValueError(
+                f"RNN input dtype ({seq.dtype}) does not match weight dtype "
+                f"({weight.dtype}). Convert input: input.to({weight.dtype}), or convert "
+                f"model: model.to({seq.dtype})"
+            )
+        if seq.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {seq.size(-1)}"
+            )
+        if seq.device.type != "cpu":
+            raise RuntimeError(
+                f"{self._caller}: the input is on {seq.device}; the generated kernels run "
+                f"on the CPU"
+            )
+        if seq.shape[0] == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+        states = self._initial_states(hx, seq, batched)
+        steps = seq.shape[0]
+        reverse = None
+        if self.bidirectional and lengths is not None:
+            index = torch.from_numpy(_reverse_index(steps, lengths.numpy()))
+            reverse = index[:, :, None].expand(-1, -1, self.output_size)
+        finals = [[] for _ in self.cell.STATES]
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(self.directions):
+                slot = layer * self.directions + direction
+                src = seq if direction == 0 else _flip(seq, reverse, seq.shape[2])
+                ys, last = recurrent(
+                    self.cell, self.layer_params(layer, direction), src,
+                    tuple(s[slot] for s in states), lengths, getattr(self, "hypers", None),
+                )  # fmt: skip
+                outs.append(ys if direction == 0 else _flip(ys, reverse, ys.shape[2]))
+                for final, value in zip(finals, last, strict=True):
+                    final.append(value)
+            seq = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+            if layer < self.num_layers - 1 and self.dropout and self.training:
+                seq = nn.functional.dropout(seq, self.dropout, training=True)
+        h_n = [torch.stack(f) for f in finals]
+        if not batched:
+            seq, h_n = seq.squeeze(1), [h.squeeze(1) for h in h_n]
+        if packed is not None:
+            seq = _repack(seq, lengths, packed)
+        elif self.batch_first and batched:
+            seq = seq.transpose(0, 1)
+        return seq, (h_n[0] if len(h_n) == 1 else tuple(h_n))
+
+
+def _check_int(caller, name, value, positive=True):
+    """torch's checks of a size argument: TypeError for a non-int, ValueError below 1 (below
+    0 where 0 is allowed)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{caller}: {name} should be of type int, got: {type(value).__name__}"
+        )
+    if value < (1 if positive else 0):
+        raise ValueError(
+            f"{caller}: {name} must be {'greater than' if positive else 'at least'} zero; "
+            f"got {value}"
+        )
+    return value
+
+
+def _check_flag(caller, name, value):
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{caller}: {name} should be of type bool, got: {type(value).__name__}"
+        )
+    return value
+
+
+def _check_device(caller, device):
+    if device is not None and torch.device(device).type not in ("cpu", "meta"):
+        raise ValueError(
+            f"{caller}: the generated kernels run on the CPU; got device={device!r}"
+        )
+
+
+def _check_module_dtype(caller, dtype):
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    if dtype not in _DTYPES + _HALVES:
+        raise TypeError(
+            f"{caller}: dtype must be torch.float32, float64, float16 or bfloat16; got {dtype}"
+        )
+    return dtype
+
+
+def _variant_and_sizes(variant, proj_size, hidden_size, sizes, dtype):
     """The cell module and its extra sizes; ``proj_size > 0`` turns ``"lstm"`` into
     ``"lstm_proj"``, as it turns ``nn.LSTM`` into an LSTM with projections."""
-    if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
-        raise ValueError(
-            f"Recurrent: proj_size must be a non-negative integer; got {proj_size!r}"
-        )
+    _check_int("Recurrent", "proj_size", proj_size, positive=False)
     if proj_size and variant == "lstm":
         variant = "lstm_proj"
     cell = load_cell("Recurrent", variant)
@@ -365,20 +728,26 @@ def _variant_and_sizes(variant, proj_size, sizes, dtype):
                 f"Recurrent: {cell.VARIANT} has no projection; proj_size must be 0, got "
                 f"{proj_size}"
             )
+        if proj_size >= hidden_size:
+            raise ValueError("Recurrent: proj_size has to be smaller than hidden_size")
         sizes = {**sizes, "proj_size": proj_size}
     return cell, extra_sizes("Recurrent", cell, sizes), hypers
 
 
-class Recurrent(nn.Module):
-    """``num_layers`` layers of a generated cell, with ``torch.nn.LSTM``'s arguments and
-    semantics.
+class Recurrent(_Layers, nn.RNNBase):
+    """``num_layers`` layers of a generated cell, with ``torch.nn.LSTM``'s arguments,
+    semantics and attributes (a ``torch.nn.RNNBase``: ``all_weights``, ``_flat_weights``,
+    ``_flat_weights_names``, ``mode``, the variant's name).
 
     ``variant`` is a generated variant's name or a generated cell module (one generated from a
-    user's declaration, say). The other arguments are ``nn.LSTM``'s: ``bias`` must be True (every
-    generated cell has its biases); ``proj_size > 0`` selects ``lstm_proj`` for ``"lstm"``.
-    Further sizes a cell declares, and its hyperparameters (``HYPERS``), are keywords. Parameters are named as PyTorch names them
-    (``weight_ih_l0``, ``bias_hh_l1_reverse``), so ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` state
-    dicts load into ``rnn_tanh``/``rnn_relu``, ``lstm``/``lstm_proj`` and ``gru`` and back.
+    user's declaration, say). The other arguments are ``nn.LSTM``'s: ``bias=False`` leaves
+    out the biases of the cell's projections (a cell that adds biases pointwise is refused);
+    ``proj_size > 0`` selects ``lstm_proj`` for ``"lstm"``; float16 and bfloat16 run in
+    float32 inside. Further sizes a cell declares, and its hyperparameters (``HYPERS``), are
+    keywords. Parameters are named as PyTorch names them (``weight_ih_l0``,
+    ``bias_hh_l1_reverse``), so ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` state dicts load into
+    ``rnn_tanh``/``rnn_relu``, ``lstm``/``lstm_proj`` and ``gru`` and back; :class:`LSTM`,
+    :class:`GRU` and :class:`RNN` are those three as subclasses of torch's own.
 
     :meth:`forward` takes ``input`` ``(T, B, input_size)`` (``(B, T, input_size)`` when
     ``batch_first``, ``(T, input_size)`` unbatched) or a ``PackedSequence``, and ``hx``: None
@@ -402,83 +771,65 @@ class Recurrent(nn.Module):
         dtype=None,
         **sizes,
     ):
-        super().__init__()
-        dtype = torch.get_default_dtype() if dtype is None else dtype
-        if dtype not in _DTYPES:
-            raise TypeError(
-                f"Recurrent: dtype must be torch.float32 or torch.float64; got {dtype}"
-            )
-        cell, self.sizes, self.hypers = _variant_and_sizes(
-            variant, proj_size, sizes, dtype
-        )
-        # the module by name, so that the net deep-copies and pickles like any nn.Module
-        self.cell_module, self.variant = cell.__name__, cell.VARIANT
-        for name, value in (
-            ("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers),
-        ):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"Recurrent: {name} must be a positive integer; got {value!r}"
-                )
-        if bias is not True:
-            raise ValueError(
-                f"Recurrent: bias must be True (every generated cell has its biases); got "
-                f"{bias!r}"
-            )
+        nn.Module.__init__(self)
+        caller = "Recurrent"
+        dtype = _check_module_dtype(caller, dtype)
+        _check_device(caller, device)
+        _check_int(caller, "input_size", input_size)
+        _check_int(caller, "hidden_size", hidden_size)
+        _check_int(caller, "num_layers", num_layers)
+        _check_flag(caller, "bias", bias)
+        _check_flag(caller, "batch_first", batch_first)
+        _check_flag(caller, "bidirectional", bidirectional)
         if (
             isinstance(dropout, bool)
             or not isinstance(dropout, (int, float))
             or not 0 <= dropout <= 1
         ):
             raise ValueError(
-                f"Recurrent: dropout must be a number in [0, 1]; got {dropout!r}"
+                f"{caller}: dropout must be a number in [0, 1]; got {dropout!r}"
             )
-        if device is not None and torch.device(device).type != "cpu":
-            raise ValueError(
-                f"Recurrent: the generated kernels run on the CPU; got device={device!r}"
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout adds dropout after all but the last recurrent layer, so a non-zero "
+                f"dropout expects num_layers greater than 1; got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                stacklevel=2,
             )
+        cell, self.sizes, self.hypers = _variant_and_sizes(
+            variant, proj_size, hidden_size, sizes, dtype
+        )
+        dropped = () if bias else _biases_to_drop(cell, caller)
+        # the module by name, so that the net deep-copies and pickles like any nn.Module
+        self.cell_module, self.variant, self.mode = (
+            cell.__name__,
+            cell.VARIANT,
+            cell.VARIANT,
+        )
         self.input_size, self.hidden_size, self.num_layers = (
             input_size, hidden_size, num_layers,
         )  # fmt: skip
-        self.bias, self.batch_first, self.dropout = (
-            True,
-            bool(batch_first),
-            float(dropout),
-        )
-        self.bidirectional, self.proj_size = bool(bidirectional), proj_size
-        check_stacking("Recurrent", cell, num_layers, self.bidirectional)
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self.proj_size = bidirectional, proj_size
+        self._flat_weight_refs = []
+        check_stacking(caller, cell, num_layers, bidirectional)
+        self._flat_weights_names, self._all_weights = [], []
         for layer in range(num_layers):
             for direction in range(self.directions):
+                names = []
                 for name, shape in self._param_shapes(layer).items():
+                    if name in dropped:
+                        continue
                     key = f"{name}_l{layer}" + ("_reverse" if direction else "")
                     self.register_parameter(
-                        key, nn.Parameter(torch.empty(shape, dtype=dtype))
+                        key,
+                        nn.Parameter(torch.empty(shape, dtype=dtype, device=device)),
                     )
+                    names.append(key)
+                self._flat_weights_names.extend(names)
+                self._all_weights.append(names)
+        self._init_flat_weights()
         self.reset_parameters()
-
-    @property
-    def directions(self):
-        return 2 if self.bidirectional else 1
-
-    @property
-    def cell(self):
-        """The generated cell module."""
-        return _module(self.cell_module)
-
-    def _size(self, name, input_size=None):
-        """The value of size ``name`` (``"H"``, ``"P"``, ...) in a layer reading
-        ``input_size``."""
-        named = {
-            "input_size": input_size,
-            "hidden_size": self.hidden_size,
-            **self.sizes,
-        }
-        return named[self.cell.SIZES[name]]
-
-    @property
-    def output_size(self):
-        """The size of the output of one direction (the input's, for an output of size I)."""
-        return self._size(self.cell.OUTPUT_SIZE, self.input_size)
 
     def _param_shapes(self, layer):
         width = self.input_size if layer == 0 else self.directions * self.output_size
@@ -497,106 +848,64 @@ class Recurrent(nn.Module):
         """Nothing to do (the kernels read each parameter where it lies); kept so that code
         written for ``nn.LSTM`` runs unchanged."""
 
-    def layer_params(self, layer, direction=0):
-        """The cell's parameter dict (keys ``cell.PARAMS``) of one layer and direction."""
-        suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        return {name: getattr(self, name + suffix) for name in self.cell.PARAMS}
-
     def extra_repr(self):
         extra = "".join(f", {k}={v}" for k, v in {**self.sizes, **self.hypers}.items())
         return (
             f"{self.variant!r}, {self.input_size}, {self.hidden_size}{extra}, "
-            f"num_layers={self.num_layers}, batch_first={self.batch_first}, "
-            f"dropout={self.dropout}, bidirectional={self.bidirectional}"
+            f"num_layers={self.num_layers}, bias={self.bias}, "
+            f"batch_first={self.batch_first}, dropout={self.dropout}, "
+            f"bidirectional={self.bidirectional}"
         )
 
-    # -- forward -------------------------------------------------------------------------------
 
-    def _states(self, hx, batch, dtype, unbatched):
-        cell = self.cell
-        shapes = [
-            (self.directions * self.num_layers, batch, self._size(cell.STATE_SIZES[s]))
-            for s in cell.STATES
-        ]
-        if hx is None:
-            return [torch.zeros(shape, dtype=dtype) for shape in shapes]
-        if isinstance(hx, torch.Tensor) and len(cell.STATES) == 1:
-            hx = (hx,)
-        if not isinstance(hx, (tuple, list)) or len(hx) != len(cell.STATES):
-            raise ValueError(
-                "Recurrent: hx must be None, "
-                + ("a tensor or " if len(cell.STATES) == 1 else "")
-                + f"a tuple of {len(cell.STATES)} tensors {cell.STATES}; got "
-                f"{type(hx).__name__}"
-            )
-        out = []
-        for name, value, shape in zip(cell.STATES, hx, shapes, strict=True):
-            _check_tensor("Recurrent", f"hx ({name})", value, dtype)
-            want = shape[::2] if unbatched else shape
-            if tuple(value.shape) != want:
-                raise ValueError(
-                    f"Recurrent: hx ({name}) must have shape {want} (directions * "
-                    f"num_layers, {'' if unbatched else 'batch, '}size); got "
-                    f"{tuple(value.shape)}"
-                )
-            out.append(value.unsqueeze(1) if unbatched else value)
-        return out
+class _DropIn(_Layers):
+    """A subclass of a torch RNN class whose forward runs the generated kernels; everything
+    else (constructor, checks, attributes, ``repr``, ``state_dict``) is torch's own."""
 
-    def _input(self, input):
-        """``(seq, lengths, packed, unbatched)``: the input time-major ``(T, B, I)``."""
-        if isinstance(input, PackedSequence):
-            seq, lengths = pad_packed_sequence(input)
-            return seq, lengths, input, False
-        _check_tensor("Recurrent", "input", input)
-        if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
-            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
-            raise ValueError(
-                f"Recurrent: input must have shape {layout} or (T, input_size) with "
-                f"input_size={self.input_size}; got {tuple(input.shape)}"
-            )
-        if input.dim() == 2:
-            return input.unsqueeze(1), None, None, True
-        return (input.transpose(0, 1) if self.batch_first else input), None, None, False
+    def __init__(self, *args, **kwargs):
+        _check_device(self._caller, kwargs.get("device"))
+        super().__init__(*args, **kwargs)
+        dtype = getattr(self, self._flat_weights_names[0]).dtype
+        _check_module_dtype(self._caller, dtype)
 
-    def forward(self, input, hx=None):
-        seq, lengths, packed, unbatched = self._input(input)
-        dtype = next(self.parameters()).dtype
-        if seq.dtype != dtype:
-            raise TypeError(
-                f"Recurrent: input must have the module's dtype {dtype}; got {seq.dtype}"
-            )
-        steps, batch, _ = seq.shape
-        states = self._states(hx, batch, dtype, unbatched)
-        if packed is not None:  # hx comes in the batch's own order, like nn.LSTM's
-            lengths = lengths.to(torch.int64)
-        reverse = None
-        if self.bidirectional and lengths is not None:
-            index = torch.from_numpy(_reverse_index(steps, lengths.numpy()))
-            reverse = index[:, :, None].expand(-1, -1, self.output_size)
-        finals = [[] for _ in self.cell.STATES]
-        for layer in range(self.num_layers):
-            outs = []
-            for direction in range(self.directions):
-                slot = layer * self.directions + direction
-                src = seq if direction == 0 else _flip(seq, reverse, seq.shape[2])
-                ys, last = recurrent(
-                    self.cell, self.layer_params(layer, direction), src,
-                    tuple(s[slot] for s in states), lengths, self.hypers,
-                )  # fmt: skip
-                outs.append(ys if direction == 0 else _flip(ys, reverse, ys.shape[2]))
-                for final, value in zip(finals, last, strict=True):
-                    final.append(value)
-            seq = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
-            if layer < self.num_layers - 1 and self.dropout and self.training:
-                seq = nn.functional.dropout(seq, self.dropout, training=True)
-        h_n = [torch.stack(f) for f in finals]
-        if unbatched:
-            seq, h_n = seq.squeeze(1), [h.squeeze(1) for h in h_n]
-        if packed is not None:
-            seq = _repack(seq, lengths, packed)
-        elif self.batch_first and not unbatched:
-            seq = seq.transpose(0, 1)
-        return seq, (h_n[0] if len(h_n) == 1 else tuple(h_n))
+    @property
+    def cell_module(self):
+        return "generated." + self.variant
+
+    @property
+    def variant(self):
+        return {
+            "LSTM": "lstm_proj" if self.proj_size else "lstm",
+            "GRU": "gru",
+            "RNN_TANH": "rnn_tanh",
+            "RNN_RELU": "rnn_relu",
+        }[self.mode]
+
+
+class LSTM(_DropIn, nn.LSTM):
+    """``torch.nn.LSTM`` (a subclass of it) whose forward runs the generated ``lstm`` kernels
+    (``lstm_proj`` with ``proj_size``); float16 and bfloat16 run in float32 inside, and
+    second derivatives go through the cell's declaration."""
+
+    _caller = "LSTM"
+
+
+class GRU(_DropIn, nn.GRU):
+    """``torch.nn.GRU`` (a subclass of it) whose forward runs the generated ``gru``
+    kernels."""
+
+    _caller = "GRU"
+
+
+class RNN(_DropIn, nn.RNN):
+    """``torch.nn.RNN`` (a subclass of it) whose forward runs the generated ``rnn_tanh`` or
+    ``rnn_relu`` kernels, by its ``nonlinearity``."""
+
+    _caller = "RNN"
+
+
+# whole models load with torch.load's default weights_only=True, no user step
+torch.serialization.add_safe_globals([Recurrent, LSTM, GRU, RNN])
 
 
 def _flip(seq, reverse, width):

@@ -253,7 +253,7 @@ def test_the_page_policy_stops_what_the_markup_would_run(tmp_path):
     assert _Bait.requests == []
 
 
-# -- second derivatives are refused, never passed off as zero -------------------------------
+# -- second derivatives where they are not taken: refused, never passed off as zero --------
 
 
 def _torch_lstm():
@@ -266,47 +266,11 @@ def _torch_lstm():
     return torch, rnn, x
 
 
-def test_a_gradient_penalty_through_the_kernels_is_refused():
-    torch, rnn, x = _torch_lstm()
-    loss = rnn(x)[0].pow(2).sum()
-    (grad,) = torch.autograd.grad(loss, rnn.weight_hh_l0, create_graph=True)
-    assert grad.requires_grad  # not a detached constant
-    penalty = loss + 10 * grad.pow(2).sum()
-    with pytest.raises(RuntimeError, match="cannot be differentiated again"):
-        penalty.backward()
-
-
-def test_a_hessian_vector_product_is_refused_and_first_order_is_unchanged():
-    torch, rnn, x = _torch_lstm()
-    loss = rnn(x)[0].pow(2).sum()
-    (grad,) = torch.autograd.grad(loss, rnn.weight_ih_l0, create_graph=True)
-    with pytest.raises(RuntimeError, match="cannot be differentiated again"):
-        torch.autograd.grad((grad * torch.ones_like(grad)).sum(), rnn.weight_ih_l0)
-    (plain,) = torch.autograd.grad(rnn(x)[0].pow(2).sum(), rnn.weight_ih_l0)
-    torch.testing.assert_close(grad.detach(), plain, rtol=0, atol=0)
-    # torch's own helper fills in zeros for what it finds unused: it must find the error
-    from derive.torch import recurrent
-
-    params = {n: getattr(rnn, f"{n}_l0").detach() for n in ("weight_ih", "weight_hh",
-                                                             "bias_ih", "bias_hh")}  # fmt: skip
-
-    def loss_of(weight):
-        return (
-            recurrent("lstm", {**params, "weight_hh": weight}, x.detach())[0]
-            .pow(2)
-            .sum()
-        )
-
-    with pytest.raises(RuntimeError, match="cannot be differentiated again"):
-        torch.autograd.functional.hvp(loss_of, params["weight_hh"],
-                                      torch.ones_like(params["weight_hh"]))  # fmt: skip
-
-
 def test_the_compiled_path_refuses_second_derivatives_too():
     torch, rnn, x = _torch_lstm()
     compiled = torch.compile(lambda v: rnn(v)[0].pow(2).sum(), backend="eager")
     (grad,) = torch.autograd.grad(compiled(x), rnn.weight_hh_l0, create_graph=True)
-    with pytest.raises(RuntimeError, match="cannot be differentiated again"):
+    with pytest.raises(RuntimeError, match="not differentiated again"):
         grad.sum().backward()
 
 

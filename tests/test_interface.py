@@ -327,7 +327,7 @@ def test_a_tape_rebuilt_from_its_arrays_gives_the_same_backward(cell):
     x[1:, 1] = np.nan  # padding, which the rebuilt tape must mask again
     ys, finals, tape = cell.forward(x, problem.states, problem.params, lengths)
     saved = interface.saved_arrays(tape)
-    sizes = interface.check_params("test", problem.params, x.shape[2], x.dtype)
+    sizes, _ = interface.check_params("test", problem.params, x.shape[2], x.dtype)
     assert [a.shape for a in saved] == list(interface.saved_shapes(4, 3, sizes))
     rebuilt = interface.restore_tape(
         x, problem.params, lengths, [a.copy() for a in saved]
@@ -383,3 +383,47 @@ def test_hyperparameters_are_checked_and_kept_on_the_tape():
     assert abs((up - down) / (2 * eps) - (dx * v).sum()) < 1e-7
     default = cell.forward(x + eps * v, None, params)[0].sum()
     assert abs(default - up) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "variant", [v for v in VARIANTS if load_generated(v)._interface.biases]
+)
+def test_biases_left_out_are_zero_biases_and_cost_no_gradient(variant, dtype):
+    """``params`` without the cell's biases (all of them, or all of length 0): the outputs and
+    gradients of the same kernels given zero biases, the biases' gradients of length 0, and
+    a half-given set refused naming the biases. The zero-bias run is the one verified against
+    autograd, so this holds the bias-free path to it (a padded row included)."""
+    cell = load_generated(variant)
+    biases = cell._interface.biases
+    problem = Problem(cell, dtype, steps=4, batch=3)
+    lengths = np.array([4, 2, 3])
+    zeros = {**problem.params, **{b: np.zeros_like(problem.params[b]) for b in biases}}
+    want = _run_both(cell, problem, zeros, lengths)
+    without = {k: v for k, v in problem.params.items() if k not in biases}
+    empty = {**problem.params, **{b: np.empty(0, dtype) for b in biases}}
+    for params in (without, empty):
+        got = _run_both(cell, problem, params, lengths)
+        for name, a, b in zip(("ys", "finals", "dx", "d_initial"), got[:4], want[:4],
+                              strict=True):  # fmt: skip
+            for x, y in zip(_arrays(a), _arrays(b), strict=True):
+                np.testing.assert_array_equal(x, y, err_msg=name)
+        for name in cell.PARAMS:
+            expect = (0,) if name in biases else want[4][name].shape
+            assert got[4][name].shape == expect
+            if name not in biases:
+                np.testing.assert_array_equal(got[4][name], want[4][name], err_msg=name)
+    if len(biases) > 1:
+        half = {**problem.params, biases[0]: np.empty(0, dtype)}
+        with pytest.raises(ValueError, match="must all be given or all be absent"):
+            cell.forward(problem.x, problem.states, half)
+
+
+def _run_both(cell, problem, params, lengths):
+    ys, finals, tape = cell.forward(problem.x, problem.states, params, lengths)
+    dx, d_initial, d_params = cell.backward(problem.dys, problem.dfinal, tape)
+    return ys, finals, dx, d_initial, d_params
+
+
+def _arrays(value):
+    return [value] if isinstance(value, np.ndarray) else list(value)

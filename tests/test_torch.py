@@ -39,9 +39,10 @@ def _small_params(cell, dtype, generator):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_gradcheck_every_variant(variant):
-    """Finite differences against the derived backward, through the custom ops, with random
-    non-zero initial states and a padded row."""
+def test_gradcheck_and_gradgradcheck_every_variant(variant):
+    """Finite differences against the derived backward, and against its own derivatives (a
+    second derivative through the declaration), with random non-zero initial states and a
+    padded row."""
     cell = load_generated(variant)
     g = torch.Generator().manual_seed(1)
     sizes, params = _small_params(cell, torch.float64, g)
@@ -61,6 +62,7 @@ def test_gradcheck_every_variant(variant):
         return (ys, *finals)
 
     assert torch.autograd.gradcheck(run, (x, *states, *params.values()))
+    assert torch.autograd.gradgradcheck(run, (x, *states, *params.values()), fast_mode=True)
 
 
 @pytest.mark.parametrize(
@@ -339,18 +341,22 @@ def test_torch_compile_traces_the_module_without_a_graph_break():
     "make, call, error, match",
     [
         (lambda: Recurrent("lstm", 3, 4), lambda m: m(torch.randn(5, 2, 3, dtype=torch.float16)),
-         TypeError, "input must have dtype"),
+         ValueError, r"input dtype \(torch.float16\) does not match weight dtype"),
         (lambda: Recurrent("lstm", 3, 4), lambda m: m(torch.randn(5, 2, 3, dtype=torch.float64)),
-         TypeError, "module's dtype torch.float32"),
+         ValueError, r"model: model.to\(torch.float64\)"),
         (lambda: Recurrent("lstm", 3, 4), lambda m: m(torch.randn(5, 2, 3, device="meta")),
-         ValueError, "run on the\nCPU|on meta"),
+         RuntimeError, "input is on meta; the generated kernels run on the CPU"),
         (lambda: Recurrent("lstm", 3, 4), lambda m: m(torch.randn(5, 2, 4)),
-         ValueError, "input_size=3"),
+         RuntimeError, "Expected 3, got 4"),
         (lambda: Recurrent("lstm", 3, 4), lambda m: m(torch.randn(5, 2, 3), torch.zeros(1, 2, 4)),
-         ValueError, "hx must be None"),
+         RuntimeError, "hx must be None"),
         (lambda: Recurrent("lstm", 3, 4),
          lambda m: m(torch.randn(5, 2, 3), (torch.zeros(1, 2, 4), torch.zeros(2, 2, 4))),
-         ValueError, r"hx \(c\) must have shape \(1, 2, 4\)"),
+         RuntimeError, r"Expected hidden\[1\] size \(1, 2, 4\), got \[2, 2, 4\]"),
+        (lambda: Recurrent("mgu", 3, 4), lambda m: m(torch.randn(5, 2, 3), torch.zeros(2, 4)),
+         RuntimeError, "For batched 3-D input, hidden should also be 3-D but got 2-D"),
+        (lambda: Recurrent("mgu", 3, 4), lambda m: m(torch.randn(5, 2, 3, 1)),
+         ValueError, "Expected input to be 2D or 3D, got 4D instead"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_clear_error(make, call, error, match):
@@ -363,11 +369,17 @@ def test_bad_input_is_a_clear_error(make, call, error, match):
     "kwargs, error, match",
     [
         ({"variant": "nope"}, ValueError, "unknown variant 'nope'"),
-        ({"bias": False}, ValueError, "bias must be True"),
-        ({"dtype": torch.float16}, TypeError, "float32 or torch.float64"),
-        ({"device": "meta"}, ValueError, "run on the CPU"),
+        ({"variant": "mut1", "bias": False}, ValueError,
+         r"mut1 has no bias-free form .* adds the biases \['b_z', 'b_r', 'b_h'\] pointwise"),
+        ({"variant": "nbrc", "bias": False}, ValueError, "nbrc has no bias-free form"),
+        ({"bias": "True"}, TypeError, "bias should be of type bool, got: str"),
+        ({"batch_first": 1}, TypeError, "batch_first should be of type bool, got: int"),
+        ({"dtype": torch.int32}, TypeError, "float32, float64, float16 or bfloat16"),
+        ({"device": "cuda"}, ValueError, "run on the CPU"),
         ({"dropout": 1.5}, ValueError, r"dropout must be a number in \[0, 1\]"),
-        ({"hidden_size": 0}, ValueError, "hidden_size must be a positive integer"),
+        ({"hidden_size": 0}, ValueError, "hidden_size must be greater than zero"),
+        ({"input_size": 3.0}, TypeError, "input_size should be of type int, got: float"),
+        ({"proj_size": 4}, ValueError, "proj_size has to be smaller than hidden_size"),
         ({"variant": "gru", "proj_size": 2}, ValueError, "gru has no projection"),
         ({"variant": "lstm_proj"}, TypeError, r"needs the sizes \['proj_size'\]"),
     ],

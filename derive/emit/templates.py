@@ -371,10 +371,16 @@ def _direct_products(kernel: Kernel) -> set[str]:
     return direct
 
 
-def _bias_sums(kernel: Kernel) -> list[str]:
-    """Adjoint arrays that more than one bias gradient sums over the rows: summed once."""
+def _bias_sums(kernel: Kernel) -> list[tuple[str, str]]:
+    """Adjoint arrays that more than one bias gradient sums over the rows (summed once), each
+    with one of those biases: a cell's biases are all given or all absent (``bias=False``,
+    arrays of length 0), and the sum is skipped when they are absent."""
     adjoints = [p.adjoint for p in kernel.products if p.bias]
-    return sorted({a for a in adjoints if adjoints.count(a) > 1})
+    first = {}
+    for p in kernel.products:
+        if p.bias and adjoints.count(p.adjoint) > 1:
+            first.setdefault(p.adjoint, p.bias)
+    return sorted(first.items())
 
 
 def render_kernel(plan: KernelPlan) -> str:

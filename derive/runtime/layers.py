@@ -94,6 +94,8 @@ def param_sizes(cell, input_size, param_shapes):
     module's own check reads them: for frameworks that know shapes before they hold arrays."""
     sizes = {"I": input_size}
     for name, shape in zip(cell.PARAMS, param_shapes, strict=True):
+        if tuple(shape) == (0,) and name in cell._interface.biases:
+            continue  # an absent bias (bias=False) says nothing of the sizes
         for axis, (mult, size) in enumerate(cell.PARAM_SHAPES[name]):
             sizes.setdefault(size, shape[axis] // mult)
     return sizes
@@ -115,8 +117,16 @@ def check_layer(caller, cell, x_shape, param_shapes, state_shapes):
         )
     shapes = [tuple(param_shapes[name]) for name in cell.PARAMS]
     sizes = param_sizes(cell, x_shape[2], shapes)
+    biases = cell._interface.biases
+    absent = [name for name in biases if tuple(param_shapes[name]) == (0,)]
+    if absent and absent != list(biases):
+        raise ValueError(
+            f"{caller}: the biases {biases} must all be given or all be absent (length 0, "
+            f"bias=False); {absent} are absent, the others not"
+        )
     for name, shape in zip(cell.PARAMS, shapes, strict=True):
         want = tuple(mult * sizes[size] for mult, size in cell.PARAM_SHAPES[name])
+        want = (0,) if name in absent else want
         if shape != want:
             detail = ", ".join(f"{cell.SIZES[s]}={n}" for s, n in sizes.items())
             raise ValueError(

@@ -80,18 +80,19 @@ def _project(spec: CellSpec, d, params, source) -> dict:
     block = params[d.weight].shape[0] // len(spec.param(d.weight).blocks)
     rows = slice(d.first_block * block, (d.first_block + len(d.blocks)) * block)
     value = source @ params[d.weight][rows].T
-    if d.bias:
+    if d.bias and params[d.bias].numel():  # a bias of length 0 is absent (bias=False)
         value = value + params[d.bias][rows]
     return {
         sym: value[:, n * block : (n + 1) * block] for n, sym in enumerate(d.symbols)
     }
 
 
-def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None):
+def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None, lengths=None):
     """Run ``spec`` over ``x`` ``(T, B, I)`` with torch tensors.
 
     ``initial_states`` is a tuple in ``spec.state_names`` order, ``params`` a dict of tensors,
-    ``hypers`` the hyperparameters that differ from their defaults. Returns
+    ``hypers`` the hyperparameters that differ from their defaults, ``lengths`` None or each
+    batch row's number of steps (its states stop there, its outputs are zero past it). Returns
     ``(ys, final_states)``, differentiable by autograd.
     """
     torch = _torch()
@@ -122,7 +123,14 @@ def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None):
             env[eq.target] = _evaluate(eq.expr, env, torch)
             if eq.role == "mean":
                 env[eq.target] = env[eq.target].mean(-1, keepdim=True)
-        for s in spec.states:
-            states[s.name] = env[s.new]
-        ys.append(env[spec.output_symbol])
+        y = env[spec.output_symbol]
+        if lengths is None:
+            for s in spec.states:
+                states[s.name] = env[s.new]
+        else:
+            live = (lengths > t)[:, None]
+            for s in spec.states:
+                states[s.name] = torch.where(live, env[s.new], states[s.name])
+            y = torch.where(live, y, torch.zeros_like(y))
+        ys.append(y)
     return torch.stack(ys), tuple(states[s] for s in spec.state_names)
