@@ -447,7 +447,10 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
         cell._interface.check_hypers(caller, hypers, _numpy_dtype(x.dtype)),
         dtype=torch.float64,
     )
-    if torch.compiler.is_compiling():
+    if _exporting():  # torch.export, ONNX, jit.trace: the steps as torch operations
+        out = _twin(cell.__name__, x, states, tensors, lengths, values)
+        out = (out[0], *out[1])
+    elif torch.compiler.is_compiling():
         out = torch.ops.gatesmith.forward(
             cell.__name__, x, lengths, states, tensors, values
         )
@@ -459,6 +462,18 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     if half:
         ys, finals = ys.to(dtype), tuple(f.to(dtype) for f in finals)
     return ys, finals
+
+
+def _exporting():
+    """Whether the call is being traced into a graph that leaves this process (``torch.export``,
+    ``torch.onnx.export`` with either exporter, ``torch.jit.trace``): the kernels are Python
+    calls such a graph cannot hold, so the cell runs as its declaration's torch operations,
+    one step after another (the twin the kernels are verified against)."""
+    return (
+        torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_exporting()
+    )
 
 
 def _lengths(caller, lengths, steps, batch):
@@ -621,6 +636,17 @@ class _Layers:
         return (input.transpose(0, 1) if self.batch_first else input), None, None, True
 
     def forward(self, input, hx=None):
+        if not torch.jit.is_tracing():
+            return self._forward(input, hx)
+        # the shapes checked are the trace's own, fixed as it is: nothing to warn of
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return self._forward(input, hx)
+
+    def _forward(self, input, hx):
+        if _exporting() and isinstance(self, _DropIn):
+            # torch's own forward, which the exporters turn into ONNX's LSTM, GRU and RNN
+            return super().forward(input, hx)
         self._update_flat_weights()
         seq, lengths, packed, batched = self._sequence(input)
         weight = getattr(self, self._flat_weights_names[0])

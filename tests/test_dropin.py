@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from derive import registry  # noqa: E402
-from derive.torch import GRU, LSTM, RNN, Recurrent, _biases_to_drop  # noqa: E402
+from derive.torch import GRU, LSTM, RNN, Recurrent, _biases_to_drop, _DropIn  # noqa: E402
 from derive.verify.twin import twin_forward  # noqa: E402
 
 DROP_INS = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN}
@@ -400,3 +400,85 @@ def test_whole_model_checkpoints_load_weights_only():
         assert type(loaded) is type(module)
         for a, b in zip(_tensors(loaded(x)), _tensors(module(x)), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+
+class _Head(nn.Module):
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn, self.head = rnn, nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0])
+
+
+def _onnx(model, x, path, dynamo):
+    """The ONNX operators ``model`` exports to, and onnxruntime's outputs for ``x``."""
+    onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    torch.onnx.export(model, (x,), str(path), dynamo=dynamo, verbose=False)
+    operators = {node.op_type for node in onnx.load(str(path)).graph.node}
+    session = onnxruntime.InferenceSession(str(path))
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    return operators, got
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: LSTM(3, 4, num_layers=2), lambda: GRU(3, 4, bias=False),
+     lambda: RNN(3, 4, nonlinearity="relu"), lambda: Recurrent("mgu", 3, 4)],
+    ids=["LSTM", "GRU", "RNN", "mgu"],
+)  # fmt: skip
+def test_onnx_export_runs_in_onnxruntime(make, dynamo, tmp_path):
+    """Both exporters: a drop-in exports to exactly the operators torch's own class exports to
+    (ONNX's LSTM and GRU), any other cell to its steps unrolled into ONNX operations;
+    onnxruntime gives the model's outputs."""
+    torch.manual_seed(5)
+    model = _Head(make()).eval()
+    x = torch.randn(5, 2, 3)
+    operators, got = _onnx(model, x, tmp_path / "model.onnx", dynamo)
+    with torch.no_grad():
+        assert abs(got - model(x).numpy()).max() < 1e-5
+    if isinstance(model.rnn, _DropIn):
+        base = type(model.rnn).__mro__[3]  # torch's own class
+        assert isinstance(model.rnn, base) and base.__module__.startswith("torch.nn")
+        twin = _Head(base(3, 4, num_layers=model.rnn.num_layers, bias=model.rnn.bias,
+                          nonlinearity=model.rnn.nonlinearity) if base is nn.RNN else
+                     base(3, 4, num_layers=model.rnn.num_layers, bias=model.rnn.bias))  # fmt: skip
+        twin.load_state_dict(model.state_dict())
+        assert operators == _onnx(twin.eval(), x, tmp_path / "torch.onnx", dynamo)[0]
+        if base is not nn.RNN:
+            assert base.__name__ in operators
+    else:
+        assert {"Sigmoid", "Tanh", "MatMul"} <= operators
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: LSTM(3, 4), lambda: Recurrent("lstm_peephole", 3, 4)]
+)
+def test_torch_export_and_jit_trace(make):
+    """torch.export.export and torch.jit.trace hold the model (torch's own forward for a
+    drop-in, the declaration's torch operations otherwise), and tracing warns of nothing in
+    gatesmith's code."""
+    import warnings
+
+    torch.manual_seed(6)
+    model = _Head(make()).eval()
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        want = model(x)
+    exported = torch.export.export(model, (x,))
+    torch.testing.assert_close(exported.module()(x), want, rtol=1e-6, atol=1e-6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = torch.jit.trace(model, (x,))
+    ours = [
+        w
+        for w in caught
+        if "derive" in w.filename or isinstance(w.message, torch.jit.TracerWarning)
+    ]
+    assert not ours, [str(w.message) for w in ours]
+    torch.testing.assert_close(traced(x), want, rtol=1e-6, atol=1e-6)

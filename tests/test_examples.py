@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -108,3 +109,36 @@ def test_char_model_eager_loop_computes_what_the_kernels_compute():
     wants = torch.autograd.grad(model.rnn(x)[0].sum(), list(model.rnn.parameters()))
     for a, b in zip(grads, wants, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_word_language_model_tracks_torchs_lstm(tmp_path, capsys, monkeypatch):
+    """examples/word_language_model.py with only the LSTM's import changed: its losses track
+    nn.LSTM's step for step, its whole-model checkpoint reloads under weights-only loading with
+    the same loss, it samples words, and its ONNX export (ONNX's own LSTM operator) matches
+    the model under onnxruntime."""
+    pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    spec = importlib.util.spec_from_file_location(
+        "word_language_model", ROOT / "examples" / "word_language_model.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "word_language_model", module)  # pickled by name
+    spec.loader.exec_module(module)
+    records = {
+        backend: module.main(["--quick", "--backend", backend, "--out", str(tmp_path)])
+        for backend in ("torch", "gatesmith")
+    }
+    ours, theirs = records["gatesmith"], records["torch"]
+    assert len(ours["losses"]) == len(theirs["losses"]) >= 10
+    assert (
+        max(abs(a - b) for a, b in zip(ours["losses"], theirs["losses"], strict=True))
+        < 1e-3
+    )
+    assert ours["losses"][-1] < ours["losses"][0]
+    assert ours["checkpoint_same"] and ours["onnx_difference"] < 1e-5
+    graph = onnx.load(str(tmp_path / "word_lm_gatesmith.onnx")).graph
+    assert "LSTM" in {node.op_type for node in graph.node}
+    out = capsys.readouterr().out
+    assert (
+        "reloaded with weights_only=True, same loss: True" in out and "sample: " in out
+    )
