@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from .runtime.layers import (
     _reverse_index,
+    biases_to_drop,
     check_layer,
     check_stacking,
     extra_sizes,
@@ -503,27 +504,6 @@ def _numpy_dtype(dtype):
     return np.dtype("f8" if dtype == torch.float64 else "f4")
 
 
-def _biases_to_drop(cell, caller):
-    """The parameters ``bias=False`` leaves out: the cell's projection biases. A cell with
-    none, or with biases it adds pointwise (vectors named ``b_...``/``bias...``), has no
-    bias-free form: its equations need them."""
-    biases = cell._interface.biases
-    pointwise = [
-        name for name in cell.PARAMS
-        if cell.PARAM_BLOCKS[name][0] == "vector"
-        and (name == "bias" or name.startswith(("b_", "bias_")))
-    ]  # fmt: skip
-    if not biases or pointwise:
-        raise ValueError(
-            f"{caller}: {cell.VARIANT} has no bias-free form (bias=False leaves out the biases "
-            f"of a cell's projections, declared with cell.bias"
-            + (f"; it adds the biases {pointwise} pointwise in its equations" if pointwise
-               else "; it has none")
-            + "): use bias=True"
-        )  # fmt: skip
-    return biases
-
-
 class _Layers:
     """What :class:`Recurrent`, :class:`LSTM`, :class:`GRU` and :class:`RNN` share: the
     stack of layers and directions run through the kernels, with ``nn.LSTM``'s checks,
@@ -825,7 +805,7 @@ class Recurrent(_Layers, nn.RNNBase):
         cell, self.sizes, self.hypers = _variant_and_sizes(
             variant, proj_size, hidden_size, sizes, dtype
         )
-        dropped = () if bias else _biases_to_drop(cell, caller)
+        dropped = () if bias else biases_to_drop(caller, cell)
         # the module by name, so that the net deep-copies and pickles like any nn.Module
         self.cell_module, self.variant, self.mode = (
             cell.__name__,

@@ -20,7 +20,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from derive import registry  # noqa: E402
-from derive.torch import GRU, LSTM, RNN, Recurrent, _biases_to_drop, _DropIn  # noqa: E402
+from derive.runtime.layers import biases_to_drop  # noqa: E402
+from derive.torch import GRU, LSTM, RNN, Recurrent, _DropIn  # noqa: E402
 from derive.verify.twin import twin_forward  # noqa: E402
 
 DROP_INS = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN}
@@ -195,7 +196,7 @@ def test_recurrent_has_rnnbases_attributes():
 def _biased(variant):
     cell = load_generated(variant)
     try:
-        return _biases_to_drop(cell, "test")
+        return biases_to_drop("test", cell)
     except ValueError:
         return ()
 

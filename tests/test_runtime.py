@@ -78,11 +78,14 @@ def _torch_run(module, x, states, lengths, batch_first):
     "batch_first", [False, True], ids=["time_major", "batch_first"]
 )
 @pytest.mark.parametrize("variant", sorted(TORCH_CELLS))
-def test_matches_torch_packed_three_layers_bidirectional(variant, batch_first, dtype):
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_matches_torch_packed_three_layers_bidirectional(
+    variant, bias, batch_first, dtype
+):
     torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
     torch.manual_seed(3)
     module = TORCH_CELLS[variant](
-        5, 6, num_layers=3, bidirectional=True, batch_first=batch_first
+        5, 6, num_layers=3, bidirectional=True, batch_first=batch_first, bias=bias
     ).to(torch_dtype)
     net = Recurrent.from_torch(module)
     assert net.variant == variant and net.num_layers == 3 and net.bidirectional

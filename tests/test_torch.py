@@ -62,7 +62,9 @@ def test_gradcheck_and_gradgradcheck_every_variant(variant):
         return (ys, *finals)
 
     assert torch.autograd.gradcheck(run, (x, *states, *params.values()))
-    assert torch.autograd.gradgradcheck(run, (x, *states, *params.values()), fast_mode=True)
+    assert torch.autograd.gradgradcheck(
+        run, (x, *states, *params.values()), fast_mode=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -369,8 +371,11 @@ def test_bad_input_is_a_clear_error(make, call, error, match):
     "kwargs, error, match",
     [
         ({"variant": "nope"}, ValueError, "unknown variant 'nope'"),
-        ({"variant": "mut1", "bias": False}, ValueError,
-         r"mut1 has no bias-free form .* adds the biases \['b_z', 'b_r', 'b_h'\] pointwise"),
+        (
+            {"variant": "mut1", "bias": False},
+            ValueError,
+            r"mut1 has no bias-free form .* adds the biases \['b_z', 'b_r', 'b_h'\] pointwise",
+        ),
         ({"variant": "nbrc", "bias": False}, ValueError, "nbrc has no bias-free form"),
         ({"bias": "True"}, TypeError, "bias should be of type bool, got: str"),
         ({"batch_first": 1}, TypeError, "batch_first should be of type bool, got: int"),
@@ -378,7 +383,11 @@ def test_bad_input_is_a_clear_error(make, call, error, match):
         ({"device": "cuda"}, ValueError, "run on the CPU"),
         ({"dropout": 1.5}, ValueError, r"dropout must be a number in \[0, 1\]"),
         ({"hidden_size": 0}, ValueError, "hidden_size must be greater than zero"),
-        ({"input_size": 3.0}, TypeError, "input_size should be of type int, got: float"),
+        (
+            {"input_size": 3.0},
+            TypeError,
+            "input_size should be of type int, got: float",
+        ),
         ({"proj_size": 4}, ValueError, "proj_size has to be smaller than hidden_size"),
         ({"variant": "gru", "proj_size": 2}, ValueError, "gru has no projection"),
         ({"variant": "lstm_proj"}, TypeError, r"needs the sizes \['proj_size'\]"),

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "Recurrent", "Tape", "check_layer", "check_stacking", "extra_sizes", "load_cell",
-    "param_sizes", "truncated_bptt",
+    "Recurrent", "Tape", "biases_to_drop", "check_layer", "check_stacking", "extra_sizes",
+    "load_cell", "param_sizes", "truncated_bptt",
 ]  # fmt: skip
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -76,6 +76,31 @@ def extra_sizes(caller, cell, sizes):
             f"{caller}: {cell.VARIANT} needs the sizes {missing} as keywords"
         )
     return {k: _positive(caller, k, v) for k, v in sizes.items()}
+
+
+def biases_to_drop(caller, cell):
+    """The parameters ``bias=False`` leaves out: the cell's projection biases (``cell.bias``,
+    kind ``"bias"``), which the kernels then take as arrays of length 0. A cell with none, or
+    with biases it adds pointwise (vectors named ``b_...`` or ``bias...``), has no bias-free
+    form: its equations need them."""
+    biases = cell._interface.biases
+    pointwise = [
+        name for name in cell.PARAMS
+        if cell.PARAM_BLOCKS[name][0] == "vector"
+        and (name == "bias" or name.startswith(("b_", "bias_")))
+    ]  # fmt: skip
+    if not biases or pointwise:
+        reason = (
+            f"it adds the biases {pointwise} pointwise in its equations"
+            if pointwise
+            else "it has none"
+        )
+        raise ValueError(
+            f"{caller}: {cell.VARIANT} has no bias-free form (bias=False leaves out the "
+            f"biases of a cell's projections, declared with cell.bias; {reason}): use "
+            f"bias=True"
+        )
+    return biases
 
 
 def check_stacking(caller, cell, num_layers, bidirectional):
@@ -198,6 +223,8 @@ class Recurrent:
     last while ``training`` is true (:meth:`train`, :meth:`eval`). ``forget_bias``, for a cell
     with a forget gate, sets the ``f`` block of the first bias to that value and of the others to
     0, so the gate's bias starts at ``forget_bias`` (Jozefowicz et al. 2015 use 1).
+    ``bias=False`` leaves out the biases of the cell's projections, as ``torch.nn.LSTM`` does
+    (:func:`biases_to_drop`).
     """
 
     def __init__(
@@ -212,9 +239,16 @@ class Recurrent:
         dtype=np.float32,
         seed=0,
         forget_bias=None,
+        bias=True,
         **sizes,
     ):
         self.cell = load_cell("Recurrent", variant)
+        if not isinstance(bias, bool):
+            raise TypeError(
+                f"Recurrent: bias should be of type bool, got: {type(bias).__name__}"
+            )
+        self.bias = bias
+        dropped = () if bias else biases_to_drop("Recurrent", self.cell)
         self.variant = self.cell.VARIANT
         self.input_size = _positive("Recurrent", "input_size", input_size)
         self.hidden_size = _positive("Recurrent", "hidden_size", hidden_size)
@@ -251,6 +285,7 @@ class Recurrent:
             self.key(name, layer, direction)
             for layer, direction, _ in shapes
             for name in self.cell.PARAMS
+            if name not in dropped
         )
         for (layer, direction, layer_sizes), layer_seed in zip(
             shapes, seeds, strict=True
@@ -259,7 +294,8 @@ class Recurrent:
                 dtype=self.dtype, seed=int(layer_seed), **layer_sizes
             )
             for name in self.cell.PARAMS:
-                self.params[self.key(name, layer, direction)] = layer_params[name]
+                if name not in dropped:
+                    self.params[self.key(name, layer, direction)] = layer_params[name]
         if forget_bias is not None:
             self._init_forget_bias(float(forget_bias))
 
@@ -304,10 +340,12 @@ class Recurrent:
         return f"{name}_l{layer}" + ("_reverse" if direction else "")
 
     def layer_params(self, layer, direction=0):
-        """The cell's parameter dict (keys ``cell.PARAMS``) of one layer and direction."""
+        """The cell's parameter dict (keys ``cell.PARAMS``, without the biases when
+        ``bias=False``) of one layer and direction."""
         return {
             name: self.params[self.key(name, layer, direction)]
             for name in self.cell.PARAMS
+            if self.key(name, layer, direction) in self.params
         }
 
     def state_shape(self, state, batch):
@@ -590,10 +628,6 @@ class Recurrent:
             raise TypeError(
                 f"Recurrent.from_torch: module must be a torch.nn.RNN, LSTM or GRU; got {kind}"
             )
-        if not module.bias:
-            raise ValueError(
-                "Recurrent.from_torch: module has bias=False; the generated cells all have biases"
-            )
         variant = _TORCH_CELLS[kind]
         sizes = {}
         if kind == "RNN":
@@ -606,7 +640,7 @@ class Recurrent:
         net = cls(
             variant, module.input_size, module.hidden_size, num_layers=module.num_layers,
             bidirectional=module.bidirectional, batch_first=module.batch_first,
-            dropout=float(module.dropout), dtype=dtype, **sizes,
+            dropout=float(module.dropout), dtype=dtype, bias=module.bias, **sizes,
         )  # fmt: skip
         if set(state) != set(net.param_keys):
             raise ValueError(
