@@ -132,7 +132,8 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     """Run one layer of ``variant`` over ``x`` ``(T, B, I)``, differentiably.
 
     ``variant`` is a generated variant's name or a generated cell module; ``params`` maps the
-    cell's ``PARAMS`` to arrays; ``initial_states`` is None (zeros) or a tuple of ``(B, size)``
+    cell's ``PARAMS`` to arrays (its biases may all be left out: ``bias=False``);
+    ``initial_states`` is None (zeros) or a tuple of ``(B, size)``
     arrays in ``STATES`` order; ``lengths`` is None or each batch row's number of steps (it
     must lie in [1, T]; outside ``jit`` it is checked). Returns ``ys`` ``(T, B, size)`` (zero
     past a row's length) and the tuple of final states (each row's state at its length).
@@ -148,6 +149,10 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
             f"{caller}: initial_states must be None or a tuple of arrays {cell.STATES}; "
             f"got {type(initial_states).__name__}"
         )
+    biases = cell._interface.biases
+    if isinstance(params, dict) and not any(name in params for name in biases):
+        # bias=False: biases of length 0, which the kernels skip
+        params = {**params, **{name: jnp.zeros((0,), x.dtype) for name in biases}}
     shapes = (
         {name: np.shape(value) for name, value in params.items()}
         if isinstance(params, dict)

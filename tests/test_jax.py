@@ -148,3 +148,24 @@ def test_hyperparameters_reach_the_kernel_under_jit_and_grad():
     )  # fmt: skip
     with pytest.raises(TypeError, match="has no hyperparameter 'gamma'"):
         recurrent("lem", params, x, hypers={"gamma": 1.0})
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru", "rhn"])
+def test_biases_left_out_are_zero_biases(variant):
+    """``params`` without the cell's biases (bias=False): under jit and grad, the values and
+    gradients of the same call with zero biases."""
+    cell, params, x, states, lengths = _problem(variant, np.float64)
+    biases = cell._interface.biases
+    zeros = {**params, **{b: np.zeros_like(params[b]) for b in biases}}
+    without = {k: v for k, v in params.items() if k not in biases}
+
+    def loss(p):
+        ys, finals = recurrent(variant, p, x, states, lengths)
+        return (ys**2).sum() + sum((f**2).sum() for f in finals)
+
+    got_value, got = jax.jit(jax.value_and_grad(loss))(without)
+    want_value, want = jax.jit(jax.value_and_grad(loss))(zeros)
+    assert set(got) == set(without)
+    assert abs(float(got_value) - float(want_value)) <= 1e-12 * abs(float(want_value))
+    for name in without:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-12)
