@@ -116,6 +116,56 @@ def test_torch_module_info_error_inputs():
     assert count >= 30
 
 
+def _noncontiguous(value):
+    """``value`` with every tensor replaced by an equal one that is not contiguous."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            return value
+        wide = torch.stack([value.detach(), value.detach()], dim=-1)[..., 0]
+        return wide.requires_grad_(value.requires_grad)
+    return type(value)(_noncontiguous(item) for item in value)
+
+
+def test_torch_module_info_module_checks():
+    """What torch's generic module tests ask of every sample: pickling and deepcopy keep the
+    outputs; non-contiguous inputs give the outputs of contiguous ones; a module built on the
+    meta device and materialised with ``to_empty`` runs once its state is loaded; a float32
+    module moved ``.to(torch.float64)`` runs in float64."""
+    import pickle
+
+    for info in _module_db():
+        samples = info.module_inputs_func(
+            info, device="cpu", dtype=torch.float64, requires_grad=False, training=False
+        )
+        for sample in samples:
+            built = sample.constructor_input
+            _, ours = _twins(info.module_cls, *built.args, **built.kwargs)
+            ours.eval()
+            args = sample.forward_input.args
+            with torch.no_grad():
+                want = _tensors(ours(*args))
+                for other in (pickle.loads(pickle.dumps(ours)), copy.deepcopy(ours)):
+                    got = _tensors(other(*args))
+                    for a, b in zip(got, want, strict=True):
+                        torch.testing.assert_close(a, b, rtol=0, atol=0)
+                got = _tensors(ours(*_noncontiguous(args)))
+                for a, b in zip(got, want, strict=True):
+                    torch.testing.assert_close(a, b, rtol=0, atol=0)
+                cls = DROP_INS[info.module_cls]
+                meta = cls(
+                    *built.args, device="meta", dtype=torch.float64, **built.kwargs
+                )
+                meta.to_empty(device="cpu").load_state_dict(ours.state_dict())
+                for a, b in zip(_tensors(meta.eval()(*args)), want, strict=True):
+                    torch.testing.assert_close(a, b, rtol=0, atol=0)
+                moved = cls(*built.args, dtype=torch.float32, **built.kwargs).to(
+                    torch.float64
+                )
+                moved.load_state_dict(ours.state_dict())
+                for a, b in zip(_tensors(moved.eval()(*args)), want, strict=True):
+                    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_torch_module_info_gradgradcheck():
     """torch's samples under gradgradcheck (ModuleInfo marks these modules as supporting
     second derivatives), a few of each module with and without biases."""
