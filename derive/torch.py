@@ -244,13 +244,8 @@ class _Gradients(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         cell, hypers, n_states, n_saved, x, lengths, *rest = inputs
         tensors, _, given = _split_gradient_inputs(rest, n_states, n_saved)
-        ctx.cell, ctx.hypers, ctx.n_states, ctx.n_saved = (
-            cell,
-            hypers,
-            n_states,
-            n_saved,
-        )
-        ctx.n_tensors = len(tensors)
+        ctx.cell, ctx.hypers = cell, hypers
+        ctx.n_states, ctx.n_saved, ctx.n_tensors = n_states, n_saved, len(tensors)
         ctx.save_for_backward(x, lengths, *tensors, *given)
 
     @staticmethod
