@@ -868,6 +868,8 @@ class _DropIn(_Layers):
         super().__init__(*args, **kwargs)
         dtype = getattr(self, self._flat_weights_names[0]).dtype
         _check_module_dtype(self._caller, dtype)
+        # imported now, not inside a first forward that torch.compile may trace
+        _module(self.cell_module)
 
     @property
     def cell_module(self):

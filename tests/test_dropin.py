@@ -533,3 +533,21 @@ def test_torch_export_and_jit_trace(make):
     ]
     assert not ours, [str(w.message) for w in ours]
     torch.testing.assert_close(traced(x), want, rtol=1e-6, atol=1e-6)
+
+
+def test_torch_compile_treats_the_drop_ins_as_torchs_own():
+    """torch.compile breaks the graph at an LSTM as it does at torch's (and traces through the
+    custom ops with ``allow_rnn``, fullgraph): outputs and gradients of the eager module."""
+    torch.manual_seed(7)
+    model = _Head(LSTM(3, 4, num_layers=2))
+    x = torch.randn(5, 2, 3)
+    want = model(x)
+    d_want = torch.autograd.grad(want.sum(), list(model.parameters()))
+    for fullgraph in (False, True):
+        with torch._dynamo.config.patch(allow_rnn=fullgraph):
+            torch._dynamo.reset()
+            compiled = torch.compile(model, backend="eager", fullgraph=fullgraph)
+            got = compiled(x)
+            d_got = torch.autograd.grad(got.sum(), list(model.parameters()))
+        for a, b in zip([got, *d_got], [want, *d_want], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
