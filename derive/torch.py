@@ -386,46 +386,8 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     """
     caller = "recurrent"
     cell = load_cell(caller, variant)
-    _check_tensor(caller, "x", x)
-    if isinstance(initial_states, torch.Tensor) or not (
-        initial_states is None or isinstance(initial_states, (tuple, list))
-    ):
-        raise TypeError(
-            f"{caller}: initial_states must be None or a tuple of tensors {cell.STATES}; "
-            f"got {type(initial_states).__name__}"
-        )
-    if isinstance(params, dict) and not any(
-        n in params for n in cell._interface.biases
-    ):
-        params = {**params, **{n: x.new_empty(0) for n in cell._interface.biases}}
-    shapes = (
-        {name: getattr(value, "shape", ()) for name, value in params.items()}
-        if isinstance(params, dict)
-        else params
-    )
-    if x.dim() == 3 and x.shape[0] == 0:
-        raise RuntimeError(f"{caller}: Expected sequence length to be larger than 0")
-    state_shapes = None
-    if initial_states is not None:
-        state_shapes = [tuple(getattr(s, "shape", ())) for s in initial_states]
-    steps, batch = x.shape[:2] if x.dim() == 3 else (1, 1)
-    if batch == 0:  # checked as one row: the sizes are what the parameters say
-        x_shape = (steps, 1, x.shape[2])
-        state_shapes = state_shapes and [(1, *shape[1:]) for shape in state_shapes]
-    sizes = check_layer(
-        caller, cell, x_shape if batch == 0 else tuple(x.shape), shapes, state_shapes
-    )
-    tensors = [
-        _check_tensor(caller, f"params[{n!r}]", params[n], x.dtype) for n in cell.PARAMS
-    ]
-    if initial_states is None:
-        initial_states = [
-            x.new_zeros(batch, sizes[cell.STATE_SIZES[s]]) for s in cell.STATES
-        ]
-    states = [
-        _check_tensor(caller, f"initial_states[{n}] ({s})", v, x.dtype)
-        for n, (s, v) in enumerate(zip(cell.STATES, initial_states, strict=True))
-    ]
+    sizes, states, tensors = _layer_arguments(caller, cell, params, x, initial_states)
+    steps, batch = x.shape[:2]
     if batch == 0:  # nothing to run; zeros that reach every input, as nn.LSTM's do
         touch = sum(t.sum() for t in (x, *states, *tensors)) * 0
         out = x.new_zeros(steps, 0, sizes[cell.OUTPUT_SIZE]) + touch
@@ -434,11 +396,9 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     half = x.dtype in _HALVES
     if half:  # computed in float32, as nn.LSTM's CPU kernels compute these
         dtype = x.dtype
-        x, states, tensors = (
-            x.float(),
-            [s.float() for s in states],
-            [t.float() for t in tensors],
-        )
+        x, states, tensors = x.float(), [s.float() for s in states], [
+            t.float() for t in tensors
+        ]  # fmt: skip
     values = torch.tensor(
         cell._interface.check_hypers(caller, hypers, _numpy_dtype(x.dtype)),
         dtype=torch.float64,
@@ -458,6 +418,50 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     if half:
         ys, finals = ys.to(dtype), tuple(f.to(dtype) for f in finals)
     return ys, finals
+
+
+def _layer_arguments(caller, cell, params, x, initial_states):
+    """``(sizes, states, tensors)`` of one layer's call, checked: the initial states (zeros
+    when None) and the parameters in ``PARAMS`` order (absent biases as length 0). A batch of
+    0 rows is checked as one row: the sizes are what the parameters say."""
+    _check_tensor(caller, "x", x)
+    if isinstance(initial_states, torch.Tensor) or not (
+        initial_states is None or isinstance(initial_states, (tuple, list))
+    ):
+        raise TypeError(
+            f"{caller}: initial_states must be None or a tuple of tensors {cell.STATES}; "
+            f"got {type(initial_states).__name__}"
+        )
+    biases = cell._interface.biases
+    if isinstance(params, dict) and not any(n in params for n in biases):
+        params = {**params, **{n: x.new_empty(0) for n in biases}}
+    shapes = (
+        {name: getattr(value, "shape", ()) for name, value in params.items()}
+        if isinstance(params, dict)
+        else params
+    )
+    if x.dim() == 3 and x.shape[0] == 0:
+        raise RuntimeError(f"{caller}: Expected sequence length to be larger than 0")
+    state_shapes = None
+    if initial_states is not None:
+        state_shapes = [tuple(getattr(s, "shape", ())) for s in initial_states]
+    x_shape = tuple(x.shape)
+    if x.dim() == 3 and x.shape[1] == 0:
+        x_shape = (x.shape[0], 1, x.shape[2])
+        state_shapes = state_shapes and [(1, *shape[1:]) for shape in state_shapes]
+    sizes = check_layer(caller, cell, x_shape, shapes, state_shapes)
+    tensors = [
+        _check_tensor(caller, f"params[{n!r}]", params[n], x.dtype) for n in cell.PARAMS
+    ]
+    if initial_states is None:
+        initial_states = [
+            x.new_zeros(x.shape[1], sizes[cell.STATE_SIZES[s]]) for s in cell.STATES
+        ]
+    states = [
+        _check_tensor(caller, f"initial_states[{n}] ({s})", v, x.dtype)
+        for n, (s, v) in enumerate(zip(cell.STATES, initial_states, strict=True))
+    ]
+    return sizes, states, tensors
 
 
 def _exporting():
