@@ -506,8 +506,13 @@ def test_from_torch_refuses_what_it_cannot_mirror():
         TypeError, match="module must be a torch.nn.RNN, LSTM or GRU; got Linear"
     ):
         Recurrent.from_torch(torch.nn.Linear(2, 3))
-    with pytest.raises(ValueError, match="bias=False"):
-        Recurrent.from_torch(torch.nn.LSTM(2, 3, bias=False))
+    # a module without biases is mirrored without them
+    net = Recurrent.from_torch(torch.nn.LSTM(2, 3, bias=False))
+    assert not net.bias and list(net.params) == ["weight_ih_l0", "weight_hh_l0"]
+    with pytest.raises(ValueError, match="nbrc has no bias-free form"):
+        Recurrent("nbrc", 3, 3, bias=False)
+    with pytest.raises(TypeError, match="bias should be of type bool"):
+        Recurrent("lstm", 3, 3, bias=1)
 
 
 def test_size_constraint_of_the_cell_surfaces_when_stacking_cannot_work():
