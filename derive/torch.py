@@ -50,10 +50,17 @@ _HALVES = (torch.float16, torch.bfloat16)
 def _module(name):
     """The generated cell module the ops name (its import name, so that any generated
     package, a user's included, works)."""
-    module = sys.modules.get(name) or importlib.import_module(name)
-    if not hasattr(module, "_interface"):
-        raise ValueError(f"gatesmith ops: {name} is not a generated cell module")
+    module = _MODULES.get(name)
+    if module is None:
+        module = sys.modules.get(name) or importlib.import_module(name)
+        if not hasattr(module, "_interface"):
+            raise ValueError(f"gatesmith ops: {name} is not a generated cell module")
+        _MODULES[name] = module
     return module
+
+
+#: The cell modules the ops have named, by import name (every forward reads them).
+_MODULES = {}
 
 
 def _np(tensor):
@@ -183,7 +190,22 @@ def _no_second_order(ctx, grads):
 _backward_op.register_autograd(_no_second_order)
 
 
-class _Kernels(torch.autograd.Function):
+class _Function(torch.autograd.Function):
+    """An ``autograd.Function`` with ``setup_context`` (which ``torch.func`` needs) whose
+    ``apply`` binds its arguments to ``forward``'s signature only under a ``torch.func``
+    transform: torch's own ``apply`` calls ``inspect.signature`` on every call, some 60 µs,
+    which a step of generation notices. Its ``forward`` takes no defaults, so the binding changes
+    nothing."""
+
+    @classmethod
+    def apply(cls, *args):
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        args = torch._functorch.utils.unwrap_dead_wrappers(args)
+        return super(torch.autograd.Function, cls).apply(*args)
+
+
+class _Kernels(_Function):
     """The two kernel calls outside ``torch.compile``, without the custom ops' dispatch: a
     third of a millisecond less per layer and direction, which small problems notice. Its
     backward is :class:`_Gradients`, itself differentiable; both batch under
@@ -220,7 +242,7 @@ class _Kernels(torch.autograd.Function):
         return _one_at_a_time(_Kernels, info, in_dims, args)
 
 
-class _Gradients(torch.autograd.Function):
+class _Gradients(_Function):
     """The generated backward kernel, as a function of the input, the initial states, the
     parameters and the incoming gradients ``(dys, *d_final_states)``: ``[dx, *d_initial,
     *d_params]``.
@@ -469,11 +491,8 @@ def _exporting():
     ``torch.onnx.export`` with either exporter, ``torch.jit.trace``): the kernels are Python
     calls such a graph cannot hold, so the cell runs as its declaration's torch operations,
     one step after another (the twin the kernels are verified against)."""
-    return (
-        torch.jit.is_tracing()
-        or torch.onnx.is_in_onnx_export()
-        or torch.compiler.is_exporting()
-    )
+    # torch.onnx's TorchScript exporter traces with torch.jit; its dynamo exporter exports
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 def _lengths(caller, lengths, steps, batch):
@@ -626,7 +645,8 @@ class _Layers:
         if _exporting() and isinstance(self, _DropIn):
             # torch's own forward, which the exporters turn into ONNX's LSTM, GRU and RNN
             return super().forward(input, hx)
-        self._update_flat_weights()
+        # (each parameter is read by name below: _flat_weights, which torch's own forward
+        # refreshes first, is not needed)
         seq, lengths, packed, batched = self._sequence(input)
         weight = getattr(self, self._flat_weights_names[0])
         if seq.dtype != weight.dtype:
