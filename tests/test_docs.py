@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 import sympy
-from conftest import ROOT, VARIANTS, chromium
+from conftest import ROOT, VARIANTS, chromium, load_generated
 
 from derive import pipeline, registry
 from derive.cli import main
@@ -437,3 +437,17 @@ def test_html_pages_render_in_headless_chromium(html_catalog, page, tmp_path):
         capture_output=True, timeout=120, check=True,
     )  # fmt: skip
     assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("variant", ["lstm_layernorm", "gru_layernorm"])
+def test_the_tape_of_a_layer_norm_cell_holds_one_statistic_per_row(variant):
+    """The tape table and the memory formula read the plan as the kernel does: a mean is one
+    number per batch row (the notation table's 1), and the formula counts it without a size
+    (``B(6 + 14H) s``, never a Python ``None``), with the kernel module's ``SAVED_PER_STEP``."""
+    doc = _document(registry.get(variant))
+    means = {row.symbol for row in doc.notation if row.kind == "mean"}
+    saved_means = [row for row in doc.saved if row.symbol in means]
+    assert saved_means and all(row.shape == "1" for row in saved_means)
+    per_row = {size: count for count, size in load_generated(variant).SAVED_PER_STEP}
+    assert per_row[None] == len(saved_means)
+    assert doc.memory == rf"B \left({per_row[None]} + {per_row['H']}H\right) s"

@@ -851,10 +851,14 @@ class _Builder:
                 (("text", "whole sequence, the initial state included"),))
             for st in spec.states
         ]  # fmt: skip
+        means = {eq.target for eq in spec.means}  # one number per row, as in the notation
         for sym in plan.saved:
-            rows.append(Row(self.name(sym), sizes[sym], "saved",
+            rows.append(Row(self.name(sym), "1" if sym in means else sizes[sym], "saved",
                             (("text", "read by the backward pass"),)))  # fmt: skip
-        total = " + ".join(f"{n}{s}" if n != 1 else s for n, s in plan.saved_per_step)
+        total = " + ".join(
+            str(n) if s is None else (f"{n}{s}" if n != 1 else s)  # None: one per row
+            for n, s in plan.saved_per_step
+        )
         memory = rf"B \left({total}\right) s"
         return tuple(rows), memory
 
