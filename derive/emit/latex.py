@@ -851,7 +851,8 @@ class _Builder:
                 (("text", "whole sequence, the initial state included"),))
             for st in spec.states
         ]  # fmt: skip
-        means = {eq.target for eq in spec.means}  # one number per row, as in the notation
+        # a mean is one number per row, as in the notation table
+        means = {eq.target for eq in spec.means}
         for sym in plan.saved:
             rows.append(Row(self.name(sym), "1" if sym in means else sizes[sym], "saved",
                             (("text", "read by the backward pass"),)))  # fmt: skip
