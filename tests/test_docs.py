@@ -443,7 +443,8 @@ def test_html_pages_render_in_headless_chromium(html_catalog, page, tmp_path):
 def test_the_tape_of_a_layer_norm_cell_holds_one_statistic_per_row(variant):
     """The tape table and the memory formula read the plan as the kernel does: a mean is one
     number per batch row (the notation table's 1), and the formula counts it without a size
-    (``B(6 + 14H) s``, never a Python ``None``), with the kernel module's ``SAVED_PER_STEP``."""
+    (``B(6 + 14H) s``, never a Python ``None``), with the kernel module's ``SAVED_PER_STEP``;
+    the backward sums a mean's adjoint over the units once, as the kernel does."""
     doc = _document(registry.get(variant))
     means = {row.symbol for row in doc.notation if row.kind == "mean"}
     saved_means = [row for row in doc.saved if row.symbol in means]
@@ -451,3 +452,9 @@ def test_the_tape_of_a_layer_norm_cell_holds_one_statistic_per_row(variant):
     per_row = {size: count for count, size in load_generated(variant).SAVED_PER_STEP}
     assert per_row[None] == len(saved_means)
     assert doc.memory == rf"B \left({per_row[None]} + {per_row['H']}H\right) s"
+    # each term of a mean's adjoint sums over the units once; the adjoint is their total,
+    # not summed over the units a second time (H times too large, read literally)
+    text = (DOCS / f"{variant}.tex").read_text()
+    for name in means:
+        assert rf"\delta {name} &= \hat{{\delta}} {name} \\" in text
+        assert rf"\hat{{\delta}} {name} &\mathrel{{+}}= \sum_j" in text

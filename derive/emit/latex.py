@@ -640,9 +640,12 @@ class _Builder:
                             self.name(external_symbol(item.target)),
                             r"\mathrel{+}=",
                         )
+                    # a term of a mean's adjoint sums over the units; the adjoint itself
+                    # is then the sum of its terms, which holds no unit index
                     if (
                         plan.values[item.target].role == Role.ROW
-                    ):  # a mean: over the units
+                        and item.kind != "adjoint"
+                    ):
                         terms = self.printer.terms(sympy.sympify(item.expr), MATH_WIDTH)
                         terms = _summed(terms)
                         lines.append(_math_line(lhs, op, terms))
