@@ -384,12 +384,14 @@ def _summed(
     """``factor Σ_over (terms)``: a sum over the units ``j`` of a row, or over the steps
     ``t``; one piece when it fits a line, else its terms free to break over lines."""
     sums = " ".join(rf"\sum_{index}" for index in over)  # single letters
-    whole = rf"{factor} {sums} \left({' '.join(terms)}\right)".lstrip()
+    # the summand's unit j named where the sum runs over units: (...)_j
+    unit = "_j" if "j" in over else ""
+    whole = rf"{factor} {sums} \left({' '.join(terms)}\right){unit}".lstrip()
     if _rough_width(whole) <= MATH_WIDTH:
         return [whole]
     terms = list(terms)
     terms[0] = rf"{factor} {sums} \Bigl({terms[0]}".lstrip()
-    terms[-1] += r"\Bigr)"
+    terms[-1] += rf"\Bigr){unit}"
     return terms
 
 
