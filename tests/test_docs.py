@@ -457,7 +457,9 @@ def test_the_tape_of_a_layer_norm_cell_holds_one_statistic_per_row(variant):
     text = (DOCS / f"{variant}.tex").read_text()
     for name in means:
         # the mean's own line names the unit its sum runs over: (...)_j
-        line = next(line for line in text.splitlines() if line.startswith(f"{name} &= "))
+        line = next(
+            line for line in text.splitlines() if line.startswith(f"{name} &= ")
+        )
         assert r"\sum_j" in line
         assert r"\right)_j" in line or (r"\Bigl(" in line and r"\Bigr)_j" in text)
         assert rf"\delta {name} &= \hat{{\delta}} {name} \\" in text
