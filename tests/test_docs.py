@@ -463,4 +463,9 @@ def test_the_tape_of_a_layer_norm_cell_holds_one_statistic_per_row(variant):
         assert r"\sum_j" in line
         assert r"\right)_j" in line or (r"\Bigl(" in line and r"\Bigr)_j" in text)
         assert rf"\delta {name} &= \hat{{\delta}} {name} \\" in text
+        # its terms come from the statements above it, not from outside the step
+        note = next(
+            n for n in text.splitlines() if n.startswith(rf"\item $\delta {name}$")
+        )
+        assert "outside the step" not in note and "gathered in" in note
         assert rf"\hat{{\delta}} {name} &\mathrel{{+}}= \sum_j" in text

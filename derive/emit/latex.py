@@ -691,9 +691,14 @@ class _Builder:
             pieces += [("text", ", the chain rule through the equation"
                         + ("s of " if len(through) > 1 else " of ")),
                        ("math", ", ".join(through))]  # fmt: skip
-        if outside:
-            pieces.append(("text", (" and " if through else ", ")
-                           + "what reaches it from outside the step"))  # fmt: skip
+        joint = " and " if through else ", "
+        carried = {st.new for st in self.spec.states} | {self.spec.output_symbol}
+        if outside and target in carried:  # the loss and step t + 1 reach it
+            pieces.append(("text", joint + "what reaches it from outside the step"))
+        elif outside:  # terms written into its accumulator by statements above
+            pieces += [("text", joint + "the terms gathered in "),
+                       ("math", self.name(external_symbol(target))),
+                       ("text", " by the statements above")]  # fmt: skip
         pieces.append(("text", "."))
         return tuple(pieces)
 
