@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .runtime.layers import check_layer, load_cell, param_sizes
+from .runtime.layers import check_layer, load_cell, param_sizes, with_biases
 
 __all__ = ["recurrent"]
 
@@ -149,10 +149,7 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
             f"{caller}: initial_states must be None or a tuple of arrays {cell.STATES}; "
             f"got {type(initial_states).__name__}"
         )
-    biases = cell._interface.biases
-    if isinstance(params, dict) and not any(name in params for name in biases):
-        # bias=False: biases of length 0, which the kernels skip
-        params = {**params, **{name: jnp.zeros((0,), x.dtype) for name in biases}}
+    params = with_biases(cell, params, lambda: jnp.zeros((0,), x.dtype))  # bias=False
     shapes = (
         {name: np.shape(value) for name, value in params.items()}
         if isinstance(params, dict)

@@ -35,6 +35,8 @@ from .runtime.layers import (
     extra_sizes,
     load_cell,
     param_sizes,
+    torch_variant,
+    with_biases,
 )
 
 __all__ = ["GRU", "LSTM", "RNN", "Recurrent", "recurrent"]
@@ -256,8 +258,8 @@ class _Gradients(_Function):
     @staticmethod
     def forward(cell, hypers, n_states, n_saved, x, lengths, *rest):
         tensors, saved, given = _split_gradient_inputs(rest, n_states, n_saved)
-        states, params = tensors[:n_states], tensors[n_states:]
-        del states  # the backward kernel reads the states from the tape
+        # the backward kernel reads the states from the tape
+        params = tensors[n_states:]
         return tuple(
             _backward(cell, given[0], given[1:], x, lengths, params, saved, hypers)
         )
@@ -454,9 +456,7 @@ def _layer_arguments(caller, cell, params, x, initial_states):
             f"{caller}: initial_states must be None or a tuple of tensors {cell.STATES}; "
             f"got {type(initial_states).__name__}"
         )
-    biases = cell._interface.biases
-    if isinstance(params, dict) and not any(n in params for n in biases):
-        params = {**params, **{n: x.new_empty(0) for n in biases}}
+    params = with_biases(cell, params, lambda: x.new_empty(0))
     shapes = (
         {name: getattr(value, "shape", ()) for name, value in params.items()}
         if isinstance(params, dict)
@@ -556,15 +556,14 @@ class _Layers:
         return self._size(self.cell.OUTPUT_SIZE, self.input_size)
 
     def layer_params(self, layer, direction=0):
-        """The cell's parameter dict (keys ``cell.PARAMS``) of one layer and direction; an
-        absent bias (``bias=False``) is a tensor of length 0."""
+        """The cell's parameter dict (keys ``cell.PARAMS``, without the biases when
+        ``bias=False``) of one layer and direction."""
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        weight = getattr(self, self._flat_weights_names[0])
+        biases = () if self.bias else self.cell._interface.biases
         return {
             name: getattr(self, name + suffix)
-            if self.bias or name not in self.cell._interface.biases
-            else weight.new_empty(0)
             for name in self.cell.PARAMS
+            if name not in biases
         }
 
     def _initial_states(self, hx, seq, batched):
@@ -836,7 +835,6 @@ class Recurrent(_Layers, nn.RNNBase):
         )  # fmt: skip
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.proj_size = bidirectional, proj_size
-        self._flat_weight_refs = []
         check_stacking(caller, cell, num_layers, bidirectional)
         self._flat_weights_names, self._all_weights = [], []
         for layer in range(num_layers):
@@ -901,12 +899,7 @@ class _DropIn(_Layers):
 
     @property
     def variant(self):
-        return {
-            "LSTM": "lstm_proj" if self.proj_size else "lstm",
-            "GRU": "gru",
-            "RNN_TANH": "rnn_tanh",
-            "RNN_RELU": "rnn_relu",
-        }[self.mode]
+        return torch_variant(self)
 
 
 class LSTM(_DropIn, nn.LSTM):

@@ -21,12 +21,19 @@ import numpy as np
 
 __all__ = [
     "Recurrent", "Tape", "biases_to_drop", "check_layer", "check_stacking", "extra_sizes",
-    "load_cell", "param_sizes", "truncated_bptt",
+    "load_cell", "param_sizes", "torch_variant", "truncated_bptt", "with_biases",
 ]  # fmt: skip
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-#: torch module class -> variant (nn.RNN's is picked by its nonlinearity)
-_TORCH_CELLS = {"RNN": None, "LSTM": "lstm", "GRU": "gru"}
+#: the torch module classes a net mirrors
+_TORCH_CELLS = ("RNN", "LSTM", "GRU")
+#: torch.nn.RNNBase's mode -> the variant that runs it
+_TORCH_MODES = {
+    "RNN_TANH": "rnn_tanh",
+    "RNN_RELU": "rnn_relu",
+    "LSTM": "lstm",
+    "GRU": "gru",
+}
 
 
 def load_cell(caller, variant):
@@ -101,6 +108,22 @@ def biases_to_drop(caller, cell):
             f"bias=True"
         )
     return biases
+
+
+def torch_variant(module):
+    """The variant that runs a ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (or a subclass): by its
+    ``mode`` (``nn.RNN``'s nonlinearity), ``lstm_proj`` for an LSTM with ``proj_size``."""
+    variant = _TORCH_MODES[module.mode]
+    return "lstm_proj" if variant == "lstm" and module.proj_size else variant
+
+
+def with_biases(cell, params, empty):
+    """``params`` with each of the cell's biases as ``empty()`` (length 0) where all of them
+    are left out (``bias=False``); otherwise as given, for the checks to judge."""
+    biases = cell._interface.biases
+    if isinstance(params, dict) and biases and not any(n in params for n in biases):
+        return {**params, **{name: empty() for name in biases}}
+    return params
 
 
 def check_stacking(caller, cell, num_layers, bidirectional):
@@ -628,13 +651,8 @@ class Recurrent:
             raise TypeError(
                 f"Recurrent.from_torch: module must be a torch.nn.RNN, LSTM or GRU; got {kind}"
             )
-        variant = _TORCH_CELLS[kind]
-        sizes = {}
-        if kind == "RNN":
-            variant = "rnn_" + module.nonlinearity
-        if kind == "LSTM" and module.proj_size > 0:
-            variant = "lstm_proj"
-            sizes["proj_size"] = module.proj_size
+        variant = torch_variant(module)
+        sizes = {"proj_size": module.proj_size} if variant == "lstm_proj" else {}
         state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
         dtype = next(iter(state.values())).dtype
         net = cls(
