@@ -18,8 +18,8 @@ The pipeline ``declare → derive → lower → render → write`` is driven by
 
 Beside the pipeline: :mod:`derive.verify` (kernels against PyTorch autograd),
 :mod:`derive.runtime` (layers and optimisers over generated modules), :mod:`derive.torch` and
-:mod:`derive.jax` (the kernels inside PyTorch and JAX), :mod:`derive.bench` and
-:mod:`derive.cli`. The symbolic core imports no emitter; the generated modules import nothing of
+:mod:`derive.jax` (the kernels inside PyTorch and JAX), :mod:`derive.cache` (``derive.build``: a
+declaration built in the process, from a notebook), :mod:`derive.bench` and :mod:`derive.cli`. The symbolic core imports no emitter; the generated modules import nothing of
 ``derive``.
 
 A declaration file imports what it needs from here::
@@ -38,15 +38,20 @@ _DECLARATION_API = {
     "Cell": "derive.symbolic.declare",
     "DeclarationError": "derive.symbolic.declare",
     "register": "derive.registry",
+    "build": "derive.cache",
     **{name: "derive.symbolic.activations"
        for name in ("identity", "relu", "sigmoid", "tanh", "exp", "log", "sin", "cos",
                     "softplus", "elu", "hard_sigmoid")},
 }  # fmt: skip
 
-__all__ = [*_DECLARATION_API, "__version__"]
+__all__ = [*_DECLARATION_API, "__version__", "verify"]
 
 
 def __getattr__(name: str):
+    if (
+        name == "verify"
+    ):  # the package, callable: derive.verify(mycell) is a table of errors
+        return importlib.import_module("derive.verify")
     if name in _DECLARATION_API:
         return getattr(importlib.import_module(_DECLARATION_API[name]), name)
     raise AttributeError(f"module 'derive' has no attribute {name!r}")

@@ -191,7 +191,8 @@ def _cmd_verify(args) -> int:
     failed = 0
     width = max([16, *(len(spec.name) + 2 for spec in specs)])
     print(
-        f"{'variant':<{width}}{'dtype':<9}{'max relative error':>20}  {'tolerance':>9}  worst"
+        f"{'variant':<{width}}{'dtype':<9}{'max relative error':>20}  {'tolerance':>9}  "
+        "verdict  worst"
     )
     with tempfile.TemporaryDirectory(prefix="gatesmith-verify-") as folder:
         for spec in specs:
@@ -200,12 +201,12 @@ def _cmd_verify(args) -> int:
             for report in verify.verify(spec, kernel, seed=args.seed):
                 worst, error = report.worst
                 failed += not report.ok
-                verdict = "" if report.ok else "  FAILED"
+                verdict = "ok" if report.ok else "FAILED"
                 print(f"{spec.name:<{width}}{report.dtype:<9}{error:>20.2e}  "
-                      f"{report.tolerance:>9.0e}  {worst}{verdict}")  # fmt: skip
+                      f"{report.tolerance:>9.0e}  {verdict:<7}  {worst}")  # fmt: skip
                 if args.verbose:
                     for name, value in report.errors.items():
-                        print(f"{'':<{width + 9}}{value:>20.2e}  {'':>9}  {name}")
+                        print(f"{'':<{width + 9}}{value:>20.2e}  {'':>9}  {'':<7}  {name}")
     if failed:
         print(
             f"gatesmith verify: {failed} comparison(s) over tolerance", file=sys.stderr

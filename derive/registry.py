@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from .symbolic.declare import CellSpec, DeclarationError
+from .symbolic.declare import place as _place
 
 __all__ = [
     "SpecFileError",
@@ -41,13 +42,26 @@ class SpecFileError(ValueError):
 def register(function: Callable[[], CellSpec]) -> Callable[[], CellSpec]:
     """Decorator: register a declaration under the function's name."""
     name = function.__name__
-    if name in _DECLARATIONS:
+    if name in _DECLARATIONS and _same_place(_DECLARATIONS[name], function):
+        # the same function declared again: a notebook cell run again, a module reloaded
+        get.cache_clear()
+    elif name in _DECLARATIONS:
         raise ValueError(
             f"variant {name!r} is registered twice (it is already declared, perhaps as a "
             "built-in variant); give the declaring function another name"
         )
     _DECLARATIONS[name] = function
     return function
+
+
+def _same_place(old: Callable, new: Callable) -> bool:
+    """Whether ``new`` declares again what ``old`` declared: the same qualified name in the
+    same module, one that is not the catalog's."""
+    return (
+        old.__module__ == new.__module__
+        and old.__qualname__ == new.__qualname__
+        and not old.__module__.startswith(f"{__package__}.cells")
+    )
 
 
 def names() -> tuple[str, ...]:
@@ -63,16 +77,7 @@ def get(name: str) -> CellSpec:
     if name not in _DECLARATIONS:
         known = ", ".join(_DECLARATIONS)
         raise UnknownVariantError(f"unknown variant {name!r}; known variants: {known}")
-    function = _DECLARATIONS[name]
-    try:
-        spec = function()
-    except DeclarationError:
-        raise
-    except Exception as error:  # a user's declaration that fails outside the builder
-        where = _where(error, Path(function.__code__.co_filename))
-        raise SpecFileError(
-            f"{where}: declaring {name!r} failed: {type(error).__name__}: {error}"
-        ) from error
+    spec = declare(_DECLARATIONS[name])
     if spec.name != name:
         raise ValueError(
             f"the declaration registered as {name!r} builds a cell named {spec.name!r}"
@@ -81,8 +86,24 @@ def get(name: str) -> CellSpec:
 
 
 def declare(function: Callable[[], CellSpec]) -> CellSpec:
-    """Build a declaration outside the registry (a user's spec file)."""
-    return function()
+    """Call a declaring function: its :class:`CellSpec`, or an error naming its line (a
+    :class:`DeclarationError` from the builder, else a :class:`SpecFileError`)."""
+    try:
+        spec = function()
+    except DeclarationError:
+        raise
+    except Exception as error:  # a user's declaration that fails outside the builder
+        where = _where(error, Path(function.__code__.co_filename))
+        raise SpecFileError(
+            f"{where}: declaring {function.__name__!r} failed: {type(error).__name__}: {error}"
+        ) from error
+    if not isinstance(spec, CellSpec):
+        raise SpecFileError(
+            f"{_place(function.__code__.co_filename, function.__code__.co_firstlineno)}: "
+            f"{function.__name__!r} returned {type(spec).__name__}, not a cell; end it "
+            "with `return cell.build()`"
+        )
+    return spec
 
 
 def _load_catalog() -> None:
@@ -90,11 +111,10 @@ def _load_catalog() -> None:
 
 
 def _where(error: Exception, home: Path) -> str:
-    """``file:line`` of the innermost frame of ``error``'s traceback that lies in ``home``."""
-    home = home.resolve()
+    """Where in ``home`` ``error`` arose: the innermost frame of its traceback there."""
     frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if Path(f.filename).resolve() == home]  # fmt: skip
-    return f"{home.name}:{frames[-1].lineno}" if frames else home.name
+              if Path(f.filename).resolve() == home.resolve()]  # fmt: skip
+    return _place(str(home), frames[-1].lineno) if frames else _place(str(home))
 
 
 def load_file(path: str | Path) -> tuple[str, ...]:

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from .cache import built_spec
+from .cache import load as load_built
 from .runtime.layers import (
     _reverse_index,
     biases_to_drop,
@@ -54,7 +56,10 @@ def _module(name):
     package, a user's included, works)."""
     module = _MODULES.get(name)
     if module is None:
-        module = sys.modules.get(name) or importlib.import_module(name)
+        # a module built from a declaration (derive.build) lies in the build cache
+        module = (
+            sys.modules.get(name) or load_built(name) or importlib.import_module(name)
+        )
         if not hasattr(module, "_interface"):
             raise ValueError(f"gatesmith ops: {name} is not a generated cell module")
         _MODULES[name] = module
@@ -331,6 +336,9 @@ def _declaration(module):
     catalog variant's, or a user's spec loaded in this process (``gatesmith.registry``)."""
     from .registry import get
 
+    built = built_spec(module)
+    if built is not None:
+        return built
     try:
         spec = get(module.VARIANT)
     except Exception as error:

@@ -234,6 +234,8 @@ def test_user_declaration_workflow(tmp_path, capsys, monkeypatch):
         ["mycell", "float32"],
     ]
     assert all(float(row.split()[2]) <= 1e-4 for row in table[1:])
+    assert table[0].split()[-2:] == ["verdict", "worst"]
+    assert all(row.split()[4] == "ok" for row in table[1:])
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import sympy
 from ..symbolic.activations import descriptor
 from ..symbolic.declare import CellSpec
 
-__all__ = ["DiagramError", "dot", "dot_source", "render"]
+__all__ = ["DiagramError", "dot", "dot_source", "render", "svg"]
 
 #: LaTeX accents and letters a label may carry, as Unicode
 _ACCENTS = {"tilde": "\u0303", "bar": "\u0304", "hat": "\u0302", "dot": "\u0307"}
@@ -137,16 +137,29 @@ def dot() -> str:
     return found
 
 
+def _run_dot(source: str, fmt: str, what: str, *out: str) -> bytes:
+    done = subprocess.run(
+        [dot(), f"-T{fmt}", *out],
+        input=source.encode(),
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise DiagramError(f"dot failed on {what}: {done.stderr.decode()[-1000:]}")
+    return done.stdout
+
+
+def svg(source: str) -> str:
+    """``source`` laid out by ``dot`` as an ``<svg>`` element, to place inside a page."""
+    text = _run_dot(source, "svg", "the diagram").decode("utf-8")
+    return text[text.index("<svg") :]
+
+
 def render(source: str, out: Path) -> Path:
     """Lay out ``source`` with ``dot`` into ``out`` (its suffix, ``.svg`` or ``.pdf``, picks
     the format)."""
     fmt = out.suffix.lstrip(".")
     if fmt not in ("svg", "pdf"):
         raise ValueError(f"render: out must end in .svg or .pdf; got {out.name}")
-    done = subprocess.run(
-        [dot(), f"-T{fmt}", "-o", str(out)], input=source.encode(), capture_output=True,
-        check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise DiagramError(f"dot failed on {out.name}: {done.stderr.decode()[-1000:]}")
+    _run_dot(source, fmt, out.name, "-o", str(out))
     return out

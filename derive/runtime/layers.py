@@ -14,6 +14,7 @@ Only NumPy and the generated modules are needed; :meth:`Recurrent.from_torch` an
 
 from __future__ import annotations
 
+import sys
 import types
 from dataclasses import dataclass
 
@@ -37,8 +38,14 @@ _TORCH_MODES = {
 
 
 def load_cell(caller, variant):
-    """The generated module of ``variant``: a variant's name, or a generated cell module (one
-    generated from a user's declaration, say). ``caller`` names the function in errors."""
+    """The generated module of ``variant``: a variant's name, a generated cell module (one
+    generated from a user's declaration, say), or a declaration itself (a declaring function or
+    a ``CellSpec``), built on first use (:func:`derive.build`). ``caller`` names the function
+    in errors."""
+    if _is_declaration(variant):
+        from ..cache import build
+
+        return build(variant)
     if isinstance(variant, types.ModuleType):
         missing = [
             name for name in ("forward", "backward", "init_params", "STATES", "PARAMS")
@@ -52,8 +59,8 @@ def load_cell(caller, variant):
         return variant
     if not isinstance(variant, str):
         raise TypeError(
-            f"{caller}: variant must be a variant name or a generated cell module; "
-            f"got {type(variant).__name__}"
+            f"{caller}: variant must be a variant name, a generated cell module or a "
+            f"declaration; got {type(variant).__name__}"
         )
     import generated
 
@@ -63,6 +70,15 @@ def load_cell(caller, variant):
             f"{', '.join(generated.VARIANTS)}"
         )
     return generated.load(variant)
+
+
+def _is_declaration(variant) -> bool:
+    """Whether ``variant`` is a declaring function or a built ``CellSpec`` (which exists only
+    once the declaration language is imported)."""
+    if isinstance(variant, types.FunctionType):
+        return True
+    declare = sys.modules.get("derive.symbolic.declare")
+    return declare is not None and isinstance(variant, declare.CellSpec)
 
 
 def extra_sizes(caller, cell, sizes):

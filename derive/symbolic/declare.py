@@ -88,7 +88,20 @@ def _caller() -> str:
         frame = frame.f_back
     if frame is None:  # pragma: no cover - only when called from this module itself
         return "<declaration>"
-    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+    return place(frame.f_code.co_filename, frame.f_lineno)
+
+
+def place(filename: str, line: int | None = None) -> str:
+    """How an error names a line of a declaration: ``mycell.py:12``, or ``Cell In[3], line 12``
+    for the code of a notebook cell (IPython's name for it, as its tracebacks give it)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    name = getattr(getattr(shell, "compile", None), "format_code_name", None)
+    label = name(filename) if name is not None else None
+    if label:
+        return " ".join(label) + ("" if line is None else f", line {line}")
+    base = os.path.basename(filename)
+    return base if line is None else f"{base}:{line}"
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,21 @@
 :mod:`~derive.verify.twin` runs any declared cell with PyTorch tensors (the twin reference);
 :mod:`~derive.verify.compare` builds random problems and measures every output's and gradient's
 error. Needs ``torch``, a test dependency, not a runtime one (imported when first used).
+
+The package is callable: ``derive.verify(mycell)`` is :func:`~derive.verify.compare.check`, a
+table of errors (:class:`~derive.verify.compare.Verification`) that a notebook displays.
 """
+
+import sys
+import types
 
 from .compare import (
     ROUNDING_OPERATIONS,
     TOLERANCE,
     Problem,
     Report,
+    Verification,
+    check,
     compare,
     import_kernel,
     relative_error,
@@ -19,6 +27,17 @@ from .compare import (
 )
 
 __all__ = [
-    "ROUNDING_OPERATIONS", "TOLERANCE", "Problem", "Report", "compare", "import_kernel",
+    "ROUNDING_OPERATIONS", "TOLERANCE", "Problem", "Report", "Verification",
+    "check", "compare", "import_kernel",
     "relative_error", "sizes_for", "tolerance", "verify",
 ]  # fmt: skip
+
+
+class _Callable(types.ModuleType):
+    """This package, called: :func:`check`."""
+
+    def __call__(self, *args, **kwargs):
+        return check(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _Callable

@@ -14,6 +14,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -25,6 +26,8 @@ __all__ = [
     "TOLERANCE",
     "Problem",
     "Report",
+    "Verification",
+    "check",
     "compare",
     "import_kernel",
     "relative_error",
@@ -173,6 +176,91 @@ class Report:
     @property
     def ok(self) -> bool:
         return self.worst[1] <= self.tolerance
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The reports of one or more kernels: a table, printed as text and, in Jupyter, as HTML;
+    true when every comparison is within its tolerance."""
+
+    reports: tuple[Report, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(report.ok for report in self.reports)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __iter__(self):
+        return iter(self.reports)
+
+    def __len__(self) -> int:
+        return len(self.reports)
+
+    HEADER = ("variant", "dtype", "max relative error", "tolerance", "worst", "verdict")
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """One row per report, as :data:`HEADER` names the columns."""
+        return [
+            (r.variant, r.dtype, f"{r.worst[1]:.2e}", f"{r.tolerance:.0e}", r.worst[0],
+             "ok" if r.ok else "FAILED")
+            for r in self.reports
+        ]  # fmt: skip
+
+    def __str__(self) -> str:
+        table = [self.HEADER, *self.rows()]
+        widths = [max(len(row[i]) for row in table) for i in range(len(self.HEADER))]
+        right = {2, 3}  # the numbers
+        return "\n".join(
+            "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                      for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+            for row in table
+        )  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        from ..emit.templates import html_escape
+
+        def row(cells, tag):
+            return (
+                "<tr>"
+                + "".join(f"<{tag}>{html_escape(c)}</{tag}>" for c in cells)
+                + "</tr>"
+            )
+
+        body = "".join(row(cells, "td") for cells in self.rows())
+        return f"<table>{row(self.HEADER, 'th')}{body}</table>"
+
+
+def check(
+    declaration, dtypes=(np.float64, np.float32), seed=0, hypers=None
+) -> Verification:
+    """Verify ``declaration`` against autograd: a declaring function or a ``CellSpec`` (built
+    with :func:`derive.build`), a module built from one, or a catalog variant's name. This is
+    what ``derive.verify(declaration)`` calls."""
+    from ..cache import build, built_spec
+
+    if isinstance(declaration, str):
+        from .. import registry
+
+        spec, cell = registry.get(declaration), _catalog(declaration)
+    elif isinstance(declaration, ModuleType):
+        spec, cell = built_spec(declaration), declaration
+        if spec is None:
+            raise ValueError(
+                f"verify: {declaration.__name__} was not built in this process; pass its "
+                "declaration (derive.verify(mycell)) or a catalog variant's name"
+            )
+    else:
+        cell = build(declaration)
+        spec = built_spec(cell)
+    return Verification(tuple(verify(spec, cell, dtypes, seed, hypers)))
+
+
+def _catalog(name: str):
+    import generated
+
+    return generated.load(name)
 
 
 def verify(
