@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 from . import __version__, pipeline, registry
@@ -16,6 +17,10 @@ from .emit.write import WriteError
 from .symbolic.declare import DeclarationError
 
 __all__ = ["main"]
+
+
+#: ``gatesmith list`` wraps each variant's description to lines of at most this many characters
+LIST_WIDTH = 100
 
 
 def _describe_shape(param) -> str:
@@ -37,10 +42,13 @@ def _cmd_list(args) -> int:
             f"; hyperparameters: {', '.join(f'{h.name}={h.default!r}' for h in spec.hypers)}"
             for _ in spec.hypers[:1]
         )
-        print(
-            f"{spec.name:<{width}}  states: {states}; params: {params}{hypers}; "
-            f"{spec.citation}"
+        text = f"states: {states}; params: {params}{hypers}; {spec.citation}"
+        lines = textwrap.wrap(
+            text, LIST_WIDTH - width - 2, break_long_words=False, break_on_hyphens=False
         )
+        print(f"{spec.name:<{width}}  {lines[0]}")
+        for line in lines[1:]:  # continuation lines, indented under the first
+            print(f"{'':<{width}}  {line}")
     return 0
 
 
@@ -135,7 +143,10 @@ def _cmd_docs(args) -> int:
     if args.pdf:
         pdflatex()  # a missing pdflatex is reported before anything is written
     names = _names(args)
-    out = Path(args.out) if args.out else pipeline.default_docs()
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = Path(".") if args.spec else pipeline.default_docs()
     if out is None:
         raise SystemExit(
             "gatesmith: no source checkout found to hold docs/; pass --out DIR"
@@ -206,7 +217,9 @@ def _cmd_verify(args) -> int:
                       f"{report.tolerance:>9.0e}  {verdict:<7}  {worst}")  # fmt: skip
                 if args.verbose:
                     for name, value in report.errors.items():
-                        print(f"{'':<{width + 9}}{value:>20.2e}  {'':>9}  {'':<7}  {name}")
+                        print(
+                            f"{'':<{width + 9}}{value:>20.2e}  {'':>9}  {'':<7}  {name}"
+                        )
     if failed:
         print(
             f"gatesmith verify: {failed} comparison(s) over tolerance", file=sys.stderr
@@ -263,7 +276,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("variants", nargs="*", help="variants to document (default: all)")
     _spec_argument(p)
-    p.add_argument("--out", metavar="DIR", help="folder (default: docs/derivations/)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder (default: docs/derivations/; with --spec, the current folder)",
+    )
     p.add_argument(
         "--format", choices=sorted(FORMATS), default="latex", help="default: latex"
     )
@@ -271,7 +288,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="store_true", help="print progress and stage times"
     )
-    p.set_defaults(run=_cmd_docs)
+    # docs writes no kernels: a user's documents go into the current folder by default
+    p.set_defaults(run=_cmd_docs, needs_out=False)
 
     p = sub.add_parser(
         "verify", help="compare freshly generated kernels with PyTorch autograd"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 
 import numpy as np
@@ -38,6 +39,16 @@ def test_quick_run_prints_samples_table_and_files(demo, tmp_path, capsys):
         for norms in flows.values():
             assert len(norms) == payload["steps"] and all(n > 0 for n in norms)
     assert f"wrote {tmp_path / 'gradient_flow.json'}" in out
+    # the console and the plot's title print one number for what reaches step 1
+    for variant, flows in payload["gradient_norms"].items():
+        line = next(
+            line for line in lines
+            if line.split()[:1] == [variant] and "after training" in line
+        )  # fmt: skip
+        assert f"{demo.carried(flows['trained']):.1e} after training" in line
+    title = demo._takeaway(payload["gradient_norms"], payload["steps"])
+    numbers = re.findall(r"\d\.\de[-+]\d+", title)
+    assert len(numbers) == 2 and all(f"{n} after training" in out for n in numbers)
     if importlib.util.find_spec("matplotlib"):
         image = tmp_path / "gradient_flow.png"
         assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

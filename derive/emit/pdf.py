@@ -33,6 +33,7 @@ class PdfResult:
     overfull: tuple[str, ...]  # the log's "Overfull \hbox" and "\vbox" lines
     seconds: float
     runs: int  # pdflatex passes until the references and table columns settled
+    log: str = ""  # the last pass's log (its file is removed; a failed run keeps it)
 
 
 def pdflatex() -> str:
@@ -88,7 +89,7 @@ def compile_pdf(tex: Path, max_runs: int = 5) -> PdfResult:
         log = log_path.read_text(errors="replace")
         if not RERUN.search(log):
             break
-    for suffix in (".aux", ".toc", ".out"):
+    for suffix in (".aux", ".toc", ".out", ".log"):
         (folder / tex.with_suffix(suffix).name).unlink(missing_ok=True)
     pages = re.search(r"Output written on .*?\((\d+) pages?", log.replace("\n", ""))
     overfull = tuple(line for line in log.splitlines() if line.startswith("Overfull"))
@@ -98,4 +99,5 @@ def compile_pdf(tex: Path, max_runs: int = 5) -> PdfResult:
         overfull,
         time.perf_counter() - start,
         runs,
+        log,
     )
