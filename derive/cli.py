@@ -10,7 +10,14 @@ import textwrap
 from pathlib import Path
 
 from . import __version__, pipeline, registry
-from .emit.diagram import DiagramError, dot, dot_source, render
+from .emit.diagram import (
+    UNROLLED,
+    DiagramError,
+    dot,
+    dot_source,
+    render,
+    unrolled_source,
+)
 from .emit.pdf import PdfError, compile_pdf, pdflatex
 from .emit.templates import FORMATS, render_new_cell
 from .emit.write import WriteError
@@ -160,7 +167,7 @@ def _cmd_docs(args) -> int:
     for path in run.removed:
         print(f"removed {path} (no declaration left)")
     if args.pdf or args.format != "latex":  # the figure each document shows
-        _diagrams(specs, out, "pdf" if args.pdf else "svg")
+        _diagrams(specs, out, "pdf" if args.pdf else "svg", catalog=names is None)
     if args.pdf:
         for name in files:
             result = compile_pdf(out / name)
@@ -173,16 +180,19 @@ def _cmd_docs(args) -> int:
     return 0
 
 
-def _diagrams(specs, out: Path, suffix: str) -> None:
-    """Each variant's data-flow diagram beside its document; without Graphviz, a warning (the
-    documents stand without their figures)."""
+def _diagrams(specs, out: Path, suffix: str, catalog: bool = False) -> None:
+    """Each variant's data-flow diagram beside its document, and the catalog's unrolled
+    chain; without Graphviz, a warning (the documents stand without their figures)."""
     try:
         dot()
     except DiagramError as error:
         print(f"gatesmith: no diagrams: {error}", file=sys.stderr)
         return
-    for spec in specs:
-        figure = render(dot_source(spec), out / f"{spec.name}-diagram.{suffix}")
+    sources = {f"{spec.name}-diagram": dot_source(spec) for spec in specs}
+    if catalog:
+        sources[UNROLLED] = unrolled_source()
+    for name, source in sources.items():
+        figure = render(source, out / f"{name}.{suffix}")
         print(f"wrote {figure}")
 
 
@@ -244,6 +254,10 @@ def _cmd_new(args) -> int:
     return 0
 
 
+#: docs writes no kernels: a user's documents go into the current folder by default
+_DOCS_OUT = "folder (default: docs/derivations/; with --spec, the current folder)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatesmith",
@@ -276,11 +290,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("variants", nargs="*", help="variants to document (default: all)")
     _spec_argument(p)
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        help="folder (default: docs/derivations/; with --spec, the current folder)",
-    )
+    p.add_argument("--out", metavar="DIR", help=_DOCS_OUT)
     p.add_argument(
         "--format", choices=sorted(FORMATS), default="latex", help="default: latex"
     )
@@ -288,7 +298,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="store_true", help="print progress and stage times"
     )
-    # docs writes no kernels: a user's documents go into the current folder by default
     p.set_defaults(run=_cmd_docs, needs_out=False)
 
     p = sub.add_parser(

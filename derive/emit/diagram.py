@@ -19,7 +19,15 @@ import sympy
 from ..symbolic.activations import descriptor
 from ..symbolic.declare import CellSpec
 
-__all__ = ["DiagramError", "dot", "dot_source", "render", "svg"]
+__all__ = [
+    "UNROLLED",
+    "DiagramError",
+    "dot",
+    "dot_source",
+    "render",
+    "svg",
+    "unrolled_source",
+]
 
 #: LaTeX accents and letters a label may carry, as Unicode
 _ACCENTS = {"tilde": "\u0303", "bar": "\u0304", "hat": "\u0302", "dot": "\u0307"}
@@ -122,6 +130,43 @@ def dot_source(spec: CellSpec) -> str:
                 sources.append(node[sym])
         for source in dict.fromkeys(sources):
             lines.append(f"  {source} -> {target};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+#: The file name (without suffix) of the figure of the unrolled chain, beside the catalog
+UNROLLED = "bptt-unrolled"
+
+
+def unrolled_source() -> str:
+    """Three steps of a recurrent cell unrolled, for the catalog's primer: the forward chain
+    (solid) and the adjoints flowing back (dashed), into each state from its step's loss and
+    from the next step. Positions are pinned (neato), so the chain reads left to right."""
+    steps = ("t-1", "t", "t+1")
+    back = 'style=dashed, color="#b03030", fontcolor="#b03030"'
+    lines = [
+        "digraph unrolled {",
+        '  layout=neato; splines=curved; fontname="Helvetica";',
+        '  node [fontname="Helvetica", fontsize=12]; edge [arrowsize=0.6, fontsize=11,',
+        '        fontname="Helvetica"];',
+        '  s0 [label=<s<SUB>t-2</SUB>>, shape=plaintext, pos="0,0!"];',
+    ]
+    for n, time in enumerate(steps, 1):
+        x = 2.6 * n - 1.3
+        lines += [
+            f'  x{n} [label=<x<SUB>{time}</SUB>>, shape=plaintext, pos="{x:.1f},-1.1!"];',
+            f'  c{n} [label="step {time}", shape=box, style=rounded, pos="{x:.1f},0!"];',
+            f'  s{n} [label=<s<SUB>{time}</SUB>>, shape=circle, pos="{x + 1.3:.1f},0!"];',
+            f'  l{n} [label=<ℓ<SUB>{time}</SUB>>, shape=plaintext, pos="{x + 1.3:.1f},1.4!"];',
+            f"  s{n - 1} -> c{n}; x{n} -> c{n}; c{n} -> s{n}; s{n} -> l{n};",
+            f"  l{n} -> s{n} [{back}, label=<∂ℓ<SUB>{time}</SUB>/∂s<SUB>{time}</SUB>>];",
+        ]
+        if n > 1:
+            previous = steps[n - 2]
+            lines.append(
+                f"  s{n} -> s{n - 1} [{back}, tailport=n, headport=n, "
+                f"label=<δs<SUB>{previous}</SUB><SUP>({time})</SUP>>];"
+            )
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -25,7 +25,7 @@ from ..lower.plan import KernelPlan, Role
 from ..symbolic.activations import FUNCTIONS, descriptor
 from ..symbolic.adjoint import adjoint_symbol, derive_adjoint, external_symbol
 from ..symbolic.declare import CellSpec, Dense, Param, size_symbol
-from ..symbolic.flow import FlowTooLargeError, Path, jacobians, verdict
+from ..symbolic.flow import Chain, FlowTooLargeError, Path, chains, jacobians, verdict
 
 __all__ = [
     "DerivationPrinter",
@@ -46,6 +46,8 @@ MATH_WIDTH = 64
 #: Width after which a diagonal factor of a Jacobian is named ``d^{(k)}`` and defined on rows
 #: of its own that width.
 DIAG_WIDTH = 40
+#: A local derivative wider than this is named in a backward statement's note, not printed
+LOCAL_WIDTH = 36
 
 
 class DerivationPrinter(LatexPrinter):
@@ -61,14 +63,45 @@ class DerivationPrinter(LatexPrinter):
         super().__init__({"order": "none"})
         self.names = names
         self.rank = rank or {}
+        #: subexpressions printed as a name the notation defines: ``(ε + σ²)^(-1/2)`` as ``ρ``
+        self.abbreviations: dict[sympy.Expr, sympy.Expr] = {}
 
     def _print_Symbol(self, expr, style="plain"):
         return self.names.get(expr.name) or plain_latex(expr.name)
+
+    def doprint(self, expr) -> str:
+        return super().doprint(self.abbreviate(expr))
+
+    def unabbreviated(self, expr) -> str:
+        """``expr`` printed without :attr:`abbreviations` (their definitions)."""
+        return super().doprint(expr)
+
+    #: ``(deviation, scale, name)``: a product holding ``v - μ`` and ``ρ`` (or a power of it)
+    #: printed through the normalised value ``ẑ = (v - μ) ρ``
+    normalised: tuple[tuple[sympy.Expr, sympy.Symbol, sympy.Symbol], ...] = ()
+
+    def abbreviate(self, expr):
+        if not self.abbreviations or not isinstance(expr, sympy.Basic):
+            return expr
+        expr = expr.xreplace(self.abbreviations)
+        for deviation, rho, name in self.normalised:
+
+            def through(e, deviation=deviation, rho=rho, name=name):
+                powers = [a for a in e.args if a == rho or (a.is_Pow and a.base == rho)]
+                if deviation not in e.args or not powers:
+                    return e
+                power = powers[0]
+                exponent = power.exp if power.is_Pow else 1
+                return e / (deviation * power) * name * rho ** (exponent - 1)
+
+            expr = expr.replace(lambda e: e.is_Mul, through)
+        return expr
 
     def terms(self, expr, width: int | None = None) -> list[str]:
         """The printed terms of a sum, each with its sign (``+ a``, ``- b``), first unsigned
         when positive. A product wider than ``width`` comes in pieces a line can break between
         (:meth:`_product_pieces`)."""
+        expr = self.abbreviate(expr)
         args = list(expr.args) if expr.is_Add else [expr]
         default = {a: n for n, a in enumerate(self._as_ordered_terms(expr, order=None))} \
             if expr.is_Add else {expr: 0}  # fmt: skip
@@ -333,6 +366,10 @@ class Document:
     relations: tuple[tuple[tuple[str, str], ...], ...] = ()
     flow: tuple[Flow, ...] = ()  # the Jacobian of each new state by each previous state
     flow_summary: tuple[tuple[str, str], ...] = ()  # pieces, as in Row.meaning
+    #: paragraphs after the structure: how the Jacobians are written, what k steps do
+    flow_notes: tuple[tuple[tuple[str, str], ...], ...] = ()
+    #: each layer norm's statements read together: the compact backward (pieces, formula)
+    reductions: tuple[tuple[tuple[tuple[str, str], ...], MathLine], ...] = ()
 
     @property
     def flow_lines(self) -> tuple[MathLine, ...]:
@@ -440,12 +477,70 @@ class _Builder:
                 self.block[sym] = (w, b)
         self.names = names
         self.printer = DerivationPrinter(names, rank)
+        #: ``(ẑ, (v - μ) ρ, the variance, its size)`` of each normalised value
+        self.normalised_rows: list[tuple] = []
+        self.scales = self._scales()
         for sym, value in self.value.items():
             names[sym.name] = self.printer.doprint(value)
             if value.is_Add:
                 names[sym.name] = rf"\left({names[sym.name]}\right)"
             names[adjoint_symbol(sym).name] = r"\delta " + names[sym.name]
             names[external_symbol(sym).name] = r"\hat{\delta} " + names[sym.name]
+
+    def _scales(self) -> dict[sympy.Symbol, sympy.Expr]:
+        """A layer norm's ``(ε + σ²)^(-1/2)``, named ``ρ`` (``ρ³`` for its -3/2 power, which
+        its derivatives read) so that the equations stay short: ``ρ`` -> what it stands for."""
+        means = [eq for eq in self.spec.means]
+        scales = {}
+        for eq in self.spec.equations:
+            for power in sorted(eq.expr.atoms(sympy.Pow), key=sympy.default_sort_key):
+                variance = next((m for m in means if power.base.has(m.target)), None)
+                if power.exp != sympy.Rational(-1, 2) or variance is None:
+                    continue
+                if power in scales.values():
+                    continue
+                rho = sympy.Symbol(f"_rho_{variance.target.name}")
+                latex = self.name(variance.target)
+                self.names[rho.name] = (
+                    latex.replace(r"\sigma^2", r"\rho", 1)
+                    if latex.startswith(r"\sigma^2")
+                    else rf"\rho_{{{latex}}}"
+                )
+                scales[rho] = power
+                self.printer.abbreviations[power] = rho
+                self.printer.abbreviations[power.base ** sympy.Rational(-3, 2)] = rho**3
+                self._normalised_values(variance, rho)
+        return scales
+
+    def _normalised_values(self, variance, rho) -> None:
+        """The deviations ``v - μ`` a variance squares, each with its normalised value
+        ``ẑ = (v - μ) ρ`` (``\\hat{z}`` of a projection block, ``\\hat{c}_t`` of a value)."""
+        found = []
+        order = [sym for d in self.spec.denses for sym in d.symbols]
+        order += [eq.target for eq in self.spec.equations]
+        squares = [p for p in variance.expr.atoms(sympy.Pow) if p.exp == 2]
+        for power in sorted(squares, key=lambda p: min(
+                (order.index(s) for s in p.free_symbols if s in order), default=0)):  # fmt: skip
+            deviation = power.base
+            means = [m.target for m in self.spec.means if deviation.has(m.target)]
+            if len(means) != 1:
+                continue
+            value = deviation + means[0]
+            z = sympy.Symbol(f"_z_{value}")
+            if value in self.block:
+                self.names[z.name] = rf"\hat{{z}}_{{{str(value).replace('_', '')},t}}"
+            else:
+                head, _, tail = self.name(value).partition("_")
+                self.names[z.name] = (
+                    rf"\hat{{{head}}}_{tail}" if tail else rf"\hat{{{head}}}"
+                )
+            found += [(deviation, rho, z), (deviation.xreplace(self.value), rho, z)]
+            size = {
+                **{sym: d.block_size for d in self.spec.denses for sym in d.symbols},
+                **{eq.target: eq.size for eq in self.spec.equations},
+            }[value]
+            self.normalised_rows.append((z, deviation * rho, variance.target, size))
+        self.printer.normalised += tuple(found)
 
     def latex(self, expr) -> str:
         return self.printer.doprint(expr)
@@ -505,13 +600,31 @@ class _Builder:
         for hp in spec.hypers:
             rows.append(Row(self.name(hp.symbol), "1", "hyperparameter",
                             (("text", f"{hp.name}, chosen at run time; default {hp.default!r}"),)))  # fmt: skip
+        means = {eq.target for eq in spec.means}
         for eq in spec.equations:
             if eq.role == "mean":
-                rows.append(Row(self.name(eq.target), "1", "mean", (
+                units = (
                     ("text", "one number per batch row: the mean over the units of size "),
                     ("math", self.name(size_symbol(eq.size))),
                     ("text", "" if eq.count == 1 else f" of {eq.count} blocks"),
-                )))  # fmt: skip
+                )  # fmt: skip
+                deviation = next((m for m in means - {eq.target} if any(
+                    p.exp == 2 and p.base.has(m) for p in eq.expr.atoms(sympy.Pow))), None)  # fmt: skip
+                if deviation is not None:  # a variance, as nn.LayerNorm computes it
+                    units = (*units, ("text", " of the squared deviations from "),
+                             ("math", self.name(deviation)),
+                             ("text", ": the biased variance"))  # fmt: skip
+                rows.append(Row(self.name(eq.target), "1", "mean", units))
+                for rho, power in self.scales.items():
+                    if power.base.has(eq.target):
+                        rows.append(Row(self.name(rho), "1", "abbreviation", (
+                            ("text", "one number per batch row: "),
+                            ("math", self.printer.unabbreviated(power)),
+                        )))  # fmt: skip
+                for z, value, variance, size in self.normalised_rows:
+                    if variance == eq.target:
+                        rows.append(Row(self.name(z), size, "normalised",
+                                        (("math", self.printer.unabbreviated(value)),)))  # fmt: skip
                 continue
             if eq.role == "pre":
                 pieces = (("text", "pre-activation of "), ("math", self.name(eq.owner)))
@@ -676,22 +789,22 @@ class _Builder:
         return tuple(parts), tuple(statements)
 
     def _chain(self, lhs, target, expr) -> tuple[tuple[str, str], ...]:
-        """Which forward equations a backward statement differentiates, and how many paths it
-        sums: read off the adjoints and outside adjoints its right-hand side holds."""
+        """Which forward equations a backward statement differentiates, the local derivative
+        each multiplies by, and how many paths it sums: read off the adjoints and outside
+        adjoints its right-hand side holds."""
         symbols = expr.free_symbols
         through = [
-            self.name(eq.target)
-            for eq in self.spec.equations
-            if adjoint_symbol(eq.target) in symbols
+            eq for eq in self.spec.equations if adjoint_symbol(eq.target) in symbols
         ]
         outside = external_symbol(target) in symbols
         paths = len(through) + outside
-        pieces = [("math", lhs), ("text", f": {paths} path{'s' if paths != 1 else ''}")]
-        if through:
-            pieces += [("text", ", the chain rule through the equation"
-                        + ("s of " if len(through) > 1 else " of ")),
-                       ("math", ", ".join(through))]  # fmt: skip
-        joint = " and " if through else ", "
+        pieces = [("math", lhs), ("text", f": {paths} paths, " if paths > 1 else ": ")]
+        for n, eq in enumerate(through):
+            pieces += [
+                ("text", "; " if n else ""),
+                *self._local_derivative(target, expr, eq),
+            ]
+        joint = "; and " if through else ""
         carried = {st.new for st in self.spec.states} | {self.spec.output_symbol}
         if outside and target in carried:  # the loss and step t + 1 reach it
             pieces.append(("text", joint + "what reaches it from outside the step"))
@@ -701,6 +814,26 @@ class _Builder:
                        ("text", " by the statements above")]  # fmt: skip
         pieces.append(("text", "."))
         return tuple(pieces)
+
+    def _local_derivative(self, target, expr, eq) -> list[tuple[str, str]]:
+        """The chain rule through ``eq``: the local derivative ``∂v/∂a`` the path multiplies
+        ``δv`` by (the factor of ``δv`` in the statement), and which activation's derivative
+        it is."""
+        d = adjoint_symbol(eq.target)
+        factor = sympy.factor_terms(sympy.diff(expr, d))
+        partial = rf"\partial {self.name(eq.target)} / \partial {self.name(target)}"
+        printed = self.latex(factor)
+        pieces = [("text", "the chain rule through "), ("math", self.name(eq.target)),
+                  ("text", ", ")]  # fmt: skip
+        if _rough_width(printed) <= LOCAL_WIDTH:
+            pieces.append(("math", f"{partial} = {printed}"))
+        else:  # as long as the statement: named, and read there
+            pieces += [("math", partial), ("text", ", the factor of "),
+                       ("math", self.name(d)), ("text", " above")]  # fmt: skip
+        act = descriptor(eq.expr) if eq.expr.args == (target,) else None
+        if act is not None and act.name != "identity":
+            pieces.append(("text", f", {act.name}'s derivative through its output"))
+        return pieces
 
     def after_loop(self) -> tuple[MathLine, ...]:
         projections = [p for p in self.plan.products if p.hoisted]
@@ -748,10 +881,12 @@ class _Builder:
         on lines of its own."""
         text = self.latex(expr)
         if _rough_width(text) > DIAG_WIDTH:
-            name = rf"d^{{({len(definitions) + 1})}}"
+            named = {line.pieces: line.lhs for line in definitions}  # each named once
             terms = self.printer.terms(sympy.sympify(expr), DIAG_WIDTH)
-            definitions.append(_math_line(name, "=", terms, width=DIAG_WIDTH))
-            text = name
+            text = named.get(tuple(terms))
+            if text is None:
+                text = rf"d^{{({len(definitions) + 1})}}"
+                definitions.append(_math_line(text, "=", terms, width=DIAG_WIDTH))
         return rf"\operatorname{{diag}}\left({text}\right)"
 
     def _path(self, path: Path, definitions: list) -> list[str]:
@@ -768,27 +903,107 @@ class _Builder:
                 )
         return parts
 
+    def _jacobian_name(self, value, prev) -> str:
+        """``∂v/∂r_{t-1}`` of a new state, ``J^{r}_{v}`` of a value inside the step."""
+        if value in {st.new for st in self.spec.states}:
+            return (
+                rf"\frac{{\partial {self.name(value)}}}{{\partial {self.name(prev)}}}"
+            )
+        state = next(st for st in self.spec.states if st.prev == prev)
+        return rf"J^{{{state.latex or plain_latex(state.name)}}}_{{{self.name(value)}}}"
+
+    def _chain_lines(
+        self, chain_list: list[Chain], prev, definitions
+    ) -> list[MathLine]:
+        """The Jacobians of every value on a path from ``prev``, each named once, in the order
+        the step computes them; projection blocks of ``prev`` itself are written inline."""
+        blocks = {sym: d for d in self.spec.denses for sym in d.symbols}
+        means = chain_list[0].means
+        values = {}
+        for chain in chain_list:
+            values.update(chain.values)
+
+        def jacobian_of(arg) -> str:
+            if arg == prev:
+                return "I"
+            if arg in blocks:
+                source = blocks[arg].source
+                rest = "" if source == prev else " " + jacobian_of(source)
+                return self.block[arg][0] + rest
+            if arg in means:
+                return r"\mathbf{1} " + self._jacobian_name(arg, prev)
+            return self._jacobian_name(arg, prev)
+
+        lines = []
+        for value, links in values.items():
+            if value in blocks and blocks[value].source == prev:
+                continue  # W_b, inline where it is read
+            by_factor: dict[sympy.Expr, list[str]] = {}
+            for link in links:
+                by_factor.setdefault(link.factor, []).append(jacobian_of(link.arg))
+            terms = []
+            for factor, read in by_factor.items():
+                total = (
+                    read[0] if len(read) == 1 else rf"\left({' + '.join(read)}\right)"
+                )
+                if factor == 1:
+                    text = total
+                elif total == "I":
+                    text = self._diag(factor, definitions)
+                else:
+                    text = f"{self._diag(factor, definitions)} {total}"
+                terms.append(("+ " if terms else "") + text)
+            if value in means:  # a row: the sum over the units of its terms' Jacobians
+                terms = [r"\mathbf{1}^{\top} \Bigl(" + terms[0], *terms[1:]]
+                terms[-1] += r"\Bigr)"
+            lines.append(_math_line(self._jacobian_name(value, prev), "=", terms))
+        return lines
+
     def flow(self) -> tuple[tuple[Flow, ...], tuple[tuple[str, str], ...]]:
         spec = self.spec
         gates = {eq.target for eq in spec.equations if eq.role == "gate"}
         carried, pointwise, flows, definitions = [], [], [], []
         try:
-            found = jacobians(derive_adjoint(spec))
+            adjoint = derive_adjoint(spec)
+            found = jacobians(adjoint)
         except FlowTooLargeError as error:
             return (), (("text", (
                 f"The Jacobians between steps are not printed: {error}. Naming the values "
                 "that several equations read (cell.let) keeps them short."
             )),)  # fmt: skip
+        # through a mean the paths multiply: such a cell's Jacobians are printed as chains
+        chained = list(chains(adjoint)) if spec.means else []
+        printed_prev = set()
         for jac in found:
             new, prev = spec.state(jac.new), spec.state(jac.prev)
             lhs = rf"\frac{{\partial {self.name(new.new)}}}{{\partial {self.name(prev.prev)}}}"
             first = len(definitions)
-            terms = [self._diag(jac.diagonal, definitions)] if jac.diagonal != 0 else []
-            for path in jac.paths:  # one path a row, or more where it is too wide
-                first_factor, *rest = self._path(path, definitions)
-                parts = [("+ " if terms else "") + first_factor, *rest]
-                terms += _math_line(lhs, "=", parts).rows
-            lines = (MathLine(lhs, "=", tuple(terms) or ("0",)), *definitions[first:])
+            if chained:
+                if (
+                    prev.name in printed_prev
+                ):  # printed with the first of its previous state
+                    lines = ()
+                else:
+                    printed_prev.add(prev.name)
+                    same = [c for c in chained if c.prev == prev.name]
+                    body = self._chain_lines(same, prev.prev, definitions)
+                    missing = [  # new states no path reaches: a zero Jacobian
+                        MathLine(self._jacobian_name(spec.state(c.new).new, prev.prev), "=", ("0",))
+                        for c in same if not c.values
+                    ]  # fmt: skip
+                    lines = (*body, *missing, *definitions[first:])
+            else:
+                terms = (
+                    [self._diag(jac.diagonal, definitions)] if jac.diagonal != 0 else []
+                )
+                for path in jac.paths:  # one path a row, or more where it is too wide
+                    first_factor, *rest = self._path(path, definitions)
+                    parts = [("+ " if terms else "") + first_factor, *rest]
+                    terms += _math_line(lhs, "=", parts).rows
+                lines = (
+                    MathLine(lhs, "=", tuple(terms) or ("0",)),
+                    *definitions[first:],
+                )
             meaning: tuple[tuple[str, str], ...] = ()
             if jac.new == jac.prev:
                 kind, factor = verdict(jac, gates)
@@ -852,6 +1067,79 @@ class _Builder:
             "which keeps it where the factor stays near 1." + rest
         )))  # fmt: skip
 
+    def flow_notes(self, chained: bool) -> tuple[tuple[tuple[str, str], ...], ...]:
+        """How chained Jacobians read (a cell with means), and what k steps make of them."""
+        notes = []
+        if chained:
+            notes.append((
+                ("text", "Through a mean the paths multiply (every unit reads the mean, which "
+                 "reads every unit), so the Jacobians above are written as the chain rule "
+                 "builds them: "),
+                ("math", r"J^{r}_{v}"),
+                ("text", " is the Jacobian of a value "), ("math", "v"),
+                ("text", " of the step with respect to the previous state "),
+                ("math", "r_{t-1}"), ("text", ", the sum over what "), ("math", "v"),
+                ("text", " reads of "),
+                ("math", r"\operatorname{diag}(\partial v / \partial a)\, J^{r}_{a}"),
+                ("text", "; a mean's is a row, "), ("math", r"\mathbf{1}^{\top}(\dots)"),
+                ("text", ", and a value that reads a mean adds the rank-one term "),
+                ("math", r"\operatorname{diag}(\partial v / \partial \mu)\, \mathbf{1}\, J^{r}_{\mu}"),
+                ("text", ". Each is named once and read wherever it is needed."),
+            ))  # fmt: skip
+        notes.append((
+            ("text", "Over k steps the Jacobians multiply, "),
+            ("math", r"\frac{\partial s_t}{\partial s_{t-k}} = \prod_{m=0}^{k-1} "
+                     r"\frac{\partial s_{t-m}}{\partial s_{t-m-1}}"),
+            ("text", ", so the gradient that reaches step t - k is at most the product of "
+             "their norms times the gradient at step t: where the factors' norms stay below 1 "
+             "it vanishes geometrically, where they stay above 1 it explodes. Clipping the "
+             "gradient's norm before each update (torch.nn.utils.clip_grad_norm_) bounds an "
+             "explosion. A gate that leads a pointwise path starts near the sigmoid of its "
+             "bias: a forget-gate bias of 1 (Jozefowicz, Zaremba and Sutskever 2015; "
+             "forget_bias=1 in derive.runtime.Recurrent) starts the carried path near 0.73 "
+             "rather than 0.5. examples/demo.py measures the norm of the gradient of a loss on "
+             "the last of 100 steps with respect to every earlier state, for rnn_tanh, lstm "
+             "and gru, at initialisation and after training (demo_output/gradient_flow.png)."),
+        ))  # fmt: skip
+        return tuple(notes)
+
+    def reductions(self) -> tuple[tuple[tuple[tuple[str, str], ...], MathLine], ...]:
+        """Each layer norm's backward statements read together (Ba, Kiros and Hinton 2016):
+        with ``ẑ = ρ (v - μ)`` and ``δẑ`` the adjoint that reaches it (its gain times the
+        adjoint of what reads it), ``δv = ρ (δẑ - mean(δẑ) - ẑ mean(δẑ ẑ))``, the means over
+        the units of the row."""
+        out = []
+        by_variance: dict[sympy.Symbol, list] = {}
+        for z, _, variance, _ in self.normalised_rows:
+            by_variance.setdefault(variance, []).append(z)
+        for variance, zs in by_variance.items():
+            eq = next(e for e in self.spec.means if e.target == variance)
+            mean = next(m.target for m in self.spec.means
+                        if m.target != variance and eq.expr.has(m.target))  # fmt: skip
+            rho = next(r for r, p in self.scales.items() if p.base.has(variance))
+            count = self.name(eq.count * size_symbol(eq.size))
+            zhat = r"\hat{z}"
+            bar = rf"\frac{{1}}{{{count}}} \sum_j"
+            formula = MathLine(
+                r"\delta v", "=",
+                (rf"{self.name(rho)} \odot \Bigl(\delta {zhat} - {bar} \delta {zhat}_j "
+                 rf"- {zhat} \odot {bar} \left(\delta {zhat} \odot {zhat}\right)_j\Bigr)",),
+            )  # fmt: skip
+            pieces = (
+                ("text", "Read together, the statements through "),
+                ("math", self.name(mean)), ("text", " and "), ("math", self.name(variance)),
+                ("text", " are the layer-norm backward: for the values "),
+                ("math", ", ".join(self.name(z) for z in zs)),
+                ("text", " normalised together over the "),
+                ("math", count), ("text", " units of a row, each "),
+                ("math", rf"{zhat} = {self.name(rho)} \odot (v - {self.name(mean)})"),
+                ("text", ", with "), ("math", rf"\delta {zhat}"),
+                ("text", " the adjoint that reaches it (its gain times the adjoint of what "
+                 "reads it), the statements above add up to"),
+            )  # fmt: skip
+            out.append((pieces, formula))
+        return tuple(out)
+
     def saved(self) -> tuple[tuple[Row, ...], str]:
         spec, plan = self.spec, self.plan
         sizes = {**{eq.target: eq.size for eq in spec.equations},
@@ -872,6 +1160,23 @@ class _Builder:
         )
         memory = rf"B \left({total}\right) s"
         return tuple(rows), memory
+
+
+def activation_derivatives() -> tuple[tuple[str, str, str], ...]:
+    """Each activation a declaration may apply: its name, ``y = f(a)`` and ``dy/da`` as the
+    backward statements write it (through the output ``y`` where the derivative allows)."""
+    a, y = sympy.symbols("a y")
+    printer = DerivationPrinter({})
+    rows = []
+    for act in FUNCTIONS.values():
+        if not act.declarable:
+            continue
+        applied = act.function(a)
+        derivative = act.derivative(applied).xreplace({applied: y})
+        rows.append(
+            (act.name, f"y = {printer.doprint(applied)}", printer.doprint(derivative))
+        )
+    return tuple(rows)
 
 
 def document(plan: KernelPlan) -> Document:
@@ -908,6 +1213,8 @@ def document(plan: KernelPlan) -> Document:
         ),
         flow=flow,
         flow_summary=summary,
+        reductions=build.reductions(),
+        flow_notes=build.flow_notes(bool(plan.spec.means)),
     )
 
 

@@ -13,7 +13,8 @@ import jinja2
 import sympy
 
 from ..lower.plan import ArrayRole, Extent, KernelPlan
-from .latex import Document, markdown_escape, tex_escape
+from .diagram import UNROLLED
+from .latex import Document, activation_derivatives, markdown_escape, tex_escape
 from .numba import Kernel, Line, array_name, print_kernel
 
 __all__ = [
@@ -534,5 +535,7 @@ def render_catalog(docs: list[Document], fmt: str = "latex") -> str:
             stamp=_doc_stamp(fmt, "the registered declarations", digest),
             docs=docs,
             version=version(),
+            derivatives=activation_derivatives(),
+            unrolled=UNROLLED,
         )
     )

@@ -10,6 +10,13 @@ So every path is ``diag(a_0) W_1 diag(a_1) W_2 ... diag(a_n)``, and the Jacobian
 - the **pointwise path**: the paths with no weight matrix, one diagonal matrix ``diag(d)``;
 - the **paths through the projections**: those with one or more weight blocks.
 
+Where a path passes through a mean (a layer norm's), the paths multiply: every unit reads the
+mean, which reads every unit. :func:`chains` writes such a Jacobian as the chain rule does, value
+by value: the Jacobian ``J_v`` of each value on a path is the sum, over the values it reads, of
+its partial derivative times theirs (``diag(∂v/∂a) J_a``; ``W J_u`` for a projection of ``u``;
+``1ᵀ (...)`` for a mean, a row; ``diag(∂v/∂m) 1 J_m``, a rank-one term, for a value reading
+a mean), each named once.
+
 Over many steps the gradient of a state is multiplied by one such Jacobian per step; a state
 whose pointwise path is a gate (the LSTM cell's forget gate) carries its gradient unchanged
 while the gate is open, and one with no pointwise path (the plain RNN) multiplies it by a weight
@@ -27,9 +34,12 @@ from .declare import operations
 
 __all__ = [
     "FLOW_OPERATIONS",
+    "Chain",
     "FlowTooLargeError",
     "Jacobian",
+    "Link",
     "Path",
+    "chains",
     "jacobians",
     "verdict",
 ]
@@ -75,13 +85,34 @@ class Jacobian:
         return self.diagonal == 0 and not self.paths
 
 
-def jacobians(adjoint: Adjoint) -> tuple[Jacobian, ...]:
-    """Every state's Jacobian with respect to every previous state, in declaration order."""
+@dataclass(frozen=True)
+class Link:
+    """A term of a value's Jacobian in a :class:`Chain`: ``diag(factor)`` times the Jacobian
+    of ``arg`` (the previous state's is the identity; a projection block's is its weight
+    block times its source's; a mean's is a row, so the term has rank one)."""
+
+    factor: sympy.Expr
+    arg: sympy.Symbol
+
+
+@dataclass(frozen=True)
+class Chain:
+    """``∂ new_t / ∂ prev_{t-1}`` by the chain rule, value by value: each value on a path
+    from the previous state to the new one, in the order the step computes them (the new state
+    last), with the links of its Jacobian. ``means`` are those among the values: their
+    Jacobian is ``1ᵀ`` times the sum of their links."""
+
+    new: str
+    prev: str
+    values: tuple[tuple[sympy.Symbol, tuple[Link, ...]], ...]
+    means: frozenset[sympy.Symbol]
+
+
+def _partials(
+    adjoint: Adjoint,
+) -> dict[sympy.Symbol, list[tuple[sympy.Symbol, sympy.Expr]]]:
+    """The partial derivative of each equation's target with respect to each argument."""
     spec = adjoint.spec
-    defined = {eq.target: n for n, eq in enumerate(spec.equations)}
-    means = {eq.target for eq in spec.means}
-    blocks = {sym: d for d in spec.denses for sym in d.symbols}
-    # the partial derivative of each equation's target with respect to each argument
     partial: dict[sympy.Symbol, list[tuple[sympy.Symbol, sympy.Expr]]] = {}
     for arg, terms in adjoint.terms.items():
         for term in terms:
@@ -90,6 +121,67 @@ def jacobians(adjoint: Adjoint) -> tuple[Jacobian, ...]:
             partial.setdefault(target, []).append(
                 (arg, term.expr.xreplace({d_target: 1}))
             )
+    return partial
+
+
+def chains(adjoint: Adjoint) -> tuple[Chain, ...]:
+    """Every state's Jacobian with respect to every previous state as a :class:`Chain`, in
+    the order of :func:`jacobians`."""
+    spec = adjoint.spec
+    partial = _partials(adjoint)
+    blocks = {sym: d for d in spec.denses for sym in d.symbols}
+    order = {eq.target: n for n, eq in enumerate(spec.equations)}
+    means = frozenset(eq.target for eq in spec.means)
+    out = []
+    for state in spec.states:
+        for prev in spec.states:
+            reaches: dict[sympy.Symbol, bool] = {prev.prev: True}
+            values = []
+
+            def visit(v, source=prev.prev, reaches=reaches, values=values):
+                stack = [(v, False)]
+                while stack:
+                    value, ready = stack.pop()
+                    if value in reaches:
+                        continue
+                    if value in blocks:
+                        args = [(blocks[value].source, sympy.Integer(1))]
+                    else:
+                        args = [(a, f) for a, f in partial.get(value, ())]
+                    if not ready:
+                        stack.append((value, True))
+                        stack.extend((a, False) for a, _ in args if a not in reaches)
+                        continue
+                    links = tuple(
+                        Link(f, a) for a, f in args if reaches.get(a) and f != 0
+                    )
+                    reaches[value] = bool(links)
+                    if links:
+                        values.append((value, links))
+
+            visit(state.new)
+            # the step's order: the equations in theirs, a block just before its first reader
+            values.sort(key=lambda item: _position(item[0], order, blocks, partial))
+            out.append(Chain(state.name, prev.name, tuple(values), means))
+    return tuple(out)
+
+
+def _position(value, order, blocks, partial) -> tuple[int, int]:
+    if value in order:
+        return (order[value], 1)
+    readers = [
+        order[t] for t, args in partial.items() if any(a == value for a, _ in args)
+    ]
+    return (min(readers, default=len(order)), 0)
+
+
+def jacobians(adjoint: Adjoint) -> tuple[Jacobian, ...]:
+    """Every state's Jacobian with respect to every previous state, in declaration order."""
+    spec = adjoint.spec
+    defined = {eq.target: n for n, eq in enumerate(spec.equations)}
+    means = {eq.target for eq in spec.means}
+    blocks = {sym: d for d in spec.denses for sym in d.symbols}
+    partial = _partials(adjoint)
     out = []
     for state in spec.states:
         for prev in spec.states:
