@@ -475,3 +475,79 @@ def test_the_tape_of_a_layer_norm_cell_holds_one_statistic_per_row(variant):
         )
         assert "outside the step" not in note and "gathered in" in note
         assert rf"\hat{{\delta}} {name} &\mathrel{{+}}= \sum_j" in text
+
+
+#: Local derivatives a reader checks by hand: each must be printed beside its statement.
+LOCAL_DERIVATIVES = {
+    "lstm": [
+        r"\partial f_{t} / \partial \bar{f}_{t} = f_{t} \odot \left(1 - f_{t}\right)",
+        r"\partial \tilde{c}_{t} / \partial \bar{\tilde{c}}_{t} = 1 - \tilde{c}_{t}^{2}",
+        r"\partial c_{t} / \partial c_{t-1} = f_{t}",
+        r"\partial h_{t} / \partial o_{t} = \tanh\left(c_{t}\right)",
+        r"\partial h_{t} / \partial c_{t} = o_{t} \odot \left(1 - \tanh^{2}\left(c_{t}\right)\right)",
+    ],
+    "gru": [
+        r"\partial h_{t} / \partial z_{t} = h_{t-1} - \tilde{h}_{t}",
+        r"\partial h_{t} / \partial \tilde{h}_{t} = 1 - z_{t}",
+        r"\partial \bar{\tilde{h}}_{t} / \partial r_{t} = \left(W_{hn} h_{t-1} + b_{hn}\right)",
+    ],
+    "lstm_layernorm": [
+        r"\partial c_{t} / \partial f_{t} = c_{t-1}",
+        r"\partial \mu_{c,t} / \partial c_{t}",
+    ],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(LOCAL_DERIVATIVES))
+def test_every_backward_line_shows_the_local_derivative_it_multiplies_by(variant):
+    """A reader's check: each backward statement has a note, each path through a forward
+    equation names the local derivative it multiplies by (printed, or named where it is as
+    long as the statement), an activation's is said to be written through its output, and the
+    derivatives a reader knows by hand are there as they know them."""
+    doc = document(lower(derive_adjoint(registry.get(variant))))
+    for (_, lines), notes in zip(doc.backward, doc.chains, strict=True):
+        assert len(lines) == len(notes)
+        for line, note in zip(lines, notes, strict=True):
+            text = "".join(t for _, t in note)
+            assert note[0] == ("math", line.lhs)
+            through = text.count("the chain rule through")
+            partials = [t for kind, t in note if kind == "math" and t.startswith(r"\partial")]
+            assert len(partials) == through, text
+            assert through or "outside the step" in text or "gathered in" in text \
+                or "transpose rule" in text, text  # fmt: skip
+    text = (DOCS / f"{variant}.tex").read_text()
+    for derivative in LOCAL_DERIVATIVES[variant]:
+        assert derivative in text, derivative
+    if variant == "lstm":
+        assert "sigmoid's derivative through its output" in text
+        assert "tanh's derivative through its output" in text
+
+
+def test_the_layernorm_document_is_short_and_reads_the_layer_norm_backward():
+    """The layer-norm document names (eps + var)^(-1/2) and the normalised values once,
+    prints each layer norm's compact backward, and writes its Jacobians through the chain
+    rule, with no coefficient named twice."""
+    doc = document(lower(derive_adjoint(registry.get("lstm_layernorm"))))
+    kinds = [row.kind for row in doc.notation]
+    assert kinds.count("abbreviation") == 3 and kinds.count("normalised") == 9
+    variance = next(row for row in doc.notation if row.symbol == r"\sigma^2_{c,t}")
+    assert "squared deviations from" in "".join(t for _, t in variance.meaning)
+    assert len(doc.reductions) == 3
+    for _, formula in doc.reductions:
+        assert formula.lhs == r"\delta v" and r"\hat{z} \odot" in formula.rows[0]
+    flow = [line for item in doc.flow for line in item.lines]
+    named = [line.rows for line in flow if line.lhs.startswith("d^{(")]
+    assert len(named) == len(set(named))  # each coefficient once
+    assert len(flow) < 60
+    assert any(line.lhs.startswith(r"J^{h}_{\mu") for line in flow)
+
+
+def test_no_document_prints_a_python_none_and_the_layernorm_pdf_fits_twelve_pages(
+    tmp_path, capsys
+):
+    for path in DOCS.glob("*.tex"):
+        assert not re.search(r"\bNone\b", path.read_text()), path.name
+    _needs_pdflatex()
+    assert main(["docs", "lstm_layernorm", "--pdf", "--out", str(tmp_path)]) == 0
+    pages = re.search(r"lstm_layernorm\.pdf \((\d+) pages", capsys.readouterr().out)
+    assert pages and int(pages.group(1)) <= 12, pages

@@ -82,6 +82,41 @@ def _symbolic(spec, params, env, jac, sizes):
     return total
 
 
+def _chained(spec, params, env, chain, sizes):
+    """A :class:`Chain` as the document prints it, evaluated value by value: ``J_v`` the sum
+    of ``diag(factor) J_a`` over its links (``1 J_m`` for a mean ``m`` it reads; ``W J_u`` for
+    a projection block of ``u``), a mean's ``J`` the sum over its units (``1ᵀ``)."""
+    blocks = {sym: (d, n) for d in spec.denses for n, sym in enumerate(d.symbols)}
+    prev = spec.state(chain.prev).prev
+    jac = {prev: np.eye(np.size(env[prev]))}
+
+    def of(arg):
+        if arg not in jac:  # a projection block of a value already known
+            dense, n = blocks[arg]
+            jac[arg] = _block(spec, params, dense, n)[0] @ of(dense.source)
+        return jac[arg]
+
+    for value, links in chain.values:
+        if value in blocks:
+            of(value)
+            continue
+        total = 0
+        for link in links:
+            operand, factor = of(link.arg), _value(link.factor, env)
+            if value not in chain.means:  # a column per unit of the value
+                size = np.size(env[value])
+            elif link.arg in chain.means:  # a mean of terms that each read a mean
+                size = np.size(factor)
+            else:
+                size = operand.shape[0]
+            factor = np.broadcast_to(factor, (size,))
+            # 1 J_m for a mean m: every unit reads the row
+            term = factor[:, None] * np.broadcast_to(operand, (size, operand.shape[1]))
+            total = total + (term.sum(axis=0, keepdims=True) if value in chain.means else term)
+        jac[value] = total
+    return jac[spec.state(chain.new).new]
+
+
 def _value(expr, env):
     symbols = sorted(expr.free_symbols, key=sympy.default_sort_key)
     if not symbols:
@@ -102,7 +137,16 @@ def test_every_jacobian_matches_central_differences(variant):
     x = rng.standard_normal(sizes["I"])
     prev = {s.name: rng.standard_normal(sizes[s.size]) for s in spec.states}
     env = _step(spec, params, x, prev, sizes)
-    for jac in jacobians(derive_adjoint(spec)):
+    printed = []  # what the document prints, evaluated
+    for item in document(lower(derive_adjoint(spec))).flow:
+        if isinstance(item.printed, tuple):  # the chains of one previous state
+            printed += [(c, _chained(spec, params, env, c, sizes)) for c in item.printed]
+        elif item.printed is not None:
+            printed.append((item.printed, _symbolic(spec, params, env, item.printed, sizes)))
+    assert {(j.new, j.prev) for j, _ in printed} == {
+        (j.new, j.prev) for j in jacobians(derive_adjoint(spec))
+    }
+    for jac, got in printed:
         new_sym = spec.state(jac.new).new
         want = np.empty((env[new_sym].size, prev[jac.prev].size))
         eps = 1e-6
@@ -115,7 +159,6 @@ def test_every_jacobian_matches_central_differences(variant):
             plus = _step(spec, params, x, up, sizes)[new_sym]
             minus = _step(spec, params, x, down, sizes)[new_sym]
             want[:, j] = (plus - minus) / (2 * eps)
-        got = _symbolic(spec, params, env, jac, sizes)
         np.testing.assert_allclose(
             got, want, rtol=1e-6, atol=1e-8, err_msg=f"d{jac.new}/d{jac.prev}"
         )

@@ -338,6 +338,10 @@ class Flow:
 
     lines: tuple[MathLine, ...]  # the Jacobian, then the factors it names
     meaning: tuple[tuple[str, str], ...]
+    #: what ``lines`` print, as data: a :class:`~derive.symbolic.flow.Jacobian` (its paths), or
+    #: the :class:`~derive.symbolic.flow.Chain` s of one previous state (each value's links),
+    #: or None where this Jacobian is printed with another's chains
+    printed: object = None
 
 
 @dataclass(frozen=True)
@@ -978,14 +982,15 @@ class _Builder:
             new, prev = spec.state(jac.new), spec.state(jac.prev)
             lhs = rf"\frac{{\partial {self.name(new.new)}}}{{\partial {self.name(prev.prev)}}}"
             first = len(definitions)
+            printed = jac
             if chained:
-                if (
-                    prev.name in printed_prev
-                ):  # printed with the first of its previous state
+                printed = None
+                if prev.name in printed_prev:  # printed with its previous state's first
                     lines = ()
                 else:
                     printed_prev.add(prev.name)
                     same = [c for c in chained if c.prev == prev.name]
+                    printed = tuple(same)
                     body = self._chain_lines(same, prev.prev, definitions)
                     missing = [  # new states no path reaches: a zero Jacobian
                         MathLine(self._jacobian_name(spec.state(c.new).new, prev.prev), "=", ("0",))
@@ -1014,7 +1019,7 @@ class _Builder:
                 meaning = self._verdict(
                     kind, factor, bool(jac.paths), new, factor in gates
                 )
-            flows.append(Flow(lines, meaning))
+            flows.append(Flow(lines, meaning, printed))
         if carried:
             summary = (
                 ("text", "Over many steps the gradient survives along "),
@@ -1187,7 +1192,8 @@ def document(plan: KernelPlan) -> Document:
     flow, summary = build.flow()
     fitted = iter(_fit(tuple(line for item in flow for line in item.lines)))
     flow = tuple(
-        Flow(tuple(next(fitted) for _ in item.lines), item.meaning) for item in flow
+        Flow(tuple(next(fitted) for _ in item.lines), item.meaning, item.printed)
+        for item in flow
     )
     return Document(
         spec=plan.spec,
