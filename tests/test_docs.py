@@ -299,25 +299,44 @@ def test_markdown_math_survives_renderers_that_know_no_math(tmp_path, renderer):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_diagram_has_every_value_and_edge_of_the_step(variant):
-    from derive.emit.diagram import dot_source
+    from derive.emit.diagram import DRAWN_OPERATIONS, dot_source
+    from derive.symbolic.declare import operations
 
     spec = registry.get(variant)
     source = dot_source(spec)
     assert source == dot_source(spec)  # deterministic
     assert source.count("shape=doublecircle") == len(spec.states)
     assert source.count("shape=box") == len(spec.denses)
+    operation = re.compile(r'^  (\S+) \[label="([^"]*)", shape=circle, width=0.3, margin=0.02\];$',
+                           re.MULTILINE)  # fmt: skip
+    drawn = operation.findall(source)
     nodes = len(spec.equations) + 1 + len(spec.states) + len(spec.denses)
-    assert source.count("[label=") == nodes
-    # an edge per distinct use: each equation's arguments, each projection's source
+    assert source.count("[label=") == nodes + len(drawn)
+    edges = re.findall(r"^  (\S+) -> (\S+);$", source, re.MULTILINE)
+    for name, _ in drawn:  # each operation feeds one node and is fed by what it reads
+        assert [b for a, b in edges if a == name] and len([b for a, b in edges if a == name]) == 1
+        assert [a for a, b in edges if b == name], name
+    # every value a short equation reads reaches it through its operations
     blocks = {sym: d.name for d in spec.denses for sym in d.symbols}
-    # vector and scalar parameters, hyperparameters and the sizes means divide by are not drawn
     numbers = set(spec.pointwise) | {hp.symbol for hp in spec.hypers}
     numbers |= {sym for sym, q in spec.quantities.items() if q.kind == "size"}
-    uses = sum(
+    short = [eq for eq in spec.equations
+             if eq.role != "mean" and operations(eq.expr) <= DRAWN_OPERATIONS]  # fmt: skip
+    assert len(edges) >= sum(
         len({blocks.get(s, s) for s in eq.expr.free_symbols if s not in numbers})
-        for eq in spec.equations
+        for eq in short
     )
-    assert source.count(" -> ") == uses + len(spec.denses)
+
+
+def test_a_gru_diagram_draws_the_reset_as_a_product_and_the_update_as_one_minus_z():
+    """r ⊙ (W_hn h + b_hn) is a product feeding the candidate's sum, not a term of it; the
+    update's (1 - z) is its own node; each time index is a Unicode subscript."""
+    from derive.emit.diagram import dot_source
+
+    source = dot_source(registry.get("gru"))
+    labels = re.findall(r'label="([^"]*)", shape=circle, width=0.3, margin=0.02', source)
+    assert sorted(labels) == sorted(["⊙", "⊙", "⊙", "1 −", "+"])
+    assert "<SUB>" not in source and "hₜ₋₁" in source and "xₜ" in source
 
 
 def test_diagrams_are_drawn_into_the_pdf_and_beside_the_markdown(tmp_path, capsys):

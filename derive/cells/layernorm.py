@@ -49,9 +49,11 @@ def lstm_layernorm() -> CellSpec:
         "units of a row, and the cell state normalised before its tanh: the statistics are "
         "computed once per step and row, and their gradients are derived with the rest.",
         conventions=(
-            "gates = LN_ih(W_ih x + b_ih) + LN_hh(W_hh h + b_hh), each LN over the 4 H "
-            "pre-activations of the row; c = f c_prev + i g; h = o tanh(LN_c(c)). PyTorch's "
-            "weight_ih, weight_hh, bias_ih and bias_hh, gate blocks i, f, g, o.",
+            "Each projection is layer-normalised over the 4 H pre-activations of its row, "
+            "with a gain and a bias per gate block, and a gate reads the sum of its two "
+            "normalised blocks; the new cell state is layer-normalised over its H units "
+            "before the output's tanh. PyTorch's weight_ih, weight_hh, bias_ih and bias_hh, "
+            "gate blocks i, f, g, o.",
             "ln_ih_weight, ln_ih_bias, ln_hh_weight and ln_hh_bias (4 H each, blocks i, f, g, "
             "o) are the gains and biases of the two projections' layer norms; ln_c_weight and "
             "ln_c_bias (H) those of the cell state's.",
@@ -72,6 +74,12 @@ def lstm_layernorm() -> CellSpec:
     cell.update(c, f * c.prev + i * g)
     (normalised_c,) = cell.layernorm("c", c.new, eps, gain=ln_c_weight, bias=ln_c_bias)
     cell.update(h, o * tanh(normalised_c))
+    cell.relation(
+        "A gate reads its two normalised projection blocks:", i, sigmoid(xi + hi)
+    )
+    cell.relation(
+        "The output reads the normalised cell state:", h.new, o * tanh(normalised_c)
+    )
     return cell.build()
 
 
@@ -84,10 +92,10 @@ def gru_layernorm() -> CellSpec:
         description="PyTorch's GRU with each projection layer-normalised over all three "
         "gates' units of a row before the gates read it.",
         conventions=(
-            "gates from LN_ih(W_ih x + b_ih) and LN_hh(W_hh h + b_hh), each LN over the 3 H "
-            "pre-activations of the row; the reset gate multiplies the normalised recurrent "
-            "candidate block, as nn.GRU multiplies its projection; h = (1 - z) n + z h_prev. "
-            "PyTorch's weight_ih, weight_hh, bias_ih and bias_hh, gate blocks r, z, n.",
+            "Each projection is layer-normalised over the 3 H pre-activations of its row, "
+            "with a gain and a bias per gate block; the reset gate multiplies the normalised "
+            "recurrent candidate block, as nn.GRU multiplies its projection. PyTorch's "
+            "weight_ih, weight_hh, bias_ih and bias_hh, gate blocks r, z, n.",
             "ln_ih_weight, ln_ih_bias, ln_hh_weight and ln_hh_bias (3 H each, blocks r, z, "
             "n) are the gains and biases of the two projections' layer norms.",
             _EPS,
@@ -99,4 +107,9 @@ def gru_layernorm() -> CellSpec:
     z = cell.gate("z", sigmoid(xz + hz))
     n = cell.let("n", tanh(xn + r * hn), latex=r"\tilde{h}")
     cell.update(h, (1 - z) * n + z * h.prev)
+    cell.relation("The reset gate multiplies the normalised recurrent block:", n,
+                  tanh(xn + r * hn))  # fmt: skip
+    cell.relation(
+        "The update gate keeps the old state:", h.new, (1 - z) * n + z * h.prev
+    )
     return cell.build()

@@ -1,9 +1,11 @@
 """A diagram of each cell, drawn from its declaration's data flow, for Graphviz's ``dot``.
 
 The graph reads left to right: the input and the previous states; the projections (a box per
-weight matrix, ``W · v``); the pointwise equations (a circle per value, labelled with what it
-computes: an activation, ``⊙``, ``+``); the new states. Every edge is a use in an equation, so
-the picture is the step's data flow and nothing else. :func:`dot_source` is plain text
+weight matrix, ``W · v``); the pointwise equations (an ellipse per named value, labelled with
+what computes it, and a circle per operation inside an equation: ``+``, ``⊙``, ``1 −``, a
+power, so that ``r ⊙ (W h)`` is drawn as a product, not a sum); the new states. Labels are plain
+text with Unicode subscripts. Every edge is a use in an equation, so the picture is the step's
+data flow and nothing else. :func:`dot_source` is plain text
 (deterministic); :func:`render` runs ``dot`` to make SVG or PDF, without a shell.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 import sympy
 
 from ..symbolic.activations import descriptor
-from ..symbolic.declare import CellSpec
+from ..symbolic.declare import CellSpec, operations
 
 __all__ = [
     "UNROLLED",
@@ -57,9 +59,19 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+#: Time indices as Unicode sub- and superscripts: a label is plain text, which every renderer
+#: places where Graphviz measured it (an HTML-like ``<SUB>`` drifts in a browser's SVG)
+_SUBSCRIPT = str.maketrans("t0123456789+-()", "ₜ₀₁₂₃₄₅₆₇₈₉₊₋₍₎")
+_SUPERSCRIPT = str.maketrans("t0123456789+-()", "ᵗ⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁽⁾")
+
+
+def _time(time: str, up: bool = False) -> str:
+    return time.translate(_SUPERSCRIPT if up else _SUBSCRIPT)
+
+
 def _label(name: str, time: str) -> str:
     """An HTML-like label: ``name`` with the time index as a subscript."""
-    return f"<{_html(name)}<SUB>{time}</SUB>>"
+    return f"<{_html(name)}{_time(time)}>"
 
 
 def _operation(expr: sympy.Expr) -> str:
@@ -100,8 +112,8 @@ def dot_source(spec: CellSpec) -> str:
         weight = _html(d.weight) + ("ᵀ" if d.transposed else "")
         blocks = ", ".join(d.blocks)
         lines.append(
-            f"  d{n} [label=<{weight} · {_html(names[d.source][0])}<SUB>"
-            f'{names[d.source][1]}</SUB><BR/><FONT POINT-SIZE="9">{blocks}</FONT>>, '
+            f"  d{n} [label=<{weight} · {_html(names[d.source][0])}"
+            f'{_time(names[d.source][1])}<BR/><FONT POINT-SIZE="9">{blocks}</FONT>>, '
             "shape=box, style=rounded];"
         )
         lines.append(f"  {node[d.source]} -> d{n};")
@@ -118,20 +130,90 @@ def dot_source(spec: CellSpec) -> str:
             lines.append(f'  {target} [label="{operation or "+"}", shape=circle, '
                          "width=0.3, fixedsize=true];")  # fmt: skip
         else:
-            shown = f"{_html(name)}<SUB>{time}</SUB>"
+            shown = f"{_html(name)}{_time(time)}"
             if operation:
-                shown += f"<BR/>{_html(operation)}"
+                shown += f" = {_html(operation)}"
             lines.append(f"  {target} [label=<{shown}>, shape=ellipse];")
-        sources = []
-        for sym in sorted(eq.expr.free_symbols, key=sympy.default_sort_key):
+
+        def source_of(sym):
             if sym in block_of:
-                sources.append(f"d{dense_index[block_of[sym].name]}")
-            elif sym in node:
-                sources.append(node[sym])
-        for source in dict.fromkeys(sources):
+                return f"d{dense_index[block_of[sym].name]}"
+            return node.get(sym)
+
+        if eq.role != "mean" and operations(eq.expr) <= DRAWN_OPERATIONS:
+            # every operation a node: the picture is the equation, ⊙ and 1 - z included
+            expr = eq.expr
+            if eq.role == "state" and not expr.is_Symbol:  # the state's own operation
+                expr = sympy.Function("_drawn")(expr)
+            inputs = _operands(expr, source_of, lines, f"{target}_")
+        else:  # a long equation: one node, fed by what it reads
+            inputs = [source_of(sym) for sym in sorted(eq.expr.free_symbols,
+                                                       key=sympy.default_sort_key)]  # fmt: skip
+        for source in dict.fromkeys(i for i in inputs if i):
             lines.append(f"  {source} -> {target};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+#: An equation of at most this many operations is drawn operation by operation
+DRAWN_OPERATIONS = 14
+
+
+def _operands(expr, source_of, lines, prefix) -> list[str | None]:
+    """The nodes that feed ``expr``'s own operation: a symbol's node, or a node added (to
+    ``lines``, named from ``prefix``) for each operation inside it; numbers feed nothing."""
+    found = []
+    for n, arg in enumerate(_arguments(expr)):
+        if arg.is_Symbol:
+            found.append(source_of(arg))
+        elif not arg.is_Number:
+            name, inner = f"{prefix}{n}", []
+            sources = [s for s in _operands(arg, source_of, inner, f"{name}_") if s]
+            if (
+                not sources
+            ):  # of parameters alone (a bias, -β): not part of the data flow
+                continue
+            lines.append(f'  {name} [label="{_html(_node_label(arg))}", shape=circle, '
+                         "width=0.3, margin=0.02];")  # fmt: skip
+            lines += inner
+            lines += [f"  {source} -> {name};" for source in dict.fromkeys(sources)]
+            found.append(name)
+    return found
+
+
+def _arguments(expr) -> tuple:
+    """What ``expr``'s drawn operation reads: ``1 - z`` reads ``z``, ``-a`` reads ``a``."""
+    if type(expr).__name__ == "_drawn":  # a state: its expression, drawn as a node
+        return expr.args
+    if _one_minus(expr) is not None:
+        return (_one_minus(expr),)
+    if expr.is_Mul and expr.args[0] == -1:
+        return (sympy.Mul(*expr.args[1:]),)
+    if expr.is_Pow:
+        return (expr.base,)
+    return expr.args
+
+
+def _one_minus(expr):
+    """``z`` where ``expr`` is ``1 - z``, else None."""
+    if expr.is_Add and len(expr.args) == 2 and sympy.Integer(1) in expr.args:
+        other = next(a for a in expr.args if a != 1)
+        if other.is_Mul and other.args[0] == -1:
+            return sympy.Mul(*other.args[1:])
+    return None
+
+
+def _node_label(expr) -> str:
+    """The operation a node draws: an activation, ``+``, ``⊙``, ``1 −``, ``−``, a power."""
+    if _one_minus(expr) is not None:
+        return "1 −"
+    if expr.is_Mul and expr.args[0] == -1:
+        return "−"
+    if expr.is_Mul and expr.args[0].is_Number:
+        return f"{expr.args[0]}·"
+    if expr.is_Pow:
+        return {2: "(·)²", -1: "1/·"}.get(expr.exp, f"(·)^{expr.exp}")
+    return _operation(expr) or type(expr).__name__
 
 
 #: The file name (without suffix) of the figure of the unrolled chain, beside the catalog
@@ -149,23 +231,23 @@ def unrolled_source() -> str:
         '  layout=neato; splines=curved; fontname="Helvetica";',
         '  node [fontname="Helvetica", fontsize=12]; edge [arrowsize=0.6, fontsize=11,',
         '        fontname="Helvetica"];',
-        '  s0 [label=<s<SUB>t-2</SUB>>, shape=plaintext, pos="0,0!"];',
+        f'  s0 [label="s{_time("t-2")}", shape=plaintext, pos="0,0!"];',
     ]
     for n, time in enumerate(steps, 1):
-        x = 2.6 * n - 1.3
+        x, sub = 2.6 * n - 1.3, _time(time)
         lines += [
-            f'  x{n} [label=<x<SUB>{time}</SUB>>, shape=plaintext, pos="{x:.1f},-1.1!"];',
+            f'  x{n} [label="x{sub}", shape=plaintext, pos="{x:.1f},-1.1!"];',
             f'  c{n} [label="step {time}", shape=box, style=rounded, pos="{x:.1f},0!"];',
-            f'  s{n} [label=<s<SUB>{time}</SUB>>, shape=circle, pos="{x + 1.3:.1f},0!"];',
-            f'  l{n} [label=<ℓ<SUB>{time}</SUB>>, shape=plaintext, pos="{x + 1.3:.1f},1.4!"];',
+            f'  s{n} [label="s{sub}", shape=circle, pos="{x + 1.3:.1f},0!"];',
+            f'  l{n} [label="ℓ{sub}", shape=plaintext, pos="{x + 1.3:.1f},1.4!"];',
             f"  s{n - 1} -> c{n}; x{n} -> c{n}; c{n} -> s{n}; s{n} -> l{n};",
-            f"  l{n} -> s{n} [{back}, label=<∂ℓ<SUB>{time}</SUB>/∂s<SUB>{time}</SUB>>];",
+            f'  l{n} -> s{n} [{back}, label="∂ℓ{sub}/∂s{sub}"];',
         ]
         if n > 1:
             previous = steps[n - 2]
             lines.append(
                 f"  s{n} -> s{n - 1} [{back}, tailport=n, headport=n, "
-                f"label=<δs<SUB>{previous}</SUB><SUP>({time})</SUP>>];"
+                f'label="δs{_time(previous)}{_time(f"({time})", up=True)}"];'
             )
     lines.append("}")
     return "\n".join(lines) + "\n"

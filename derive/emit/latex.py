@@ -376,6 +376,20 @@ class Document:
     reductions: tuple[tuple[tuple[tuple[str, str], ...], MathLine], ...] = ()
 
     @property
+    def saved_groups(self) -> tuple[tuple[tuple[str, ...], str, tuple], ...]:
+        """The tape's rows, those in a row with the same size and meaning together:
+        ``(symbols, shape, meaning)``."""
+        groups: list[tuple[list[str], str, tuple]] = []
+        for row in self.saved:
+            if groups and groups[-1][1:] == (row.shape, row.meaning):
+                groups[-1][0].append(row.symbol)
+            else:
+                groups.append(([row.symbol], row.shape, row.meaning))
+        return tuple(
+            (tuple(symbols), shape, meaning) for symbols, shape, meaning in groups
+        )
+
+    @property
     def flow_lines(self) -> tuple[MathLine, ...]:
         return tuple(line for item in self.flow for line in item.lines)
 
@@ -833,7 +847,7 @@ class _Builder:
             pieces.append(("math", f"{partial} = {printed}"))
         else:  # as long as the statement: named, and read there
             pieces += [("math", partial), ("text", ", the factor of "),
-                       ("math", self.name(d)), ("text", " above")]  # fmt: skip
+                       ("math", self.name(d))]  # fmt: skip
         act = descriptor(eq.expr) if eq.expr.args == (target,) else None
         if act is not None and act.name != "identity":
             pieces.append(("text", f", {act.name}'s derivative through its output"))

@@ -114,9 +114,25 @@ def mathml(latex: str, display: bool = False) -> str:
         raise ImportError(
             "--format html needs latex2mathml: pip install latex2mathml (or gatesmith[docs])"
         ) from error
-    return mathml_markup(
-        convert_to_element(latex, display="block" if display else "inline")
-    )
+    element = convert_to_element(latex, display="block" if display else "inline")
+    _join_plus_equals(element)
+    return mathml_markup(element)
+
+
+def _join_plus_equals(element) -> None:
+    """``\\mathrel{+}=`` as one operator ``+=``: the converter nests an ``<mo>`` in an ``<mo>``
+    beside ``=``, which a browser spaces as two."""
+    for parent in element.iter():
+        children = list(parent)
+        for first, second in zip(children, children[1:], strict=False):
+            # the converter writes characters as entities: &#x0002B; is +, &#x0003D; is =
+            if (first.tag == "mo" and second.tag == "mo"
+                    and "".join(first.itertext()) == "&#x0002B;"
+                    and second.text == "&#x0003D;"):  # fmt: skip
+                first.clear()
+                first.text = "&#x0002B;&#x0003D;"
+                parent.remove(second)
+                break
 
 
 def mathml_markup(element) -> str:
