@@ -4,7 +4,8 @@ The graph reads left to right: the input and the previous states; the projection
 weight matrix, ``W · v``); the pointwise equations (an ellipse per named value, labelled with
 what computes it, and a circle per operation inside an equation: ``+``, ``⊙``, ``1 −``, a
 power, so that ``r ⊙ (W h)`` is drawn as a product, not a sum); the new states. Labels are plain
-text with Unicode subscripts. Every edge is a use in an equation, so the picture is the step's
+text with Unicode subscripts. A layer norm is one node (its mean and variance inside) feeding
+the values it normalises. Every edge is a use in an equation, so the picture is the step's
 data flow and nothing else. :func:`dot_source` is plain text
 (deterministic); :func:`render` runs ``dot`` to make SVG or PDF, without a shell.
 """
@@ -20,6 +21,7 @@ import sympy
 
 from ..symbolic.activations import descriptor
 from ..symbolic.declare import CellSpec, operations
+from ..symbolic.norms import abbreviate, layer_norms
 
 __all__ = [
     "UNROLLED",
@@ -118,7 +120,25 @@ def dot_source(spec: CellSpec) -> str:
         )
         lines.append(f"  {node[d.source]} -> d{n};")
     dense_index = {d.name: n for n, d in enumerate(spec.denses)}
+
+    def source_of(sym):
+        if sym in block_of:
+            return f"d{dense_index[block_of[sym].name]}"
+        return node.get(sym)
+
+    # a layer norm is one node (its mean and variance inside), feeding its normalised values
+    norms = layer_norms(spec)
+    statistics = {sym for norm in norms for sym in (norm.mean, norm.variance)}
+    for n, norm in enumerate(norms):
+        lines.append(f'  ln{n} [label="layer norm", shape=hexagon];')
+        for source in dict.fromkeys(source_of(value.value) for value in norm.values):
+            lines.append(f"  {source} -> ln{n};")
+        for value in norm.values:
+            node[value.symbol] = f"ln{n}"
+        node[norm.rho] = f"ln{n}"
     for eq in spec.equations:
+        if eq.target in statistics:
+            continue
         target = node[eq.target]
         name, time = names[eq.target]
         operation = "mean" if eq.role == "mean" else _operation(eq.expr)
@@ -135,19 +155,14 @@ def dot_source(spec: CellSpec) -> str:
                 shown += f" = {_html(operation)}"
             lines.append(f"  {target} [label=<{shown}>, shape=ellipse];")
 
-        def source_of(sym):
-            if sym in block_of:
-                return f"d{dense_index[block_of[sym].name]}"
-            return node.get(sym)
-
-        if eq.role != "mean" and operations(eq.expr) <= DRAWN_OPERATIONS:
+        expr = abbreviate(eq.expr, norms)  # through the normalised values
+        if eq.role != "mean" and operations(expr) <= DRAWN_OPERATIONS:
             # every operation a node: the picture is the equation, ⊙ and 1 - z included
-            expr = eq.expr
             if eq.role == "state" and not expr.is_Symbol:  # the state's own operation
                 expr = sympy.Function("_drawn")(expr)
             inputs = _operands(expr, source_of, lines, f"{target}_")
         else:  # a long equation: one node, fed by what it reads
-            inputs = [source_of(sym) for sym in sorted(eq.expr.free_symbols,
+            inputs = [source_of(sym) for sym in sorted(expr.free_symbols,
                                                        key=sympy.default_sort_key)]  # fmt: skip
         for source in dict.fromkeys(i for i in inputs if i):
             lines.append(f"  {source} -> {target};")

@@ -26,6 +26,7 @@ from ..symbolic.activations import FUNCTIONS, descriptor
 from ..symbolic.adjoint import adjoint_symbol, derive_adjoint, external_symbol
 from ..symbolic.declare import CellSpec, Dense, Param, size_symbol
 from ..symbolic.flow import Chain, FlowTooLargeError, Path, chains, jacobians, verdict
+from ..symbolic.norms import LayerNorm, abbreviate, layer_norms
 
 __all__ = [
     "DerivationPrinter",
@@ -63,8 +64,10 @@ class DerivationPrinter(LatexPrinter):
         super().__init__({"order": "none"})
         self.names = names
         self.rank = rank or {}
-        #: subexpressions printed as a name the notation defines: ``(ε + σ²)^(-1/2)`` as ``ρ``
-        self.abbreviations: dict[sympy.Expr, sympy.Expr] = {}
+        #: layer norms whose scale and normalised values print as the names the notation
+        #: defines (``ρ``, ``ẑ``), and other forms their deviations take (blocks written out)
+        self.norms: tuple[LayerNorm, ...] = ()
+        self.forms: dict[sympy.Expr, tuple[sympy.Expr, ...]] = {}
 
     def _print_Symbol(self, expr, style="plain"):
         return self.names.get(expr.name) or plain_latex(expr.name)
@@ -76,26 +79,8 @@ class DerivationPrinter(LatexPrinter):
         """``expr`` printed without :attr:`abbreviations` (their definitions)."""
         return super().doprint(expr)
 
-    #: ``(deviation, scale, name)``: a product holding ``v - μ`` and ``ρ`` (or a power of it)
-    #: printed through the normalised value ``ẑ = (v - μ) ρ``
-    normalised: tuple[tuple[sympy.Expr, sympy.Symbol, sympy.Symbol], ...] = ()
-
     def abbreviate(self, expr):
-        if not self.abbreviations or not isinstance(expr, sympy.Basic):
-            return expr
-        expr = expr.xreplace(self.abbreviations)
-        for deviation, rho, name in self.normalised:
-
-            def through(e, deviation=deviation, rho=rho, name=name):
-                powers = [a for a in e.args if a == rho or (a.is_Pow and a.base == rho)]
-                if deviation not in e.args or not powers:
-                    return e
-                power = powers[0]
-                exponent = power.exp if power.is_Pow else 1
-                return e / (deviation * power) * name * rho ** (exponent - 1)
-
-            expr = expr.replace(lambda e: e.is_Mul, through)
-        return expr
+        return abbreviate(expr, self.norms, self.forms)
 
     def terms(self, expr, width: int | None = None) -> list[str]:
         """The printed terms of a sum, each with its sign (``+ a``, ``- b``), first unsigned
@@ -506,59 +491,35 @@ class _Builder:
             names[external_symbol(sym).name] = r"\hat{\delta} " + names[sym.name]
 
     def _scales(self) -> dict[sympy.Symbol, sympy.Expr]:
-        """A layer norm's ``(ε + σ²)^(-1/2)``, named ``ρ`` (``ρ³`` for its -3/2 power, which
-        its derivatives read) so that the equations stay short: ``ρ`` -> what it stands for."""
-        means = [eq for eq in self.spec.means]
-        scales = {}
-        for eq in self.spec.equations:
-            for power in sorted(eq.expr.atoms(sympy.Pow), key=sympy.default_sort_key):
-                variance = next((m for m in means if power.base.has(m.target)), None)
-                if power.exp != sympy.Rational(-1, 2) or variance is None:
-                    continue
-                if power in scales.values():
-                    continue
-                rho = sympy.Symbol(f"_rho_{variance.target.name}")
-                latex = self.name(variance.target)
-                self.names[rho.name] = (
-                    latex.replace(r"\sigma^2", r"\rho", 1)
-                    if latex.startswith(r"\sigma^2")
-                    else rf"\rho_{{{latex}}}"
+        """The cell's layer norms, their scale ``(ε + σ²)^(-1/2)`` named ``ρ`` and their
+        normalised values ``ẑ`` (``\\hat{z}`` of a projection block, ``\\hat{c}_t`` of a
+        value), so that the equations stay short: ``ρ`` -> what it stands for."""
+        norms = layer_norms(self.spec)
+        sizes = {**{sym: d.block_size for d in self.spec.denses for sym in d.symbols},
+                 **{eq.target: eq.size for eq in self.spec.equations}}  # fmt: skip
+        for norm in norms:
+            latex = self.name(norm.variance)
+            self.names[norm.rho.name] = (
+                latex.replace(r"\sigma^2", r"\rho", 1)
+                if latex.startswith(r"\sigma^2")
+                else rf"\rho_{{{latex}}}"
+            )
+            for value in norm.values:
+                if value.value in self.block:
+                    short = str(value.value).replace("_", "")
+                    self.names[value.symbol.name] = rf"\hat{{z}}_{{{short},t}}"
+                else:
+                    head, _, tail = self.name(value.value).partition("_")
+                    self.names[value.symbol.name] = (
+                        rf"\hat{{{head}}}_{tail}" if tail else rf"\hat{{{head}}}"
+                    )
+                self.printer.forms[value.deviation] = (
+                    value.deviation.xreplace(self.value),
                 )
-                scales[rho] = power
-                self.printer.abbreviations[power] = rho
-                self.printer.abbreviations[power.base ** sympy.Rational(-3, 2)] = rho**3
-                self._normalised_values(variance, rho)
-        return scales
-
-    def _normalised_values(self, variance, rho) -> None:
-        """The deviations ``v - μ`` a variance squares, each with its normalised value
-        ``ẑ = (v - μ) ρ`` (``\\hat{z}`` of a projection block, ``\\hat{c}_t`` of a value)."""
-        found = []
-        order = [sym for d in self.spec.denses for sym in d.symbols]
-        order += [eq.target for eq in self.spec.equations]
-        squares = [p for p in variance.expr.atoms(sympy.Pow) if p.exp == 2]
-        for power in sorted(squares, key=lambda p: min(
-                (order.index(s) for s in p.free_symbols if s in order), default=0)):  # fmt: skip
-            deviation = power.base
-            means = [m.target for m in self.spec.means if deviation.has(m.target)]
-            if len(means) != 1:
-                continue
-            value = deviation + means[0]
-            z = sympy.Symbol(f"_z_{value}")
-            if value in self.block:
-                self.names[z.name] = rf"\hat{{z}}_{{{str(value).replace('_', '')},t}}"
-            else:
-                head, _, tail = self.name(value).partition("_")
-                self.names[z.name] = (
-                    rf"\hat{{{head}}}_{tail}" if tail else rf"\hat{{{head}}}"
-                )
-            found += [(deviation, rho, z), (deviation.xreplace(self.value), rho, z)]
-            size = {
-                **{sym: d.block_size for d in self.spec.denses for sym in d.symbols},
-                **{eq.target: eq.size for eq in self.spec.equations},
-            }[value]
-            self.normalised_rows.append((z, deviation * rho, variance.target, size))
-        self.printer.normalised += tuple(found)
+                self.normalised_rows.append((value.symbol, value.deviation * norm.rho,
+                                             norm.variance, sizes[value.value]))  # fmt: skip
+        self.printer.norms = norms
+        return {norm.rho: norm.scale for norm in norms}
 
     def latex(self, expr) -> str:
         return self.printer.doprint(expr)
