@@ -1039,8 +1039,9 @@ class _Builder:
                 name, ("text", f"'s pointwise path is led by {what}"),
                 ("math", self.latex(factor)),
                 ("text", ": where it is near 1, the gradient passes from step to step "
-                 "unchanged, with no weight matrix and no activation derivative in between."
-                 + rest),
+                 "unchanged, with no weight matrix and no activation derivative in between; "
+                 "over k steps that path multiplies it by the product of k such values, one "
+                 "per step, so it fades only as fast as they fall below 1." + rest),
             )  # fmt: skip
         return (name, ("text", (
             "'s pointwise path multiplies the gradient by a per-unit factor at every step, "
