@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -18,6 +19,7 @@ from .emit.diagram import (
     render,
     unrolled_source,
 )
+from .emit.latex import MEASURED_CELLS, MEASURED_PLOT
 from .emit.pdf import PdfError, compile_pdf, pdflatex
 from .emit.templates import FORMATS, render_new_cell
 from .emit.write import WriteError
@@ -168,6 +170,7 @@ def _cmd_docs(args) -> int:
         print(f"removed {path} (no declaration left)")
     if args.pdf or args.format != "latex":  # the figure each document shows
         _diagrams(specs, out, "pdf" if args.pdf else "svg", catalog=names is None)
+        _measured_plot(specs, out)
     if args.pdf:
         for name in files:
             result = compile_pdf(out / name)
@@ -178,6 +181,18 @@ def _cmd_docs(args) -> int:
                 print(f"  warning: {line}", file=sys.stderr)
     _report_timings(run, args.verbose)
     return 0
+
+
+def _measured_plot(specs, out: Path) -> None:
+    """The demo's measured gradient-flow plot, which the documents of the cells it measures
+    show, copied beside them from the checkout's docs (never over a file already there)."""
+    plot = f"{MEASURED_PLOT}.png"
+    home = pipeline.default_docs()
+    if (home is None or not (home / plot).is_file() or (out / plot).exists()
+            or not any(spec.name in MEASURED_CELLS for spec in specs)):  # fmt: skip
+        return
+    shutil.copyfile(home / plot, out / plot)
+    print(f"wrote {out / plot}")
 
 
 def _diagrams(specs, out: Path, suffix: str, catalog: bool = False) -> None:

@@ -573,3 +573,20 @@ def test_no_document_prints_a_python_none_and_the_layernorm_pdf_fits_twelve_page
     assert main(["docs", "lstm_layernorm", "--pdf", "--out", str(tmp_path)]) == 0
     pages = re.search(r"lstm_layernorm\.pdf \((\d+) pages", capsys.readouterr().out)
     assert pages and int(pages.group(1)) <= 12, pages
+
+
+def test_the_cells_the_demo_measures_show_its_gradient_flow_plot(tmp_path, capsys):
+    """rnn_tanh, lstm and gru show the demo's measured plot in their gradient-flow section
+    (it lies beside the documents); docs copies it beside the documents it writes elsewhere."""
+    from derive.emit.latex import MEASURED_CELLS, MEASURED_PLOT
+
+    plot = DOCS / f"{MEASURED_PLOT}.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in MEASURED_CELLS:
+        assert f"{MEASURED_PLOT}.png" in (DOCS / f"{name}.tex").read_text()
+    assert f"{MEASURED_PLOT}.png" not in (DOCS / "mgu.tex").read_text()
+    out = tmp_path / "md"
+    assert main(["docs", "lstm", "mgu", "--format", "markdown", "--out", str(out)]) == 0
+    assert (out / f"{MEASURED_PLOT}.png").read_bytes() == plot.read_bytes()
+    assert f"]({MEASURED_PLOT}.png)" in (out / "lstm.md").read_text()
+    assert f"{MEASURED_PLOT}.png" not in (out / "mgu.md").read_text()

@@ -47,6 +47,11 @@ MATH_WIDTH = 64
 #: Width after which a diagonal factor of a Jacobian is named ``d^{(k)}`` and defined on rows
 #: of its own that width.
 DIAG_WIDTH = 40
+#: The cells whose gradient flow examples/demo.py measures by default (its BASE_VARIANTS), and
+#: the stem of the plot it draws (``gradient_flow.png``), which their documents show where it
+#: lies beside them (``docs/derivations/`` holds one)
+MEASURED_CELLS = ("rnn_tanh", "lstm", "gru")
+MEASURED_PLOT = "gradient_flow"
 #: A local derivative wider than this is named in a backward statement's note, not printed
 LOCAL_WIDTH = 36
 
@@ -357,6 +362,9 @@ class Document:
     flow_summary: tuple[tuple[str, str], ...] = ()  # pieces, as in Row.meaning
     #: paragraphs after the structure: how the Jacobians are written, what k steps do
     flow_notes: tuple[tuple[tuple[str, str], ...], ...] = ()
+    #: the measured plot beside the documents that shows this cell's gradient flow (a file
+    #: stem: :data:`MEASURED_PLOT` for the cells of :data:`MEASURED_CELLS`), or ""
+    measured: str = ""
     #: each layer norm's statements read together: the compact backward (pieces, formula)
     reductions: tuple[tuple[tuple[tuple[str, str], ...], MathLine], ...] = ()
 
@@ -1197,6 +1205,7 @@ def document(plan: KernelPlan) -> Document:
         flow_summary=summary,
         reductions=build.reductions(),
         flow_notes=build.flow_notes(bool(plan.spec.means)),
+        measured=MEASURED_PLOT if plan.spec.name in MEASURED_CELLS else "",
     )
 
 
