@@ -279,7 +279,9 @@ def test_spec_without_out_leaves_generated_alone(tmp_path):
         main(["generate", "--spec", str(tmp_path / "mycell.py")])
 
 
-def test_docs_of_a_spec_without_out_go_into_the_current_folder(tmp_path, monkeypatch):
+def test_docs_of_a_spec_without_out_go_into_the_current_folder(
+    tmp_path, monkeypatch, user_registry
+):
     """docs writes no kernels: a user's documents are written where the command runs, and
     say that `gatesmith docs` (not generate) writes them again."""
     monkeypatch.chdir(tmp_path)

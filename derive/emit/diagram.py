@@ -126,16 +126,8 @@ def dot_source(spec: CellSpec) -> str:
             return f"d{dense_index[block_of[sym].name]}"
         return node.get(sym)
 
-    # a layer norm is one node (its mean and variance inside), feeding its normalised values
     norms = layer_norms(spec)
-    statistics = {sym for norm in norms for sym in (norm.mean, norm.variance)}
-    for n, norm in enumerate(norms):
-        lines.append(f'  ln{n} [label="layer norm", shape=hexagon];')
-        for source in dict.fromkeys(source_of(value.value) for value in norm.values):
-            lines.append(f"  {source} -> ln{n};")
-        for value in norm.values:
-            node[value.symbol] = f"ln{n}"
-        node[norm.rho] = f"ln{n}"
+    statistics = _layer_norm_nodes(norms, source_of, node, lines)
     for eq in spec.equations:
         if eq.target in statistics:
             continue
@@ -168,6 +160,20 @@ def dot_source(spec: CellSpec) -> str:
             lines.append(f"  {source} -> {target};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _layer_norm_nodes(norms, source_of, node, lines) -> set:
+    """A node per layer norm (its mean and variance inside), fed by the values it normalises
+    and standing for their normalised values and its scale in ``node``; returns the
+    statistics it draws."""
+    for n, norm in enumerate(norms):
+        lines.append(f'  ln{n} [label="layer norm", shape=hexagon];')
+        for source in dict.fromkeys(source_of(value.value) for value in norm.values):
+            lines.append(f"  {source} -> ln{n};")
+        for value in norm.values:
+            node[value.symbol] = f"ln{n}"
+        node[norm.rho] = f"ln{n}"
+    return {sym for norm in norms for sym in (norm.mean, norm.variance)}
 
 
 #: An equation of at most this many operations is drawn operation by operation
