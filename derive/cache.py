@@ -101,9 +101,8 @@ def _toolchain() -> str:
 
 
 def _key(spec) -> str:
-    return hashlib.sha256(f"{spec.fingerprint()}\0{_toolchain()}".encode()).hexdigest()[
-        :20
-    ]
+    digest = hashlib.sha256(f"{spec.fingerprint()}\0{_toolchain()}".encode())
+    return digest.hexdigest()[:20]
 
 
 def build(declaration, *, cache: str | os.PathLike | None = None) -> types.ModuleType:
@@ -143,10 +142,8 @@ def _write(folder: Path, spec) -> None:
         write_tree(files, temporary)
         try:
             temporary.rename(folder)
-        except OSError:
-            if not (
-                folder / f"{spec.name}.py"
-            ).is_file():  # not another builder's, first
+        except OSError:  # another builder's rename came first: theirs is whole
+            if not (folder / f"{spec.name}.py").is_file():
                 raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
