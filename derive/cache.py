@@ -56,6 +56,11 @@ def cache_dir() -> Path:
     return Path(base) / "gatesmith" / "cells"
 
 
+def _root(cache) -> Path:
+    """The folder ``cache`` names, else :func:`cache_dir`."""
+    return Path(cache).expanduser() if cache is not None else cache_dir()
+
+
 def _declaration(caller, declaration):
     """The :class:`CellSpec` of ``declaration`` (a declaring function, or a spec)."""
     from .registry import declare
@@ -119,8 +124,7 @@ def build(declaration, *, cache: str | os.PathLike | None = None) -> types.Modul
     name = f"{PACKAGE_PREFIX}{key}.{spec.name}"
     module = sys.modules.get(name)
     if module is None:
-        root = Path(cache).expanduser() if cache is not None else cache_dir()
-        folder = root / key
+        folder = _root(cache) / key
         if not (folder / f"{spec.name}.py").is_file():
             _write(folder, spec)
         module = _import(folder, f"{PACKAGE_PREFIX}{key}", spec.name)
@@ -174,8 +178,7 @@ def load(name: str, cache: str | os.PathLike | None = None) -> types.ModuleType 
         return None
     if name in sys.modules:
         return sys.modules[name]
-    root = Path(cache).expanduser() if cache is not None else cache_dir()
-    folder = root / package.removeprefix(PACKAGE_PREFIX)
+    folder = _root(cache) / package.removeprefix(PACKAGE_PREFIX)
     if not (folder / f"{variant}.py").is_file():
         return None
     return _import(folder, package, variant)

@@ -149,10 +149,10 @@ def dot_source(spec: CellSpec) -> str:
 
         expr = abbreviate(eq.expr, norms)  # through the normalised values
         if eq.role != "mean" and operations(expr) <= DRAWN_OPERATIONS:
-            # every operation a node: the picture is the equation, ⊙ and 1 - z included
-            if eq.role == "state" and not expr.is_Symbol:  # the state's own operation
-                expr = sympy.Function("_drawn")(expr)
-            inputs = _operands(expr, source_of, lines, f"{target}_")
+            # every operation a node: the picture is the equation, ⊙ and 1 - z included;
+            # a state's own operation too (its node shows only its name)
+            drawn = (expr,) if eq.role == "state" else _arguments(expr)
+            inputs = _operands(drawn, source_of, lines, f"{target}_")
         else:  # a long equation: one node, fed by what it reads
             inputs = [source_of(sym) for sym in sorted(expr.free_symbols,
                                                        key=sympy.default_sort_key)]  # fmt: skip
@@ -180,19 +180,18 @@ def _layer_norm_nodes(norms, source_of, node, lines) -> set:
 DRAWN_OPERATIONS = 14
 
 
-def _operands(expr, source_of, lines, prefix) -> list[str | None]:
-    """The nodes that feed ``expr``'s own operation: a symbol's node, or a node added (to
-    ``lines``, named from ``prefix``) for each operation inside it; numbers feed nothing."""
+def _operands(args, source_of, lines, prefix) -> list[str | None]:
+    """The nodes that feed an operation reading ``args``: a symbol's node, or a node added (to
+    ``lines``, named from ``prefix``) for each operation among them; numbers feed nothing."""
     found = []
-    for n, arg in enumerate(_arguments(expr)):
+    for n, arg in enumerate(args):
         if arg.is_Symbol:
             found.append(source_of(arg))
         elif not arg.is_Number:
             name, inner = f"{prefix}{n}", []
-            sources = [s for s in _operands(arg, source_of, inner, f"{name}_") if s]
-            if (
-                not sources
-            ):  # of parameters alone (a bias, -β): not part of the data flow
+            sources = _operands(_arguments(arg), source_of, inner, f"{name}_")
+            sources = [s for s in sources if s]
+            if not sources:  # of parameters alone (a bias, -β): not in the data flow
                 continue
             lines.append(f'  {name} [label="{_html(_node_label(arg))}", shape=circle, '
                          "width=0.3, margin=0.02];")  # fmt: skip
@@ -204,10 +203,8 @@ def _operands(expr, source_of, lines, prefix) -> list[str | None]:
 
 def _arguments(expr) -> tuple:
     """What ``expr``'s drawn operation reads: ``1 - z`` reads ``z``, ``-a`` reads ``a``."""
-    if type(expr).__name__ == "_drawn":  # a state: its expression, drawn as a node
-        return expr.args
-    if _one_minus(expr) is not None:
-        return (_one_minus(expr),)
+    if (z := _one_minus(expr)) is not None:
+        return (z,)
     if expr.is_Mul and expr.args[0] == -1:
         return (sympy.Mul(*expr.args[1:]),)
     if expr.is_Pow:

@@ -81,7 +81,7 @@ class DerivationPrinter(LatexPrinter):
         return super().doprint(self.abbreviate(expr))
 
     def unabbreviated(self, expr) -> str:
-        """``expr`` printed without :attr:`abbreviations` (their definitions)."""
+        """``expr`` printed without the layer-norm names (what defines them)."""
         return super().doprint(expr)
 
     def abbreviate(self, expr):
@@ -488,9 +488,7 @@ class _Builder:
                 self.block[sym] = (w, b)
         self.names = names
         self.printer = DerivationPrinter(names, rank)
-        #: ``(ẑ, (v - μ) ρ, the variance, its size)`` of each normalised value
-        self.normalised_rows: list[tuple] = []
-        self.scales = self._scales()
+        self.norms = self._name_layer_norms()
         for sym, value in self.value.items():
             names[sym.name] = self.printer.doprint(value)
             if value.is_Add:
@@ -498,13 +496,11 @@ class _Builder:
             names[adjoint_symbol(sym).name] = r"\delta " + names[sym.name]
             names[external_symbol(sym).name] = r"\hat{\delta} " + names[sym.name]
 
-    def _scales(self) -> dict[sympy.Symbol, sympy.Expr]:
+    def _name_layer_norms(self) -> tuple[LayerNorm, ...]:
         """The cell's layer norms, their scale ``(ε + σ²)^(-1/2)`` named ``ρ`` and their
         normalised values ``ẑ`` (``\\hat{z}`` of a projection block, ``\\hat{c}_t`` of a
-        value), so that the equations stay short: ``ρ`` -> what it stands for."""
+        value), so that the equations stay short."""
         norms = layer_norms(self.spec)
-        sizes = {**{sym: d.block_size for d in self.spec.denses for sym in d.symbols},
-                 **{eq.target: eq.size for eq in self.spec.equations}}  # fmt: skip
         for norm in norms:
             latex = self.name(norm.variance)
             self.names[norm.rho.name] = (
@@ -524,10 +520,8 @@ class _Builder:
                 self.printer.forms[value.deviation] = (
                     value.deviation.xreplace(self.value),
                 )
-                self.normalised_rows.append((value.symbol, value.deviation * norm.rho,
-                                             norm.variance, sizes[value.value]))  # fmt: skip
         self.printer.norms = norms
-        return {norm.rho: norm.scale for norm in norms}
+        return norms
 
     def latex(self, expr) -> str:
         return self.printer.doprint(expr)
@@ -602,16 +596,8 @@ class _Builder:
                              ("math", self.name(deviation)),
                              ("text", ": the biased variance"))  # fmt: skip
                 rows.append(Row(self.name(eq.target), "1", "mean", units))
-                for rho, power in self.scales.items():
-                    if power.base.has(eq.target):
-                        rows.append(Row(self.name(rho), "1", "abbreviation", (
-                            ("text", "one number per batch row: "),
-                            ("math", self.printer.unabbreviated(power)),
-                        )))  # fmt: skip
-                for z, value, variance, size in self.normalised_rows:
-                    if variance == eq.target:
-                        rows.append(Row(self.name(z), size, "normalised",
-                                        (("math", self.printer.unabbreviated(value)),)))  # fmt: skip
+                for norm in (n for n in self.norms if n.variance == eq.target):
+                    rows += self._layer_norm_rows(norm)
                 continue
             if eq.role == "pre":
                 pieces = (("text", "pre-activation of "), ("math", self.name(eq.owner)))
@@ -625,6 +611,20 @@ class _Builder:
                 pieces = (("text", "the output; "), *pieces)
             rows.append(Row(self.name(eq.target), eq.size, "intermediate", pieces))
         return tuple(rows)
+
+    def _layer_norm_rows(self, norm: LayerNorm) -> list[Row]:
+        """The notation's rows for a layer norm's scale ``ρ`` and its normalised values."""
+        sizes = {**{sym: d.block_size for d in self.spec.denses for sym in d.symbols},
+                 **{eq.target: eq.size for eq in self.spec.equations}}  # fmt: skip
+        rows = [Row(self.name(norm.rho), "1", "abbreviation", (
+            ("text", "one number per batch row: "),
+            ("math", self.printer.unabbreviated(norm.scale)),
+        ))]  # fmt: skip
+        for value in norm.values:
+            definition = self.printer.unabbreviated(value.deviation * norm.rho)
+            rows.append(Row(self.name(value.symbol), sizes[value.value], "normalised",
+                            (("math", definition),)))  # fmt: skip
+        return rows
 
     def _role_of(self, value) -> tuple[tuple[str, str], ...]:
         """What a named value is for, from where the step reads it."""
@@ -1098,14 +1098,10 @@ class _Builder:
         adjoint of what reads it), ``δv = ρ (δẑ - mean(δẑ) - ẑ mean(δẑ ẑ))``, the means over
         the units of the row."""
         out = []
-        by_variance: dict[sympy.Symbol, list] = {}
-        for z, _, variance, _ in self.normalised_rows:
-            by_variance.setdefault(variance, []).append(z)
-        for variance, zs in by_variance.items():
-            eq = next(e for e in self.spec.means if e.target == variance)
-            mean = next(m.target for m in self.spec.means
-                        if m.target != variance and eq.expr.has(m.target))  # fmt: skip
-            rho = next(r for r, p in self.scales.items() if p.base.has(variance))
+        for norm in self.norms:
+            eq = next(e for e in self.spec.means if e.target == norm.variance)
+            mean, variance, rho = norm.mean, norm.variance, norm.rho
+            zs = [value.symbol for value in norm.values]
             count = self.name(eq.count * size_symbol(eq.size))
             zhat = r"\hat{z}"
             bar = rf"\frac{{1}}{{{count}}} \sum_j"
