@@ -316,6 +316,8 @@ def test_diagram_has_every_value_and_edge_of_the_step(variant):
     assert source.count("[label=") == nodes + len(drawn)
     assert source.count('label="layer norm"') == len(norms)
     edges = re.findall(r"^  (\S+) -> (\S+);$", source, re.MULTILINE)
+    for state in re.findall(r"^  (\S+) \[label=<[^>]*>, shape=doublecircle\];$", source, re.M):
+        assert any(b == state for _, b in edges), state  # a new state is computed from something
     for name, _ in drawn:  # each operation feeds one node and is fed by what it reads
         assert [b for a, b in edges if a == name] and len([b for a, b in edges if a == name]) == 1
         assert [a for a, b in edges if b == name], name
