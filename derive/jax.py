@@ -21,7 +21,7 @@ import numpy as np
 
 from .runtime.layers import check_layer, load_cell, param_sizes, with_biases
 
-__all__ = ["recurrent"]
+__all__ = ["init_params", "recurrent"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -112,6 +112,16 @@ def _function(name):
 
     function.defvjp(forward, backward)
     return function
+
+
+def init_params(variant, input_size, hidden_size, *, dtype=np.float32, seed=0, **sizes):
+    """One layer's parameters of ``variant`` (a name, a generated module or a declaration) as
+    JAX arrays, each started as the cell's declaration says (the generated ``init_params``:
+    PyTorch's U(-1/sqrt(H), 1/sqrt(H)) unless declared otherwise), reproducibly from
+    ``seed``; ``sizes`` are the cell's other sizes (``proj_size=``)."""
+    cell = load_cell("init_params", variant)
+    params = cell.init_params(input_size, hidden_size, **sizes, dtype=dtype, seed=seed)
+    return {name: jnp.asarray(value) for name, value in params.items()}
 
 
 def _check(caller, argument, value, dtype=None):

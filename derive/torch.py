@@ -870,10 +870,20 @@ class Recurrent(_Layers, nn.RNNBase):
         }
 
     def reset_parameters(self):
-        """Every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as ``nn.LSTM``."""
+        """Each parameter as the cell's declaration says it starts (``PARAM_INIT``: a layer
+        norm's gains at 1, a chrono or orthogonal rule, ...), drawn from torch's generator; the
+        others from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as ``nn.LSTM``'s."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        interface = self.cell._interface
+        for key in self._flat_weights_names:
+            weight, name = getattr(self, key), key.rsplit("_l", 1)[0]
+            if name not in self.cell.PARAM_INIT:
+                nn.init.uniform_(weight, -bound, bound)
+                continue
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+            value = interface.initial(name, tuple(weight.shape), self.hidden_size, rng)
+            with torch.no_grad():
+                weight.copy_(torch.from_numpy(value))
 
     def flatten_parameters(self):
         """Nothing to do (the kernels read each parameter where it lies); kept so that code

@@ -50,7 +50,7 @@ def test_a_scalar_is_a_zero_dimensional_parameter():
     assert shapes["nu"] == () and shapes["weight_ih"] == (4, 3)
     params = cell.init_params(input_size=3, hidden_size=4, dtype=np.float64)
     assert isinstance(params["zeta"], np.ndarray) and params["zeta"].shape == ()
-    assert abs(float(params["zeta"])) <= 0.5  # U(-1/sqrt(H), 1/sqrt(H))
+    assert float(params["zeta"]) == 1.0  # where the authors' library starts it
 
 
 def test_its_gradient_is_zero_dimensional_and_sums_over_units():

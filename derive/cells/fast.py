@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..registry import register
 from ..symbolic.activations import sigmoid, tanh
 from ..symbolic.declare import Cell, CellSpec
+from ..symbolic.init import constant
 
 _CITATION = (
     "Kusupati, Singh, Bhatia, Kumar, Jain and Varma 2018, FastGRNN: a fast, accurate, stable "
@@ -17,6 +18,8 @@ _SHARED_SCALARS = (
     "logits, one number each shared by every unit (zero-dimensional arrays), and the step reads "
     "their sigmoids."
 )
+#: Where the scalars start: the defaults of the authors' EdgeML library.
+_EDGEML = "Kusupati et al. 2018, as their EdgeML library starts it"
 
 
 def _cell(name: str, title: str, description: str, weights: str):
@@ -39,8 +42,9 @@ def fastrnn() -> CellSpec:
         "tanh, the one the paper's experiments use.",
     )
     b = cell.vector("bias", latex="b")
-    alpha = cell.scalar("alpha", latex=r"\alpha")
-    beta = cell.scalar("beta", latex=r"\beta")
+    # sigmoid(-3) = 0.05 of the candidate, sigmoid(3) = 0.95 of the previous state
+    alpha = cell.scalar("alpha", latex=r"\alpha", init=constant(-3.0, _EDGEML))
+    beta = cell.scalar("beta", latex=r"\beta", init=constant(3.0, _EDGEML))
     n = cell.let("n", tanh(pre + b), latex=r"\tilde{h}")
     cell.update(h, sigmoid(alpha) * n + sigmoid(beta) * h.prev)
     return cell.build()
@@ -58,8 +62,8 @@ def fastgrnn() -> CellSpec:
     )
     b_z = cell.vector("bias_z", latex="b_{z}")
     b_h = cell.vector("bias_h", latex="b_{h}")
-    zeta = cell.scalar("zeta", latex=r"\zeta")
-    nu = cell.scalar("nu", latex=r"\nu")
+    zeta = cell.scalar("zeta", latex=r"\zeta", init=constant(1.0, _EDGEML))
+    nu = cell.scalar("nu", latex=r"\nu", init=constant(-4.0, _EDGEML))
     z = cell.gate("z", sigmoid(pre + b_z))
     n = cell.let("n", tanh(pre + b_h), latex=r"\tilde{h}")
     cell.update(h, (sigmoid(zeta) * (1 - z) + sigmoid(nu)) * n + z * h.prev)

@@ -13,8 +13,8 @@ _EPS = (
     "one, the mean of the squared deviations from the mean, as nn.LayerNorm computes it."
 )
 _INIT = (
-    "init_params draws every parameter from U(-1/sqrt(H), 1/sqrt(H)), the gains included; "
-    "nn.LayerNorm starts its gains at 1 and its biases at 0."
+    "The layer norms' gains start at 1 and their biases at 0, as nn.LayerNorm's; the other "
+    "parameters from U(-1/sqrt(H), 1/sqrt(H)), as nn.LSTM's."
 )
 
 

@@ -26,6 +26,7 @@ from ..symbolic.activations import FUNCTIONS, descriptor
 from ..symbolic.adjoint import adjoint_symbol, derive_adjoint, external_symbol
 from ..symbolic.declare import CellSpec, Dense, Param, size_symbol
 from ..symbolic.flow import Chain, FlowTooLargeError, Path, chains, jacobians, verdict
+from ..symbolic.init import Init
 from ..symbolic.norms import LayerNorm, abbreviate, layer_norms
 
 __all__ = [
@@ -335,6 +336,51 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class Start:
+    """A row of the initialisation table: a parameter (or a block of one), how it starts
+    (pieces, as in :attr:`Row.meaning`) and the source that recommends it (free text)."""
+
+    symbol: str
+    rule: tuple[tuple[str, str], ...]
+    citation: str
+
+
+def _rule_pieces(rule: Init) -> tuple[tuple[str, str], ...]:
+    """How ``rule`` reads in the documents."""
+    value = rule.value
+    if rule.kind == "uniform":
+        bound = r"1/\sqrt{H}" if value is None else f"{value:g}"
+        return (("math", rf"\sim U(-{bound},\ {bound})"),)
+    if rule.kind == "constant":
+        return (("math", f"= {value:g}"),)
+    if rule.kind == "identity":
+        return (("math", "= I" if value == 1 else rf"= {value:g}\,I"),)
+    if rule.kind == "orthogonal":
+        scale = "" if value == 1 else f", times {value:g}"
+        return (("text", "orthogonal (Q of a Gaussian matrix's QR)" + scale),)
+    sign = "-" if rule.sign < 0 else ""
+    return (("math", rf"= {sign}\log u,\ u \sim U(1,\ {value - 1:g})"),
+            ("text", " per unit, u shared by the parameter's chrono blocks"))  # fmt: skip
+
+
+def initialisation(spec: CellSpec) -> tuple[Start, ...]:
+    """How the parameters start: a parameter whose blocks start alike named whole, else each
+    block; those that start by the same rule in one row, in the order declared."""
+    named: dict[Init, list[str]] = {}
+    for param in spec.params:
+        rules = param.rules
+        if len(set(rules)) == 1:
+            named.setdefault(rules[0], []).append(param_latex(param))
+            continue
+        for name, rule in zip(block_latex(param), rules, strict=True):
+            named.setdefault(rule, []).append(name)
+    return tuple(
+        Start(",\\ ".join(names), _rule_pieces(rule), rule.citation)
+        for rule, names in named.items()
+    )
+
+
+@dataclass(frozen=True)
 class Document:
     """Everything a derivation template needs; mathematics printed, free text raw."""
 
@@ -367,6 +413,8 @@ class Document:
     measured: str = ""
     #: each layer norm's statements read together: the compact backward (pieces, formula)
     reductions: tuple[tuple[tuple[tuple[str, str], ...], MathLine], ...] = ()
+    #: how each parameter starts
+    starts: tuple[Start, ...] = ()
 
     @property
     def saved_groups(self) -> tuple[tuple[tuple[str, ...], str, tuple], ...]:
@@ -1202,6 +1250,7 @@ def document(plan: KernelPlan) -> Document:
         reductions=build.reductions(),
         flow_notes=build.flow_notes(bool(plan.spec.means)),
         measured=MEASURED_PLOT if plan.spec.name in MEASURED_CELLS else "",
+        starts=initialisation(plan.spec),
     )
 
 

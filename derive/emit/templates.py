@@ -358,6 +358,20 @@ def _tuple(items, name: str, quote: bool = True) -> str:
     return bracket(items, f"{name} = (", ")", hug=False)
 
 
+def _init_entry(param) -> str:
+    """``"name": rules,`` of ``PARAM_INIT``: one ``(kind, value, sign)`` per block, repeated
+    where every block starts alike."""
+    rules = [f'("{r.kind}", {r.value!r}, {r.sign})' for r in param.init]
+    head = f'    "{param.name}": '
+    if len(set(rules)) == 1:
+        return (
+            f"{head}({rules[0]},) * {len(rules)},"
+            if len(rules) > 1
+            else f"{head}({rules[0]},),"
+        )
+    return bracket(rules, f"{head}(", "),", 4, hug=False)
+
+
 def _size_name(size: str | None) -> str:
     """A size in a module constant: its name, or None where a width counts columns."""
     return "None" if size is None else f'"{size}"'
@@ -438,6 +452,7 @@ def render_kernel(plan: KernelPlan) -> str:
         output_skip=int(plan.output.role == ArrayRole.SEQUENCE),
         param_shapes=param_shapes,
         param_blocks=param_blocks,
+        param_init=[_init_entry(p) for p in spec.params if p.init],
         constraints=_tuple(constraints, "SIZE_CONSTRAINTS", quote=False),
         saved_per_step=_tuple(saved, "SAVED_PER_STEP", quote=False),
         saved_text=saved_text,

@@ -31,11 +31,12 @@ import re
 import sys
 import unicodedata
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy
 
 from .activations import FUNCTIONS, GATE_ACTIVATIONS, descriptor, relu, tanh
+from .init import APPLIES_TO, Init, ones, zeros
 
 __all__ = [
     "Cell",
@@ -60,7 +61,7 @@ RESERVED = frozenset({
     "seq_x", "lengths", "d_seq_y", "x", "params", "initial_states", "dys", "d_final_states",
     "tape", "dtype", "seed", "np", "numba", "njit", "llvmlite", "ir", "binding", "cgutils",
     "types", "intrinsic", "overload", "math", "os", "sys", "CACHE", "CellInterface", "VARIANT",
-    "STATES", "PARAMS", "OUTPUT", "HYPERS", "hypers", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS",
+    "STATES", "PARAMS", "OUTPUT", "HYPERS", "hypers", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS", "PARAM_INIT",
     "SIZE_CONSTRAINTS", "SAVED_PER_STEP", "forward", "backward", "forward_kernel",
     "backward_kernel", "init_params", "param_shapes", "saved_bytes_per_step",
 }) | frozenset(dir(builtins))  # fmt: skip
@@ -133,6 +134,14 @@ class Param:
         None  # as declared; the LaTeX emitter names what is not declared
     )
     where: str = field(default="", compare=False)
+    #: how each block starts (:mod:`derive.symbolic.init`), one rule per block; empty: every
+    #: block from PyTorch's U(-1/sqrt(H), 1/sqrt(H))
+    init: tuple[Init, ...] = ()
+
+    @property
+    def rules(self) -> tuple[Init, ...]:
+        """Each block's rule, the default where none is declared."""
+        return self.init or (Init("uniform"),) * len(self.blocks)
 
     def shape(self, sizes: dict[str, int]) -> tuple[int, ...]:
         return tuple(mult * sizes[size] for mult, size in self.shape_formula())
@@ -402,6 +411,9 @@ class CellSpec:
             self.input_latex, repr(self.constraints),
             repr(tuple((r.text, sympy.srepr(r.lhs), sympy.srepr(r.rhs)) for r in self.relations)),
             *([repr(tuple((h.name, h.default, h.latex) for h in self.hypers))] if self.hypers else []),
+            *([repr(tuple((p.name, tuple((*r.data, r.citation) for r in p.init))
+                          for p in self.params if p.init))]
+              if any(p.init for p in self.params) else []),
         ]  # fmt: skip
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
@@ -502,29 +514,31 @@ class Cell:
         return sympy.Symbol(name)
 
     def weight(self, name: str, blocks: str, cols: str, block_size: str = "H",
-               latex: str | None = None) -> Param:  # fmt: skip
+               latex: str | None = None, init=None) -> Param:  # fmt: skip
         """A weight matrix of ``len(blocks)`` row blocks of ``block_size`` rows and ``cols`` columns.
 
         ``latex`` names it in the derivation; a ``\\cdot`` in it marks where a block's name goes
-        (``W_{h\\cdot}``: blocks ``W_{hi}``, ``W_{hf}``, ...)."""
-        return self._param(name, "weight", blocks, block_size, cols, latex)
+        (``W_{h\\cdot}``: blocks ``W_{hi}``, ``W_{hf}``, ...). ``init`` says how it starts: a
+        rule of :mod:`derive.symbolic.init` for every block, or a dict block -> rule (the
+        others PyTorch's default); :meth:`init` says it later."""
+        return self._param(name, "weight", blocks, block_size, cols, latex, init)
 
-    def bias(
-        self, name: str, blocks: str, block_size: str = "H", latex: str | None = None
-    ) -> Param:
-        """A bias vector of ``len(blocks)`` blocks of ``block_size``."""
-        return self._param(name, "bias", blocks, block_size, None, latex)
+    def bias(self, name: str, blocks: str, block_size: str = "H", latex: str | None = None,
+             init=None) -> Param:  # fmt: skip
+        """A bias vector of ``len(blocks)`` blocks of ``block_size``; ``init`` as
+        :meth:`weight`'s."""
+        return self._param(name, "bias", blocks, block_size, None, latex, init)
 
     def vector(self, name: str, size: str = "H", latex: str | None = None,
-               blocks: str | None = None) -> sympy.Symbol | VectorBlocks:  # fmt: skip
+               blocks: str | None = None, init=None) -> sympy.Symbol | VectorBlocks:  # fmt: skip
         """A per-unit parameter (a diagonal matrix, such as a peephole); returns its scalar symbol.
 
         With ``blocks`` (``"i f o"``) it is one array of ``len(blocks)`` blocks of ``size``, such
         as peepholes stored as one ``(3 H,)`` tensor; ``p.i`` reads block ``i``."""
         if blocks is None:
-            return self._param(name, "vector", name, size, None, latex).symbol
+            return self._param(name, "vector", name, size, None, latex, init).symbol
         where = _caller()
-        param = self._param(name, "vector", blocks, size, None, latex)
+        param = self._param(name, "vector", blocks, size, None, latex, init)
         for sym in param.symbols:
             _check_name(sym.name, "vector block", where)
             if (
@@ -539,10 +553,10 @@ class Cell:
         self._taken.update(sym.name for sym in param.symbols)
         return VectorBlocks(param)
 
-    def scalar(self, name: str, latex: str | None = None) -> sympy.Symbol:
+    def scalar(self, name: str, latex: str | None = None, init=None) -> sympy.Symbol:
         """A learned number shared by every unit (FastRNN's alpha); returns its symbol. It is a
         zero-dimensional array, and its gradient sums over units, rows and steps."""
-        return self._param(name, "scalar", name, None, None, latex).symbol
+        return self._param(name, "scalar", name, None, None, latex, init).symbol
 
     def pytorch_params(
         self, gates: str, recurrent: str = "H"
@@ -557,7 +571,7 @@ class Cell:
             self.bias("bias_hh", gates, latex=r"b_{h\cdot}"),
         )
 
-    def _param(self, name, kind, blocks, block_size, cols, latex) -> Param:
+    def _param(self, name, kind, blocks, block_size, cols, latex, init=None) -> Param:
         where = _caller()
         _check_name(name, "parameter", where)
         if name in self._params:
@@ -586,8 +600,42 @@ class Cell:
         param = Param(
             name, kind, block_names, block_size, cols, _check_latex(latex, where), where
         )
+        if init is not None:
+            param = _with_init(param, init, None, where)
         self._params[name] = param
         return param
+
+    def init(self, param, rule, blocks: str | None = None) -> None:
+        """Say how ``param`` starts: ``rule`` (:mod:`derive.symbolic.init`) for its ``blocks``
+        (``"f"``; default all). ``param`` is what :meth:`weight`, :meth:`bias`,
+        :meth:`vector` or :meth:`scalar` returned::
+
+            cell.init(b_hh, constant(1.0), blocks="f")      # Jozefowicz et al. 2015
+            cell.init(b_ih, chrono(50), blocks="f")
+            cell.init(b_ih, chrono(50, negate=True), blocks="i")
+            cell.init(W_hh, orthogonal())
+        """
+        where = _caller()
+        found = self._declared_param(param)
+        if found is None:
+            raise DeclarationError(
+                f"{where}: init() takes a parameter declared by cell.weight, cell.bias, "
+                f"cell.vector or cell.scalar; got {param!r}."
+            )
+        self._params[found.name] = _with_init(found, rule, blocks, where)
+
+    def _declared_param(self, given) -> Param | None:
+        """The declared parameter ``given`` stands for: a :class:`Param`, a blocked vector or
+        the symbol of a vector or scalar."""
+        if isinstance(given, VectorBlocks):
+            given = given.param
+        name = getattr(given, "name", None)
+        found = self._params.get(name) if isinstance(name, str) else None
+        if found is None or (isinstance(given, Param) and given.blocks != found.blocks):
+            return None
+        if isinstance(given, sympy.Symbol) and found.symbols != (given,):
+            return None
+        return found
 
     # -- the step -----------------------------------------------------------------------------
 
@@ -774,6 +822,11 @@ class Cell:
         values = list(values) if isinstance(values, (list, tuple)) else [values]
         gains, biases = (_per_value(what, given, len(values), where)
                          for what, given in (("gain", gain), ("bias", bias)))  # fmt: skip
+        for given, start in ((gain, ones), (bias, zeros)):
+            param = None if given is None else self._declared_param(given)
+            if param is not None and not param.init:  # the layer norm's own start
+                rule = start(_LAYER_NORM_INIT)
+                self._params[param.name] = _with_init(param, rule, None, where)
         mean = self.mean(f"{name}_mean", values, latex=sub and rf"\mu_{{{sub}}}")
         var = self.mean(f"{name}_var", [(v - mean) ** 2 for v in values],
                         latex=sub and rf"\sigma^2_{{{sub}}}")  # fmt: skip
@@ -847,6 +900,43 @@ class Cell:
         _check_usage(spec, self._where)
         _check_relations(spec)
         return spec
+
+
+def _with_init(param: Param, rule, blocks: str | None, where: str) -> Param:
+    """``param`` with ``rule`` (one :class:`~derive.symbolic.init.Init`, for ``blocks`` or
+    all, or a dict block -> rule) replacing its blocks' rules."""
+    if isinstance(rule, dict) and blocks is None:
+        items = list(rule.items())
+    else:
+        chosen = param.blocks if blocks is None else tuple(str(blocks).split())
+        items = [(block, rule) for block in chosen]
+    rules = dict(zip(param.blocks, param.rules, strict=True))
+    for block, given in items:
+        if block not in rules:
+            raise DeclarationError(
+                f"{where}: parameter {param.name!r} has the blocks {param.blocks}; no block "
+                f"{block!r} to initialise."
+            )
+        if not isinstance(given, Init):
+            raise DeclarationError(
+                f"{where}: the initialisation of {param.name!r} must be a rule of "
+                "derive.symbolic.init (uniform, constant, zeros, ones, orthogonal, identity, "
+                f"chrono), or a dict block -> rule; got {given!r}."
+            )
+        if param.kind not in APPLIES_TO[given.kind]:
+            fits = [k for k, kinds in APPLIES_TO.items() if param.kind in kinds]
+            raise DeclarationError(
+                f"{where}: {given.kind} initialisation applies to a {' or '.join(APPLIES_TO[given.kind])}; "
+                f"{param.name!r} is a {param.kind}: choose one of {fits}."
+            )
+        rules[block] = given
+    if all(r == Init("uniform") for r in rules.values()):
+        return replace(param, init=())
+    return replace(param, init=tuple(rules[b] for b in param.blocks))
+
+
+#: Why a layer norm's gain starts at 1 and its bias at 0.
+_LAYER_NORM_INIT = "Ba, Kiros and Hinton 2016; torch.nn.LayerNorm starts its gains at 1 and its biases at 0"
 
 
 def _per_value(what: str, given, count: int, where: str) -> tuple:

@@ -80,9 +80,15 @@ class Problem:
         self.dtype = dtype
         self.hypers = dict(hypers or {})  # hyperparameters other than the defaults
         sizes = sizes_for(cell, **size_overrides)
-        params = cell.init_params(**sizes, dtype=dtype, seed=seed + 1)
-        # larger weights than the default init, so that every nonlinearity is exercised
-        self.params = {k: np.asarray(v * 2, dtype) for k, v in params.items()}
+        # every parameter random, whatever the declaration starts it at (a layer norm's gain
+        # of 1 would hide a mistake in its blocks), and larger than PyTorch's default start,
+        # so that every nonlinearity is exercised
+        bound = 2 / np.sqrt(sizes["hidden_size"])
+        draw = np.random.default_rng(seed + 1)
+        self.params = {
+            name: np.asarray(draw.uniform(-bound, bound, shape), dtype)
+            for name, shape in cell.param_shapes(**sizes).items()
+        }
         by_name = {name: sizes[argument] for name, argument in cell.SIZES.items()}
         self.x = rng.standard_normal((steps, batch, by_name["I"])).astype(dtype)
         self.states = tuple(
