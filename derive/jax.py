@@ -46,11 +46,15 @@ def _host_arguments(cell, x, lengths, params, hypers):
 
 @functools.cache
 def _function(name):
-    """The ``custom_vjp`` function ``(x, lengths, states, params, hypers) -> (ys, finals)``
-    of the generated module ``name``, ``hypers`` an array in ``HYPERS`` order: values passed
-    in, so that a new value makes no new function (nor a new trace under ``jit``)."""
+    """The ``custom_vjp`` function ``(x, lengths, states, params, hypers, masks) -> (ys,
+    finals)`` of the generated module ``name``, ``hypers`` an array in ``HYPERS`` order:
+    values passed in, so that a new value makes no new function (nor a new trace under
+    ``jit``); ``masks`` a tuple in ``MASKS`` order."""
     cell = sys.modules[name]
     interface = cell._interface
+
+    def host_masks(masks):
+        return dict(zip(cell.MASKS, map(_host, masks), strict=True)) or None
 
     def shapes(x, states, params):
         steps, batch, size = x.shape
@@ -65,38 +69,42 @@ def _function(name):
         )
         return primal, saved
 
-    def host_forward(x, lengths, states, params, hypers):
+    def host_forward(x, lengths, states, params, hypers, masks):
         x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
         states = tuple(map(_host, states))
-        ys, finals, tape = interface.forward(x, states, arrays, lengths, given)
+        ys, finals, tape = interface.forward(
+            x, states, arrays, lengths, given, host_masks(masks)
+        )
         return (ys, finals), interface.saved_arrays(tape)
 
-    def host_backward(x, lengths, params, hypers, saved, dys, d_finals):
+    def host_backward(x, lengths, params, hypers, masks, saved, dys, d_finals):
         x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
         saved = [_host(s) for s in saved]
-        tape = interface.restore_tape(x, arrays, lengths, saved, given)
+        tape = interface.restore_tape(
+            x, arrays, lengths, saved, given, host_masks(masks)
+        )
         dx, d_initial, d_params = cell.backward(
             _host(dys), tuple(map(_host, d_finals)), tape
         )
         return dx, d_initial, tuple(d_params[n] for n in cell.PARAMS)
 
-    def run(x, lengths, states, params, hypers):
+    def run(x, lengths, states, params, hypers, masks):
         primal, saved = shapes(x, states, params)
         return jax.pure_callback(
-            host_forward, (primal, saved), x, lengths, states, params, hypers,
+            host_forward, (primal, saved), x, lengths, states, params, hypers, masks,
             vmap_method="sequential",
         )  # fmt: skip
 
     @jax.custom_vjp
-    def function(x, lengths, states, params, hypers):
-        return run(x, lengths, states, params, hypers)[0]
+    def function(x, lengths, states, params, hypers, masks):
+        return run(x, lengths, states, params, hypers, masks)[0]
 
-    def forward(x, lengths, states, params, hypers):
-        primal, saved = run(x, lengths, states, params, hypers)
-        return primal, (x, lengths, params, hypers, saved)
+    def forward(x, lengths, states, params, hypers, masks):
+        primal, saved = run(x, lengths, states, params, hypers, masks)
+        return primal, (x, lengths, params, hypers, masks, saved)
 
     def backward(residuals, cotangents):
-        x, lengths, params, hypers, saved = residuals
+        x, lengths, params, hypers, masks, saved = residuals
         dys, d_finals = cotangents
         result = (
             _struct(x.shape, x.dtype),
@@ -104,11 +112,12 @@ def _function(name):
             tuple(_struct(p.shape, p.dtype) for p in params),
         )
         dx, d_initial, d_params = jax.pure_callback(
-            host_backward, result, x, lengths, params, hypers, saved, dys, d_finals,
+            host_backward, result, x, lengths, params, hypers, masks, saved, dys, d_finals,
             vmap_method="sequential",
         )  # fmt: skip
         no_gradient = np.zeros(lengths.shape, dtype=jax.dtypes.float0)
-        return dx, no_gradient, d_initial, d_params, jnp.zeros_like(hypers)  # constants
+        constants = jnp.zeros_like(hypers), tuple(jnp.zeros_like(m) for m in masks)
+        return dx, no_gradient, d_initial, d_params, *constants
 
     function.defvjp(forward, backward)
     return function
@@ -138,7 +147,8 @@ def _check(caller, argument, value, dtype=None):
     return array
 
 
-def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None):
+def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None,
+              masks=None):  # fmt: skip
     """Run one layer of ``variant`` over ``x`` ``(T, B, I)``, differentiably.
 
     ``variant`` is a generated variant's name or a generated cell module; ``params`` maps the
@@ -149,7 +159,9 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     past a row's length) and the tuple of final states (each row's state at its length).
     ``hypers`` maps hyperparameters to the values that replace their defaults: Python
     numbers, checked in the dtype of ``x`` and passed to the kernels as values (a new value
-    is no new trace).
+    is no new trace). ``masks`` maps each of a cell's ``MASKS`` (zoneout, recurrent dropout)
+    to its array, ``(T, B, size)`` drawn per step and ``(B, size)`` per sequence; no gradient
+    reaches it.
     """
     caller = "recurrent"
     cell = load_cell(caller, variant)
@@ -184,9 +196,41 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
         )
     lengths = _lengths(caller, lengths, steps, batch)
     values = cell._interface.check_hypers(caller, hypers, np.dtype(x.dtype))
+    drawn = _masks(caller, cell, masks, x, sizes)
     return _function(cell.__name__)(
-        x, lengths, states, arrays, jnp.asarray(np.array(values, dtype=x.dtype))
+        x, lengths, states, arrays, jnp.asarray(np.array(values, dtype=x.dtype)), drawn
     )
+
+
+def _masks(caller, cell, masks, x, sizes):
+    """The masks in ``MASKS`` order, each checked for its shape and ``x``'s dtype."""
+    if not cell.MASKS:
+        if masks:
+            raise TypeError(
+                f"{caller}: {cell.VARIANT} declares no mask; masks must be None"
+            )
+        return ()
+    if not isinstance(masks, dict) or set(masks) != set(cell.MASKS):
+        got = (
+            sorted(masks, key=str) if isinstance(masks, dict) else type(masks).__name__
+        )
+        raise ValueError(
+            f"{caller}: masks must be a dict keyed by {tuple(cell.MASKS)}; got {got!r:.120}"
+        )
+    steps, batch, _ = x.shape
+    out = []
+    for name, (per, size, _) in cell.MASKS.items():
+        value = _check(caller, f"masks[{name!r}]", masks[name], x.dtype)
+        shape = (
+            (batch, sizes[size]) if per == "sequence" else (steps, batch, sizes[size])
+        )
+        if value.shape != shape:
+            raise ValueError(
+                f"{caller}: masks[{name!r}] (drawn per {per}) must have shape {shape}; got "
+                f"{value.shape}"
+            )
+        out.append(value)
+    return tuple(out)
 
 
 def _lengths(caller, lengths, steps, batch):

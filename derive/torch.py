@@ -27,13 +27,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .cache import built_spec
 from .cache import load as load_built
 from .runtime.layers import (
+    Regularisation,
     _reverse_index,
     biases_to_drop,
     check_layer,
     check_stacking,
+    declaration_of,
     extra_sizes,
     load_cell,
     param_sizes,
@@ -79,7 +80,12 @@ def _hypers(module, values):
     return dict(zip(module.HYPERS, values.tolist(), strict=True))
 
 
-def _forward(cell, x, lengths, states, params, hypers):
+def _masks(module, masks):
+    """The masks as the generated interface takes them (a dict in ``MASKS`` order)."""
+    return dict(zip(module.MASKS, (_np(m) for m in masks), strict=True)) or None
+
+
+def _forward(cell, x, lengths, states, params, hypers, masks=()):
     """``[ys, *final_states, *saved]``: ``saved`` are the arrays the backward reads."""
     module = _module(cell)
     ys, finals, tape = module._interface.forward(
@@ -88,6 +94,7 @@ def _forward(cell, x, lengths, states, params, hypers):
         dict(zip(module.PARAMS, (_np(p) for p in params), strict=True)),
         _np(lengths),
         _hypers(module, hypers),
+        _masks(module, masks),
     )
     if not ys.flags.writeable:  # a view of the tape: outputs of an op never alias
         ys = ys.copy()
@@ -95,13 +102,14 @@ def _forward(cell, x, lengths, states, params, hypers):
     return [torch.from_numpy(a) for a in arrays]
 
 
-def _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers):
+def _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers, masks=()):
     """``[dx, *d_initial_states, *d_params]``."""
     module = _module(cell)
     arrays = dict(zip(module.PARAMS, (_np(p) for p in params), strict=True))
     tape = module._interface.restore_tape(
-        _np(x), arrays, _np(lengths), [_np(s) for s in saved], _hypers(module, hypers)
-    )
+        _np(x), arrays, _np(lengths), [_np(s) for s in saved], _hypers(module, hypers),
+        _masks(module, masks),
+    )  # fmt: skip
     dx, d_initial, d_params = module.backward(
         _np(dys), tuple(_np(d) for d in d_final_states), tape
     )
@@ -129,13 +137,14 @@ def _forward_op(
     states: list[torch.Tensor],
     params: list[torch.Tensor],
     hypers: torch.Tensor,
+    masks: list[torch.Tensor],
 ) -> list[torch.Tensor]:
     """Returns ``[ys, *final_states, *saved]``: ``saved`` are the arrays the backward reads."""
-    return _forward(cell, x, lengths, states, params, hypers)
+    return _forward(cell, x, lengths, states, params, hypers, masks)
 
 
 @_forward_op.register_fake
-def _forward_fake(cell, x, lengths, states, params, hypers):
+def _forward_fake(cell, x, lengths, states, params, hypers, masks):
     module = _module(cell)
     steps, batch, size = x.shape
     sizes = param_sizes(module, size, [p.shape for p in params])
@@ -155,13 +164,16 @@ def _backward_op(
     params: list[torch.Tensor],
     saved: list[torch.Tensor],
     hypers: torch.Tensor,
+    masks: list[torch.Tensor],
 ) -> list[torch.Tensor]:
     """Returns ``[dx, *d_initial_states, *d_params]``."""
-    return _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers)
+    return _backward(
+        cell, dys, d_final_states, x, lengths, params, saved, hypers, masks
+    )
 
 
 @_backward_op.register_fake
-def _backward_fake(cell, dys, d_final_states, x, lengths, params, saved, hypers):
+def _backward_fake(cell, dys, d_final_states, x, lengths, params, saved, hypers, masks):
     return [
         x.new_empty(x.shape),
         *(d.new_empty(d.shape) for d in d_final_states),
@@ -170,21 +182,25 @@ def _backward_fake(cell, dys, d_final_states, x, lengths, params, saved, hypers)
 
 
 def _setup_context(ctx, inputs, output):
-    cell, x, lengths, states, params, hypers = inputs
-    ctx.cell, ctx.counts = cell, (len(states), len(params))
+    cell, x, lengths, states, params, hypers, masks = inputs
+    ctx.cell, ctx.counts = cell, (len(states), len(params), len(masks))
     ctx.shapes = [o.shape for o in output[: 1 + len(states)]]
-    ctx.save_for_backward(x, lengths, hypers, *params, *output[1 + len(states) :])
+    ctx.save_for_backward(
+        x, lengths, hypers, *params, *masks, *output[1 + len(states) :]
+    )
 
 
 def _backward_rule(ctx, grads):
-    n_states, n_params = ctx.counts
+    n_states, n_params, n_masks = ctx.counts
     x, lengths, hypers, *rest = ctx.saved_tensors
-    params, saved = rest[:n_params], rest[n_params:]
+    params, masks = rest[:n_params], rest[n_params : n_params + n_masks]
+    saved = rest[n_params + n_masks :]
     given = _gradients(grads[: 1 + n_states], ctx.shapes, x)
     out = torch.ops.gatesmith.backward(
-        ctx.cell, given[0], given[1:], x, lengths, list(params), list(saved), hypers
-    )
-    return None, out[0], None, out[1 : 1 + n_states], out[1 + n_states :], None
+        ctx.cell, given[0], given[1:], x, lengths, list(params), list(saved), hypers,
+        list(masks),
+    )  # fmt: skip
+    return None, out[0], None, out[1 : 1 + n_states], out[1 + n_states :], None, None
 
 
 _forward_op.register_autograd(_backward_rule, setup_context=_setup_context)
@@ -219,14 +235,19 @@ class _Kernels(_Function):
     ``torch.func.vmap`` one problem at a time."""
 
     @staticmethod
-    def forward(cell, x, lengths, hypers, n_states, *tensors):
-        states, params = tensors[:n_states], tensors[n_states:]
-        return tuple(_forward(cell, x, lengths, states, params, hypers))
+    def forward(cell, x, lengths, hypers, n_states, n_masks, *tensors):
+        states, params, masks = _split_tensors(tensors, n_states, n_masks)
+        return tuple(_forward(cell, x, lengths, states, params, hypers, masks))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        cell, x, lengths, hypers, n_states, *tensors = inputs
-        ctx.cell, ctx.n_states, ctx.hypers = cell, n_states, hypers
+        cell, x, lengths, hypers, n_states, n_masks, *tensors = inputs
+        ctx.cell, ctx.n_states, ctx.n_masks, ctx.hypers = (
+            cell,
+            n_states,
+            n_masks,
+            hypers,
+        )
         ctx.n_tensors = len(tensors)
         ctx.shapes = [o.shape for o in output[: 1 + n_states]]
         saved = output[1 + n_states :]
@@ -239,10 +260,10 @@ class _Kernels(_Function):
         tensors, saved = rest[: ctx.n_tensors], rest[ctx.n_tensors :]
         given = _gradients(grads[: 1 + ctx.n_states], ctx.shapes, x)
         out = _Gradients.apply(
-            ctx.cell, ctx.hypers, ctx.n_states, len(saved), x, lengths, *tensors, *saved,
-            *given,
+            ctx.cell, ctx.hypers, ctx.n_states, ctx.n_masks, len(saved), x, lengths,
+            *tensors, *saved, *given,
         )  # fmt: skip
-        return None, out[0], None, None, None, *out[1:]
+        return None, out[0], None, None, None, None, *out[1:], *(None,) * ctx.n_masks
 
     @staticmethod
     def vmap(info, in_dims, *args):
@@ -261,19 +282,21 @@ class _Gradients(_Function):
     lengths. Each order above that is autograd's too."""
 
     @staticmethod
-    def forward(cell, hypers, n_states, n_saved, x, lengths, *rest):
+    def forward(cell, hypers, n_states, n_masks, n_saved, x, lengths, *rest):
         tensors, saved, given = _split_gradient_inputs(rest, n_states, n_saved)
         # the backward kernel reads the states from the tape
-        params = tensors[n_states:]
+        _, params, masks = _split_tensors(tensors, n_states, n_masks)
         return tuple(
-            _backward(cell, given[0], given[1:], x, lengths, params, saved, hypers)
+            _backward(
+                cell, given[0], given[1:], x, lengths, params, saved, hypers, masks
+            )
         )
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        cell, hypers, n_states, n_saved, x, lengths, *rest = inputs
+        cell, hypers, n_states, n_masks, n_saved, x, lengths, *rest = inputs
         tensors, _, given = _split_gradient_inputs(rest, n_states, n_saved)
-        ctx.cell, ctx.hypers = cell, hypers
+        ctx.cell, ctx.hypers, ctx.n_masks = cell, hypers, n_masks
         ctx.n_states, ctx.n_saved, ctx.n_tensors = n_states, n_saved, len(tensors)
         ctx.save_for_backward(x, lengths, *tensors, *given)
 
@@ -281,32 +304,39 @@ class _Gradients(_Function):
     def backward(ctx, *cotangents):
         x, lengths, *rest = ctx.saved_tensors
         tensors, given = rest[: ctx.n_tensors], rest[ctx.n_tensors :]
-        n_states, n_tensors = ctx.n_states, ctx.n_tensors
+        n_states, n_masks, n_tensors = ctx.n_states, ctx.n_masks, ctx.n_tensors
 
         def outputs(x, *tensors):
-            ys, finals = _twin(
-                ctx.cell, x, tensors[:n_states], tensors[n_states:], lengths, ctx.hypers
-            )
+            states, params, masks = _split_tensors(tensors, n_states, n_masks)
+            ys, finals = _twin(ctx.cell, x, states, params, lengths, ctx.hypers, masks)
             return (ys, *finals)
 
         def first(x, *rest):  # the first derivative, as the kernels compute it
             _, pullback = torch.func.vjp(outputs, x, *rest[:n_tensors])
-            return pullback(tuple(rest[n_tensors:]))
+            # no gradient reaches a mask
+            return pullback(tuple(rest[n_tensors:]))[: 1 + n_tensors - n_masks]
 
         # torch.func, not autograd.grad: partial derivatives in each argument, however the
         # arguments depend on each other in the graph around; differentiable again when
         # create_graph asks for it
         _, pullback = torch.func.vjp(first, x, *tensors, *given)
         seconds = pullback(tuple(cotangents))
-        d_x, d_tensors = seconds[0], seconds[1 : 1 + n_tensors]
+        d_x, d_tensors = seconds[0], seconds[1 : 1 + n_tensors - n_masks]
         d_given = seconds[1 + n_tensors :]
         return (
-            None, None, None, None, d_x, None, *d_tensors, *(None,) * ctx.n_saved, *d_given,
+            None, None, None, None, None, d_x, None, *d_tensors, *(None,) * n_masks,
+            *(None,) * ctx.n_saved, *d_given,
         )  # fmt: skip
 
     @staticmethod
     def vmap(info, in_dims, *args):
         return _one_at_a_time(_Gradients, info, in_dims, args)
+
+
+def _split_tensors(tensors, n_states, n_masks):
+    """``(states, params, masks)`` of the tensors a kernel call takes, in that order."""
+    end = len(tensors) - n_masks
+    return tensors[:n_states], tensors[n_states:end], tensors[end:]
 
 
 def _split_gradient_inputs(rest, n_states, n_saved):
@@ -333,33 +363,13 @@ def _one_at_a_time(function, info, in_dims, args):
 
 def _declaration(module):
     """The declaration ``module`` was generated from, for derivatives of its gradients: a
-    catalog variant's, or a user's spec loaded in this process (``gatesmith.registry``)."""
-    from .registry import get
-
-    built = built_spec(module)
-    if built is not None:
-        return built
-    try:
-        spec = get(module.VARIANT)
-    except Exception as error:
-        raise RuntimeError(
-            f"gatesmith: the gradients of {module.VARIANT} are differentiated again through "
-            f"its declaration, which is not loaded in this process ({error}); load its spec "
-            f"with derive.registry.load_file(path) first"
-        ) from error
-    if spec.param_names != tuple(module.PARAMS) or spec.state_names != tuple(
-        module.STATES
-    ):
-        raise RuntimeError(
-            f"gatesmith: the declaration registered as {module.VARIANT!r} is not the one "
-            f"{module.__name__} was generated from (parameters {spec.param_names} and "
-            f"states {spec.state_names}, the module's {module.PARAMS} and {module.STATES}); "
-            f"regenerate the module"
-        )
-    return spec
+    catalog variant's, or a user's spec loaded or built in this process."""
+    return declaration_of(
+        f"gatesmith: differentiating {module.VARIANT}'s gradients", module
+    )
 
 
-def _twin(cell, x, states, params, lengths, hypers):
+def _twin(cell, x, states, params, lengths, hypers, masks=()):
     """``(ys, final_states)`` of ``cell`` evaluated from its declaration with torch
     operations: what autograd differentiates for the derivatives of the kernels' gradients."""
     from .verify.twin import twin_forward
@@ -368,6 +378,7 @@ def _twin(cell, x, states, params, lengths, hypers):
     return twin_forward(
         _declaration(module), x, tuple(states),
         dict(zip(module.PARAMS, params, strict=True)), _hypers(module, hypers), lengths,
+        dict(zip(module.MASKS, masks, strict=True)),
     )  # fmt: skip
 
 
@@ -404,17 +415,20 @@ def _check_tensor(caller, argument, value, dtype=None):
     return value
 
 
-def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None):
+def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None,
+              masks=None):  # fmt: skip
     """Run one layer of ``variant`` over ``x`` ``(T, B, I)``, differentiably.
 
     ``params`` maps the cell's ``PARAMS`` to tensors (its biases may all be left out, or all
     be tensors of length 0: ``bias=False``); ``initial_states`` is None (zeros) or a tuple of
     ``(B, size)`` tensors in ``STATES`` order; ``lengths`` is None or each batch row's
     number of steps; ``hypers`` maps hyperparameters to the values that replace their
-    defaults. Returns ``ys`` ``(T, B, size)`` (zero past a row's length) and the final states
-    (each row's state at its length). Gradients reach ``x``, ``initial_states`` and
-    ``params`` through the generated backward kernel; their own derivatives (``create_graph``)
-    through the cell's declaration. float16 and bfloat16 run in float32 inside.
+    defaults; ``masks`` maps each of a cell's ``MASKS`` to its tensor (``(T, B, size)`` drawn
+    per step, ``(B, size)`` per sequence; no gradient reaches it). Returns ``ys``
+    ``(T, B, size)`` (zero past a row's length) and the final states (each row's state at its
+    length). Gradients reach ``x``, ``initial_states`` and ``params`` through the generated
+    backward kernel; their own derivatives (``create_graph``) through the cell's declaration.
+    float16 and bfloat16 run in float32 inside.
     """
     caller = "recurrent"
     cell = load_cell(caller, variant)
@@ -425,31 +439,66 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
         out = x.new_zeros(steps, 0, sizes[cell.OUTPUT_SIZE]) + touch
         return out, tuple(s + touch for s in states)
     lengths = _lengths(caller, lengths, steps, batch)
+    drawn = _layer_masks(caller, cell, masks, x, sizes)
     half = x.dtype in _HALVES
     if half:  # computed in float32, as nn.LSTM's CPU kernels compute these
         dtype = x.dtype
         x, states, tensors = x.float(), [s.float() for s in states], [
             t.float() for t in tensors
         ]  # fmt: skip
+        drawn = [m.float() for m in drawn]
     values = torch.tensor(
         cell._interface.check_hypers(caller, hypers, _numpy_dtype(x.dtype)),
         dtype=torch.float64,
     )
     if _exporting():  # torch.export, ONNX, jit.trace: the steps as torch operations
-        out = _twin(cell.__name__, x, states, tensors, lengths, values)
+        out = _twin(cell.__name__, x, states, tensors, lengths, values, drawn)
         out = (out[0], *out[1])
     elif torch.compiler.is_compiling():
         out = torch.ops.gatesmith.forward(
-            cell.__name__, x, lengths, states, tensors, values
+            cell.__name__, x, lengths, states, tensors, values, list(drawn)
         )
     else:
         out = _Kernels.apply(
-            cell.__name__, x, lengths, values, len(states), *states, *tensors
-        )
+            cell.__name__, x, lengths, values, len(states), len(drawn), *states,
+            *tensors, *drawn,
+        )  # fmt: skip
     ys, finals = out[0], tuple(out[1 : 1 + len(cell.STATES)])
     if half:
         ys, finals = ys.to(dtype), tuple(f.to(dtype) for f in finals)
     return ys, finals
+
+
+def _layer_masks(caller, cell, masks, x, sizes):
+    """The masks of one layer's call in ``MASKS`` order, checked: ``(T, B, size)`` tensors
+    for masks drawn per step, ``(B, size)`` per sequence, in ``x``'s dtype."""
+    if not cell.MASKS:
+        if masks:
+            raise TypeError(
+                f"{caller}: {cell.VARIANT} declares no mask; masks must be None or empty"
+            )
+        return []
+    if not isinstance(masks, dict) or set(masks) != set(cell.MASKS):
+        got = (
+            sorted(masks, key=str) if isinstance(masks, dict) else type(masks).__name__
+        )
+        raise ValueError(
+            f"{caller}: masks must be a dict keyed by {tuple(cell.MASKS)}; got {got!r:.120}"
+        )
+    steps, batch = x.shape[:2]
+    out = []
+    for name, (per, size, _) in cell.MASKS.items():
+        value = _check_tensor(caller, f"masks[{name!r}]", masks[name], x.dtype)
+        shape = (
+            (batch, sizes[size]) if per == "sequence" else (steps, batch, sizes[size])
+        )
+        if tuple(value.shape) != shape:
+            raise ValueError(
+                f"{caller}: masks[{name!r}] (drawn per {per}) must have shape {shape}; got "
+                f"{tuple(value.shape)}"
+            )
+        out.append(value.detach().contiguous())
+    return out
 
 
 def _layer_arguments(caller, cell, params, x, initial_states):
@@ -621,6 +670,13 @@ class _Layers:
             out.append(value)
         return out
 
+    def _layer(self, layer, direction, src, initial, lengths):
+        """One layer and direction over ``src``: ``(ys, final_states)``."""
+        return recurrent(
+            self.cell, self.layer_params(layer, direction), src, initial, lengths,
+            getattr(self, "hypers", None),
+        )  # fmt: skip
+
     def _sequence(self, input):
         """``(seq, lengths, packed, batched)``: the input time-major ``(T, B, I)``."""
         caller = self._caller
@@ -686,10 +742,8 @@ class _Layers:
             for direction in range(self.directions):
                 slot = layer * self.directions + direction
                 src = seq if direction == 0 else _flip(seq, reverse, seq.shape[2])
-                ys, last = recurrent(
-                    self.cell, self.layer_params(layer, direction), src,
-                    tuple(s[slot] for s in states), lengths, getattr(self, "hypers", None),
-                )  # fmt: skip
+                initial = tuple(s[slot] for s in states)
+                ys, last = self._layer(layer, direction, src, initial, lengths)
                 outs.append(ys if direction == 0 else _flip(ys, reverse, ys.shape[2]))
                 for final, value in zip(finals, last, strict=True):
                     final.append(value)
@@ -801,6 +855,9 @@ class Recurrent(_Layers, nn.RNNBase):
         proj_size=0,
         device=None,
         dtype=None,
+        zoneout=0.0,
+        recurrent_dropout=0.0,
+        weight_drop=0.0,
         **sizes,
     ):
         nn.Module.__init__(self)
@@ -832,6 +889,9 @@ class Recurrent(_Layers, nn.RNNBase):
             variant, proj_size, hidden_size, sizes, dtype
         )
         dropped = () if bias else biases_to_drop(caller, cell)
+        self.regularisation = Regularisation(
+            caller, cell, zoneout, recurrent_dropout, weight_drop
+        )
         # the module by name, so that the net deep-copies and pickles like any nn.Module
         self.cell_module, self.variant, self.mode = (
             cell.__name__,
@@ -885,6 +945,33 @@ class Recurrent(_Layers, nn.RNNBase):
             with torch.no_grad():
                 weight.copy_(torch.from_numpy(value))
 
+    def _layer(self, layer, direction, src, initial, lengths):
+        regular = self.regularisation
+        if not regular.active and not self.cell.MASKS:
+            return super()._layer(layer, direction, src, initial, lengths)
+        cell = _module(regular.module(self.training))
+        params = self.layer_params(layer, direction)
+        if (
+            self.training and regular.weight_drop
+        ):  # DropConnect, differentiated by autograd
+            params = {
+                name: nn.functional.dropout(value, regular.weight_drop)
+                if name in cell.DROPPED_WEIGHTS else value
+                for name, value in params.items()
+            }  # fmt: skip
+        steps, batch = src.shape[:2]
+        masks = {}
+        for name, (per, size, fill) in regular.mask_values(cell, self.training).items():
+            units = self._size(size)
+            shape = (batch, units) if per == "sequence" else (steps, batch, units)
+            value = torch.full(shape, fill[1], dtype=src.dtype)
+            masks[name] = (
+                value if fill[0] == "full" else torch.bernoulli(value) * fill[2]
+            )
+        return recurrent(
+            cell, params, src, initial, lengths, self.hypers, masks or None
+        )
+
     def flatten_parameters(self):
         """Nothing to do (the kernels read each parameter where it lies); kept so that code
         written for ``nn.LSTM`` runs unchanged."""
@@ -896,6 +983,9 @@ class Recurrent(_Layers, nn.RNNBase):
             f"num_layers={self.num_layers}, bias={self.bias}, "
             f"batch_first={self.batch_first}, dropout={self.dropout}, "
             f"bidirectional={self.bidirectional}"
+            + "".join(
+                f", {name}={rate}" for name, rate in self.regularisation.options()
+            )
         )
 
 
@@ -943,7 +1033,7 @@ class RNN(_DropIn, nn.RNN):
 
 
 # whole models load with torch.load's default weights_only=True, no user step
-torch.serialization.add_safe_globals([Recurrent, LSTM, GRU, RNN])
+torch.serialization.add_safe_globals([Recurrent, LSTM, GRU, RNN, Regularisation])
 
 
 def _flip(seq, reverse, width):

@@ -48,6 +48,17 @@ def user_registry():
     registry.get.cache_clear()
 
 
+@pytest.fixture(scope="session")
+def cell_cache(tmp_path_factory):
+    """One build cache (``derive.build``) for the session's tests, so that a cell one test
+    builds is derived and compiled once; the environment points at it from the first test that
+    asks for it."""
+    folder = tmp_path_factory.mktemp("built-cells")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GATESMITH_CACHE_DIR", str(folder))
+        yield folder
+
+
 def build_kernel(spec, folder: Path):
     """A declaration's generated kernel module, imported from ``folder``, and its source."""
     files = pipeline.kernel_files([spec], pipeline.Run(), package=False)

@@ -153,3 +153,31 @@ def test_word_language_model_tracks_torchs_lstm(tmp_path, capsys, monkeypatch):
     assert (
         "reloaded with weights_only=True, same loss: True" in out and "sample: " in out
     )
+
+
+def test_awd_language_model_trains_each_cell_with_its_regularisers(tmp_path, cell_cache):
+    """examples/awd_language_model.py, briefly, zoneout on too: every cell trains with weight
+    drop, recurrent dropout and zoneout through its regularised kernels, its perplexities are
+    below the uniform guess's and written as JSON; the declared cell starts as declared."""
+    torch = pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location(
+        "awd_language_model", ROOT / "examples" / "awd_language_model.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    record = module.main(["--quick", "--zoneout", "0.1", "--out", str(tmp_path)])
+    assert record == json.loads((tmp_path / "awd_lm.json").read_text())
+    results = record["results"]
+    assert list(results) == list(module.CELLS)
+    for name, result in results.items():
+        assert 1 < result["test"] < record["vocabulary"] * 0.8, (name, result)
+        assert result["valid"] == min(result["history"])
+    args = module.parse(["--zoneout", "0.1"])
+    model = module.AWDModel(module.derive.build(module.cifg_chrono), 50, args)
+    rnn = model.rnns[0]
+    assert rnn.regularisation.module(True).endswith(".cifg_chrono_zoneout_rdrop")
+    forget = rnn.bias_l0[: rnn.hidden_size]
+    assert torch.all((forget >= 0) & (forget <= np.log(34) + 1e-6))  # chrono(35)
+    sentences = module.sentences(200, seed=3)
+    assert sentences == module.sentences(200, seed=3)  # the corpus is seeded
+    assert all(s[-1] == "<eos>" and "<eos>" not in s[:-1] for s in sentences)

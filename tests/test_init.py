@@ -160,7 +160,7 @@ def _ruled_cell():
     return cell.build()
 
 
-def test_every_rule_through_a_declaration(tmp_path):
+def test_every_rule_through_a_declaration(cell_cache):
     from derive.cache import build
 
     spec = _ruled_cell()

@@ -95,6 +95,9 @@ def dot_source(spec: CellSpec) -> str:
         shown = _plain(s.latex) if s.latex else s.name
         names[s.prev] = (shown, "t-1")
         names[s.new] = (shown, "t")
+    for m in spec.masks:
+        names[m.symbol] = (_plain(m.latex) if m.latex else f"m{m.kind[0]}({m.of})",
+                           "t" if m.per == "step" else "")  # fmt: skip
     for eq in spec.equations:
         if eq.role != "state":
             names[eq.target] = (_plain(eq.latex) if eq.latex else eq.target.name, "t")
@@ -106,10 +109,8 @@ def dot_source(spec: CellSpec) -> str:
         '  node [fontname="Helvetica", fontsize=11]; edge [arrowsize=0.6];',
         f"  {node[spec.input]} [label={_label(*names[spec.input])}, shape=plaintext];",
     ]
-    for s in spec.states:
-        lines.append(
-            f"  {node[s.prev]} [label={_label(*names[s.prev])}, shape=plaintext];"
-        )
+    for sym in (*(s.prev for s in spec.states), *(m.symbol for m in spec.masks)):
+        lines.append(f"  {node[sym]} [label={_label(*names[sym])}, shape=plaintext];")
     for n, d in enumerate(spec.denses):
         weight = _html(d.weight) + ("ᵀ" if d.transposed else "")
         blocks = ", ".join(d.blocks)

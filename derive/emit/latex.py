@@ -24,7 +24,7 @@ from sympy.printing.precedence import PRECEDENCE
 from ..lower.plan import KernelPlan, Role
 from ..symbolic.activations import FUNCTIONS, descriptor
 from ..symbolic.adjoint import adjoint_symbol, derive_adjoint, external_symbol
-from ..symbolic.declare import CellSpec, Dense, Param, size_symbol
+from ..symbolic.declare import MASK_KINDS, CellSpec, Dense, Mask, Param, size_symbol
 from ..symbolic.flow import Chain, FlowTooLargeError, Path, chains, jacobians, verdict
 from ..symbolic.init import Init
 from ..symbolic.norms import LayerNorm, abbreviate, layer_norms
@@ -256,6 +256,15 @@ def param_latex(param: Param) -> str:
     return param.latex or plain_latex(param.name)
 
 
+def mask_latex(mask: Mask, states: dict[str, str]) -> str:
+    """A mask's name: as declared, else ``m`` with its kind (``z`` zoneout, ``d`` dropout)
+    above and what it masks below."""
+    if mask.latex:
+        return mask.latex
+    of = states.get(mask.of) or plain_latex(mask.of or mask.name)
+    return rf"m^{{{mask.kind[0]}}}_{{{of}}}"
+
+
 def latex_names(plan: KernelPlan) -> dict[str, str]:
     """The LaTeX of every symbol of the step, its adjoint and its incoming adjoint, by name."""
     spec = plan.spec
@@ -277,6 +286,11 @@ def latex_names(plan: KernelPlan) -> dict[str, str]:
         elif value.role == Role.HYPER:
             hp = next(h for h in spec.hypers if h.name == sym.name)
             names[sym.name] = hp.latex or plain_latex(hp.name)
+        elif value.role == Role.MASK:
+            mask = next(m for m in spec.masks if m.symbol == sym)
+            names[sym.name] = timed(
+                mask_latex(mask, states), "t" if mask.per == "step" else None
+            )
         elif value.role == Role.SIZE:
             names[sym.name] = next(s.latex for s in spec.sizes
                                    if size_symbol(s.name) == sym)  # fmt: skip
@@ -629,6 +643,12 @@ class _Builder:
         for hp in spec.hypers:
             rows.append(Row(self.name(hp.symbol), "1", "hyperparameter",
                             (("text", f"{hp.name}, chosen at run time; default {hp.default!r}"),)))  # fmt: skip
+        for m in spec.masks:
+            training, evaluation = MASK_KINDS[m.kind]
+            rows.append(Row(self.name(m.symbol), m.size, "mask", (
+                ("text", f"{m.name}: a {m.kind} mask drawn per {m.per}, an input of both "
+                         f"passes that takes no gradient; a layer fills it with {training} in "
+                         f"training, {evaluation} in evaluation"),)))  # fmt: skip
         means = {eq.target for eq in spec.means}
         for eq in spec.equations:
             if eq.role == "mean":

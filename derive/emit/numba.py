@@ -245,6 +245,7 @@ for _activation in FUNCTIONS.values():
 #: take cannot start with these prefixes).
 _NAMES = {
     ArrayRole.INPUT: "seq_x", ArrayRole.LENGTHS: "lengths", ArrayRole.INITIAL: "init_{}",
+    ArrayRole.MASK: "mask_{}",
     ArrayRole.PARAMETER: "{}", ArrayRole.SEQUENCE: "seq_{}", ArrayRole.TAPE: "save_{}",
     ArrayRole.WORKSPACE: "step_{}", ArrayRole.PROJECTION: "k_{}",
     ArrayRole.PROJECTION_ADJOINT: "dk_{}", ArrayRole.ACCUMULATOR: "buf_{}",

@@ -471,10 +471,16 @@ def render_kernel(plan: KernelPlan) -> str:
         hypers=[(hp.name, repr(hp.default)) for hp in spec.hypers],
         forward_params=["x", "initial_states", "params", "lengths=None"]
         + (
-            ["*", *(f"{hp.name}={hp.default!r}" for hp in spec.hypers)]
-            if spec.hypers
+            [
+                "*",
+                *(["masks=None"] if spec.masks else []),
+                *(f"{hp.name}={hp.default!r}" for hp in spec.hypers),
+            ]
+            if spec.hypers or spec.masks
             else []
-        ),
+        ),  # fmt: skip
+        masks=spec.masks,
+        dropped_weights=_tuple(spec.recurrent_weights, "DROPPED_WEIGHTS"),
         hoisted=[p for p in projections if p.hoisted],
         # products written straight into their gradient array (out=), with no temporary
         direct=direct,

@@ -23,7 +23,7 @@ from .adjoints import plan_adjoints
 from .plan import Array, ArrayRole, Extent, KernelPlan, SizeSource
 from .schedule import schedule
 from .stages import assign_stages
-from .storage import Storage, choose_storage
+from .storage import Storage, choose_storage, mask_arrays
 from .values import classify
 
 __all__ = ["KernelPlan", "lower"]
@@ -41,7 +41,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     tape = tuple(storage.backward[s].array for s in storage.tape)
     shared = tuple(dict.fromkeys(adjoints.projection_adjoint.values()))
     workspaces = tuple(storage.forward[s].array for s in storage.workspaces)
-    signature = _signature(spec, sequences, tape)
+    signature = _signature(spec, sequences, tape, mask_arrays(spec, values))
     arrays = (*sequences, *tape, *shared, *adjoints.accumulators.values(), *workspaces,
               *(p.result for stage in planned for p in stage.products))  # fmt: skip
     used = _sizes_used(arrays, planned)
@@ -68,7 +68,7 @@ def _state_arrays(spec, role) -> tuple[Array, ...]:
     return tuple(Array(role, s.name, Extent.BATCH, ((1, s.size),)) for s in spec.states)
 
 
-def _signature(spec, sequences, tape) -> dict:
+def _signature(spec, sequences, tape, masks) -> dict:
     x = Array(ArrayRole.INPUT, "x", Extent.STEPS, ((1, spec.input_size),))
     lengths = Array(ArrayRole.LENGTHS, "lengths", Extent.NONE)
     params = tuple(
@@ -83,10 +83,11 @@ def _signature(spec, sequences, tape) -> dict:
     output = spec.output_size
     dys = Array(ArrayRole.OUTPUT_ADJOINT, "y", Extent.STEPS, ((1, output),))
     return {
-        "forward_args": (x, lengths, *_state_arrays(spec, ArrayRole.INITIAL), *params),
+        "forward_args": (x, lengths, *_state_arrays(spec, ArrayRole.INITIAL), *params,
+                         *masks),
         "forward_returns": returns,
         "backward_args": (dys, *_state_arrays(spec, ArrayRole.FINAL_ADJOINT), x, lengths,
-                          *params, *returns),
+                          *params, *returns, *masks),
         "backward_returns": (Array(ArrayRole.INPUT_ADJOINT, "x", Extent.STEPS),
                              *_state_arrays(spec, ArrayRole.NEXT_ADJOINT), *gradients),
     }  # fmt: skip

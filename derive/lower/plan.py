@@ -48,6 +48,7 @@ class Role(Enum):
     VECTOR = "vector"  # a per-unit parameter
     SCALAR = "scalar"  # a learned number shared by every unit
     HYPER = "hyper"  # a number chosen at run time, a scalar argument of both kernels
+    MASK = "mask"  # a random mask, an input of both kernels like x: no adjoint
     ROW = "row"  # a mean over the units: one number per batch row and step
     SIZE = "size"  # the number of units of a size, which a mean divides by
     PROJECTED = "projected"  # one block of a dense projection
@@ -73,6 +74,7 @@ class ArrayRole(Enum):
     """What a kernel array holds."""
 
     INPUT = "input"  # x over all steps, (T B, I)
+    MASK = "mask"  # a random mask: (T B, size) drawn per step, (B, size) per sequence
     LENGTHS = "lengths"  # each batch row's number of steps
     INITIAL = "initial"  # a state's initial value, (B, size)
     PARAMETER = "parameter"

@@ -26,7 +26,7 @@ from .plan import (
 )
 from .stages import Stages
 
-__all__ = ["Storage", "choose_storage", "projection_key"]
+__all__ = ["Storage", "choose_storage", "mask_arrays", "projection_key"]
 
 
 def projection_key(spec, dense) -> str:
@@ -70,7 +70,23 @@ def _arrays(spec, values):
     for sym, (p, block) in spec.pointwise.items():
         array = Array(ArrayRole.PARAMETER, p.name, Extent.NONE, p.shape_formula())
         fixed[sym] = Access(array, POINTWISE_ROWS[p.kind], block, p.block_size)
+    for mask in mask_arrays(spec, values):
+        per_step = mask.extent == Extent.STEPS
+        fixed[sympy.Symbol(mask.owner)] = Access(
+            mask, RowIndex.STEP if per_step else RowIndex.BATCH
+        )
     return sequences, fixed
+
+
+def mask_arrays(spec, values) -> tuple[Array, ...]:
+    """Each mask's array: a row per (step, batch row) when drawn per step, per batch row
+    when drawn per sequence."""
+    return tuple(
+        Array(ArrayRole.MASK, m.name,
+              Extent.STEPS if m.per == "step" else Extent.BATCH,
+              ((1, values[m.symbol].size),))
+        for m in spec.masks
+    )  # fmt: skip
 
 
 def _projection_reads(spec):

@@ -13,7 +13,7 @@ __all__ = ["classify"]
 _ROLES = {"input": Role.INPUT, "prev": Role.PREVIOUS, "new": Role.NEW,
           "vector": Role.VECTOR, "dense": Role.PROJECTED, "let": Role.INTERMEDIATE,
           "scalar": Role.SCALAR, "hyper": Role.HYPER, "row": Role.ROW,
-          "size": Role.SIZE}  # fmt: skip
+          "size": Role.SIZE, "mask": Role.MASK}  # fmt: skip
 
 
 def classify(spec: CellSpec, stages: Stages) -> dict[sympy.Symbol, Value]:

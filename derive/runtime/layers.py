@@ -14,6 +14,7 @@ Only NumPy and the generated modules are needed; :meth:`Recurrent.from_torch` an
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "Recurrent", "Tape", "biases_to_drop", "check_layer", "check_stacking", "extra_sizes",
-    "load_cell", "param_sizes", "torch_variant", "truncated_bptt", "with_biases",
+    "Recurrent", "Regularisation", "Tape", "biases_to_drop", "check_layer", "check_stacking",
+    "extra_sizes", "load_cell", "param_sizes", "torch_variant", "truncated_bptt",
+    "with_biases",
 ]  # fmt: skip
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -35,6 +37,138 @@ _TORCH_MODES = {
     "LSTM": "lstm",
     "GRU": "gru",
 }
+
+
+def declaration_of(caller, cell):
+    """The declaration ``cell`` was generated from: one built in this process
+    (:func:`derive.build`), else the registered one of its name (a catalog variant, or a
+    user's spec loaded with ``derive.registry.load_file``)."""
+    from ..cache import built_spec
+    from ..registry import get
+
+    built = built_spec(cell)
+    if built is not None:
+        return built
+    try:
+        spec = get(cell.VARIANT)
+    except Exception as error:
+        raise RuntimeError(
+            f"{caller}: {cell.VARIANT}'s declaration is not loaded in this process "
+            f"({error}); load its spec with derive.registry.load_file(path) first"
+        ) from error
+    if spec.param_names != tuple(cell.PARAMS) or spec.state_names != tuple(cell.STATES):
+        raise RuntimeError(
+            f"{caller}: the declaration registered as {cell.VARIANT!r} is not the one "
+            f"{cell.__name__} was generated from (parameters {spec.param_names} and "
+            f"states {spec.state_names}, the module's {cell.PARAMS} and {cell.STATES}); "
+            f"regenerate the module"
+        )
+    return spec
+
+
+def _rate(caller, name, value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < 1
+    ):
+        raise ValueError(f"{caller}: {name} must be a number in [0, 1); got {value!r}")
+    return float(value)
+
+
+class Regularisation:
+    """A layer's zoneout, recurrent dropout and weight drop (each a rate in [0, 1)): which
+    cell module runs in training and in evaluation, and what each of its masks holds.
+
+    A rate of 0 adds nothing: the cell's own kernels run. Zoneout or recurrent dropout that
+    the cell does not declare run the kernels of its declaration with them added
+    (:func:`derive.symbolic.regularise.regularised`, built once and cached); masks the cell
+    declares itself are filled by their kind with the layer's rate. In training a zoneout mask
+    is Bernoulli(p) per step (Krueger et al. 2017) and a dropout mask Bernoulli(1 - p) /
+    (1 - p) per sequence (Gal and Ghahramani 2016); in evaluation a zoneout mask holds its
+    expectation p and a dropout mask 1, so recurrent dropout alone evaluates with the cell's
+    own kernels. ``weight_drop`` replaces each of the cell's ``DROPPED_WEIGHTS`` by
+    ``W ⊙ M / (1 - p)`` in training, ``M`` Bernoulli(1 - p) drawn once per call (Merity et
+    al. 2018)."""
+
+    def __init__(
+        self, caller, cell, zoneout=0.0, recurrent_dropout=0.0, weight_drop=0.0
+    ):
+        self.rates = {
+            "zoneout": _rate(caller, "zoneout", zoneout),
+            "dropout": _rate(caller, "recurrent_dropout", recurrent_dropout),
+        }
+        self.weight_drop = _rate(caller, "weight_drop", weight_drop)
+        if self.weight_drop and not cell.DROPPED_WEIGHTS:
+            raise ValueError(
+                f"{caller}: weight_drop drops the recurrent weights, and {cell.VARIANT} has "
+                "none (no weight reads a state's previous value); leave weight_drop at 0"
+            )
+        declared = {kind for _, _, kind in cell.MASKS.values()}
+        added = {k: rate > 0 and k not in declared for k, rate in self.rates.items()}
+        self.trained = self.evaluated = cell.__name__
+        if any(added.values()):
+            from ..cache import build
+            from ..symbolic.regularise import regularised
+
+            spec = regularised(declaration_of(caller, cell), zoneout=added["zoneout"],
+                               dropout=added["dropout"])  # fmt: skip
+            self.trained = build(spec).__name__
+            if added["zoneout"]:  # its evaluation reads the masks' expectation
+                self.evaluated = self.trained
+
+    def options(self):
+        """``(keyword, rate)`` of each option that is not 0, as a layer's repr gives them."""
+        named = (("zoneout", self.rates["zoneout"]), ("recurrent_dropout", self.rates["dropout"]),
+                 ("weight_drop", self.weight_drop))  # fmt: skip
+        return [(name, rate) for name, rate in named if rate]
+
+    def module(self, training):
+        """The name of the cell module a call runs."""
+        return self.trained if training else self.evaluated
+
+    def cell(self, training):
+        """The cell module a call runs, imported (or found in the build cache) by name."""
+        from ..cache import load
+
+        name = self.module(training)
+        return load(name) or importlib.import_module(name)
+
+    @property
+    def active(self):
+        return any(self.rates.values()) or bool(self.weight_drop)
+
+    def mask_values(self, cell, training):
+        """``{name: (per, size, fill)}`` for each of ``cell.MASKS``: ``fill`` is
+        ``("bernoulli", q, scale)`` (Bernoulli(q) times ``scale``) or ``("full", value)``."""
+        out = {}
+        for name, (per, size, kind) in cell.MASKS.items():
+            rate = self.rates[kind]
+            if kind == "zoneout":
+                fill = ("bernoulli", rate, 1.0) if training and rate else ("full", rate)
+            else:
+                fill = (
+                    ("bernoulli", 1 - rate, 1 / (1 - rate))
+                    if training and rate
+                    else ("full", 1.0)
+                )
+            out[name] = (per, size, fill)
+        return out
+
+    def numpy_masks(self, cell, training, steps, batch, sizes, dtype, rng):
+        """The masks of one call as NumPy arrays, drawn from ``rng``."""
+        masks = {}
+        for name, (per, size, fill) in self.mask_values(cell, training).items():
+            shape = (
+                (batch, sizes[size])
+                if per == "sequence"
+                else (steps, batch, sizes[size])
+            )
+            if fill[0] == "full":
+                masks[name] = np.full(shape, fill[1], dtype)
+            else:
+                masks[name] = ((rng.random(shape) < fill[1]) * fill[2]).astype(dtype)
+        return masks
 
 
 def load_cell(caller, variant):
@@ -249,6 +383,9 @@ class Tape:
     )  # the time reversal of the reverse direction (None: plain flip)
     shape: tuple  # (T, B, I) in time-major order
     batch_first: bool
+    cell: object = None  # the cell module that ran (one with masks, when regularised)
+    #: [layer][direction] -> each dropped weight's multiplier M / (1 - p) (weight drop)
+    dropped: list | None = None
 
 
 class Recurrent:
@@ -263,7 +400,8 @@ class Recurrent:
     with a forget gate, sets the ``f`` block of the first bias to that value and of the others to
     0, so the gate's bias starts at ``forget_bias`` (Jozefowicz et al. 2015 use 1).
     ``bias=False`` leaves out the biases of the cell's projections, as ``torch.nn.LSTM`` does
-    (:func:`biases_to_drop`).
+    (:func:`biases_to_drop`). ``zoneout``, ``recurrent_dropout`` and ``weight_drop`` regularise
+    every layer in training (:class:`Regularisation`; masks drawn from the net's generator).
     """
 
     def __init__(
@@ -279,9 +417,15 @@ class Recurrent:
         seed=0,
         forget_bias=None,
         bias=True,
+        zoneout=0.0,
+        recurrent_dropout=0.0,
+        weight_drop=0.0,
         **sizes,
     ):
         self.cell = load_cell("Recurrent", variant)
+        self.regularisation = Regularisation(
+            "Recurrent", self.cell, zoneout, recurrent_dropout, weight_drop
+        )
         if not isinstance(bias, bool):
             raise TypeError(
                 f"Recurrent: bias should be of type bool, got: {type(bias).__name__}"
@@ -548,21 +692,26 @@ class Recurrent:
         finals = [
             np.empty(self.state_shape(s, batch), self.dtype) for s in self.cell.STATES
         ]
-        tapes = []
+        tapes, dropped = [], []
+        cell = self.regularisation.cell(self.training)
         inp = seq
         for layer in range(self.num_layers):
             outs, layer_tapes = [], []
+            dropped.append([])
             for direction in range(self.directions):
                 slot = layer * self.directions + direction
                 init = None if states is None else tuple(s[slot] for s in states)
                 src = inp if direction == 0 else _reverse(inp, index)
-                ys, last, tape = self.cell.forward(
-                    src,
-                    init,
-                    self.layer_params(layer, direction),
-                    lengths,
+                params, drops = self._dropped_weights(cell, layer, direction)
+                drawn = self.regularisation.numpy_masks(
+                    cell, self.training, steps, batch, self._size_values(src.shape[2]),
+                    self.dtype, self._rng,
+                )  # fmt: skip
+                ys, last, tape = cell.forward(
+                    src, init, params, lengths, **({"masks": drawn} if drawn else {}),
                     **self.hypers,
-                )
+                )  # fmt: skip
+                dropped[-1].append(drops)
                 outs.append(ys if direction == 0 else _reverse(ys, index))
                 layer_tapes.append(tape)
                 for final, value in zip(finals, last, strict=True):
@@ -577,8 +726,22 @@ class Recurrent:
             not out.flags.writeable
         ):  # a view of a cell's tape: the caller gets their own copy
             out = out.copy()
-        tape = Tape(tapes, masks, index, seq.shape, self.batch_first)
+        tape = Tape(tapes, masks, index, seq.shape, self.batch_first, cell, dropped)
         return out, tuple(finals), tape
+
+    def _dropped_weights(self, cell, layer, direction):
+        """One layer's parameters with weight drop applied in training, and each dropped
+        weight's multiplier ``M / (1 - p)`` (which its gradient is multiplied by)."""
+        params = self.layer_params(layer, direction)
+        rate = self.regularisation.weight_drop
+        if not (self.training and rate):
+            return params, {}
+        drops = {}
+        for name in cell.DROPPED_WEIGHTS:
+            keep = self._rng.random(params[name].shape) >= rate
+            drops[name] = (keep / (1 - rate)).astype(self.dtype)
+            params[name] = params[name] * drops[name]
+        return params, drops
 
     def backward(self, d_out, d_final_states=None, tape=None):
         """Backpropagate through every layer and direction.
@@ -641,9 +804,11 @@ class Recurrent:
                 if direction:
                     part = _reverse(part, tape.reverse)
                 finals = None if d_finals is None else tuple(d[slot] for d in d_finals)
-                dx, d_init, grads = self.cell.backward(
+                dx, d_init, grads = tape.cell.backward(
                     part, finals, tape.cells[layer][direction]
                 )
+                for name, multiplier in tape.dropped[layer][direction].items():
+                    grads[name] = grads[name] * multiplier
                 if direction:
                     dx = _reverse(dx, tape.reverse)
                 d_inp = dx if d_inp is None else d_inp + dx

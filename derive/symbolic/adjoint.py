@@ -67,8 +67,9 @@ def derive_adjoint(spec: CellSpec) -> Adjoint:
         for eq in spec.equations
         if isinstance(eq.expr, sympy.Function)
     }
-    # run-time numbers (hyperparameters, the sizes a mean divides by): no gradient, never saved
-    fixed = {hp.symbol for hp in spec.hypers}
+    # run-time numbers (hyperparameters, the sizes a mean divides by) and masks, inputs of
+    # both passes: no gradient, never saved
+    fixed = {hp.symbol for hp in spec.hypers} | {m.symbol for m in spec.masks}
     fixed |= {sym for sym, q in spec.quantities.items() if q.kind == "size"}
     terms: dict[sympy.Symbol, list[Term]] = {}
     for index in reversed(range(len(spec.equations))):

@@ -44,6 +44,7 @@ __all__ = [
     "DeclarationError",
     "Dense",
     "Equation",
+    "Mask",
     "Relation",
     "GateRangeWarning",
     "Hyper",
@@ -61,13 +62,13 @@ RESERVED = frozenset({
     "seq_x", "lengths", "d_seq_y", "x", "params", "initial_states", "dys", "d_final_states",
     "tape", "dtype", "seed", "np", "numba", "njit", "llvmlite", "ir", "binding", "cgutils",
     "types", "intrinsic", "overload", "math", "os", "sys", "CACHE", "CellInterface", "VARIANT",
-    "STATES", "PARAMS", "OUTPUT", "HYPERS", "hypers", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS", "PARAM_INIT",
+    "STATES", "PARAMS", "OUTPUT", "HYPERS", "hypers", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS", "PARAM_INIT", "MASKS", "masks", "DROPPED_WEIGHTS",
     "SIZE_CONSTRAINTS", "SAVED_PER_STEP", "forward", "backward", "forward_kernel",
     "backward_kernel", "init_params", "param_shapes", "saved_bytes_per_step",
 }) | frozenset(dir(builtins))  # fmt: skip
 RESERVED_PREFIXES = (
     "d_", "tmp", "_", "acc_", "buf_", "save_", "seq_", "step_", "k_", "dk_", "packed_",
-    "sum_", "size_", "const_", "init_", "dfinal_", "dnext_", "dprev_", "row_",
+    "sum_", "size_", "const_", "init_", "dfinal_", "dnext_", "dprev_", "row_", "mask_",
 )  # fmt: skip
 #: What a generated package's ``__init__`` defines: a variant may not be named so.
 PACKAGE_NAMES = frozenset({"VARIANTS", "load", "importlib", "retain_freed_memory"})
@@ -208,6 +209,37 @@ class Hyper:
         return sympy.Symbol(self.name)
 
 
+#: What a layer fills a mask with, by its kind: (in training, in evaluation).
+MASK_KINDS = {
+    # Krueger et al. 2017: 1 keeps the previous value; the expectation p in evaluation
+    "zoneout": ("Bernoulli(p), 1 keeps the previous value", "p, the expectation"),
+    # Gal and Ghahramani 2016: one mask per sequence, scaled so that its expectation is 1
+    "dropout": ("Bernoulli(1 - p) / (1 - p), drawn once per sequence", "1"),
+}
+#: When a mask is drawn: its array has a row per (step, batch row) or per batch row.
+MASK_DRAWS = ("step", "sequence")
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A random mask of the step: an input of both kernels like ``x``, one number per unit and
+    batch row, drawn per ``step`` or per ``sequence``; no gradient reaches it. ``kind`` says
+    what a layer fills it with (:data:`MASK_KINDS`): ``zoneout`` (Krueger et al. 2017) or
+    ``dropout`` (variational, Gal and Ghahramani 2016)."""
+
+    name: str
+    size: str
+    per: str
+    kind: str
+    latex: str | None = None
+    where: str = field(default="", compare=False)
+    of: str = ""  # the state (or value) it masks, which the documents subscript it by
+
+    @property
+    def symbol(self) -> sympy.Symbol:
+        return sympy.Symbol(self.name)
+
+
 @dataclass(frozen=True)
 class State:
     """A carried state: ``prev`` is its value at ``t-1``, ``new`` at ``t``."""
@@ -302,7 +334,8 @@ class Relation:
 class Quantity:
     """What a symbol of the step stands for."""
 
-    # input, prev, new, let, dense, vector, scalar (a learned number, size ""), hyper (a
+    # input, prev, new, let, dense, vector, mask (a random mask, an input of the kernels),
+    # scalar (a learned number, size ""), hyper (a
     # number chosen at run time, size ""), row (a mean: one number per batch row, size "") or
     # size (the number of units of a size, which a mean divides by, size "")
     kind: str
@@ -331,6 +364,10 @@ class CellSpec:
     constraints: tuple[tuple[str, str], ...] = ()
     relations: tuple[Relation, ...] = ()
     hypers: tuple[Hyper, ...] = ()
+    masks: tuple[Mask, ...] = ()
+    #: the weights a layer's ``weight_drop`` drops (DropConnect, Merity et al. 2018): those
+    #: declared by :meth:`Cell.weight_drop`, else every weight a state's previous value meets
+    dropped_weights: tuple[str, ...] = ()
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -380,6 +417,8 @@ class CellSpec:
                 table[sym] = Quantity(p.kind, p.name, p.block_size or "")
         for hp in self.hypers:
             table[hp.symbol] = Quantity("hyper", hp.name, "")
+        for m in self.masks:
+            table[m.symbol] = Quantity("mask", m.name, m.size)
         for d in self.denses:
             for sym in d.symbols:
                 table[sym] = Quantity("dense", d.name, d.block_size)
@@ -391,6 +430,18 @@ class CellSpec:
         for size in self.sizes:
             table[size_symbol(size.name)] = Quantity("size", size.name, "")
         return table
+
+    @property
+    def recurrent_weights(self) -> tuple[str, ...]:
+        """The weights a layer's ``weight_drop`` drops: those the declaration names
+        (:meth:`Cell.weight_drop`), else every weight whose projection reads a state's
+        previous value, directly or through a value of the step computed from it."""
+        if self.dropped_weights:
+            return self.dropped_weights
+        previous = {s.prev for s in self.states}
+        reads = previous | {eq.target for eq in self.equations
+                            if eq.expr.free_symbols & previous}  # fmt: skip
+        return tuple(dict.fromkeys(d.weight for d in self.denses if d.source in reads))
 
     @property
     def means(self) -> tuple[Equation, ...]:
@@ -414,6 +465,9 @@ class CellSpec:
             *([repr(tuple((p.name, tuple((*r.data, r.citation) for r in p.init))
                           for p in self.params if p.init))]
               if any(p.init for p in self.params) else []),
+            *([repr(tuple((m.name, m.size, m.per, m.kind, m.latex) for m in self.masks))]
+              if self.masks else []),
+            *([repr(self.dropped_weights)] if self.dropped_weights else []),
         ]  # fmt: skip
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
@@ -449,6 +503,8 @@ class Cell:
         self._equations: list[Equation] = []
         self._relations: list[Relation] = []
         self._hypers: dict[str, Hyper] = {}
+        self._masks: dict[str, Mask] = {}
+        self._dropped: list[str] = []
         self._input_latex = "x"
         self._taken: set[str] = (
             set()
@@ -687,6 +743,81 @@ class Cell:
         self._taken.update(sym.name for sym in dense.symbols)
         return dense
 
+    # -- regularisation ------------------------------------------------------------------------
+
+    def mask(self, name: str, kind: str, size: str = "H", per: str | None = None,
+             latex: str | None = None, of: str = "") -> sympy.Symbol:  # fmt: skip
+        """A random mask of the step (:class:`Mask`), an input of the kernels: ``kind``
+        ``"zoneout"`` (drawn per step unless ``per`` says ``"sequence"``) or ``"dropout"``
+        (per sequence unless ``per`` says ``"step"``). Returns its symbol, one number per unit
+        of ``size``, which equations use like any other value."""
+        where = _caller()
+        _check_name(name, "mask", where)
+        self._refuse_taken(name, where)
+        if kind not in MASK_KINDS:
+            raise DeclarationError(
+                f"{where}: mask {name!r} has kind {kind!r}; a mask is one of {sorted(MASK_KINDS)}."
+            )
+        per = per or ("step" if kind == "zoneout" else "sequence")
+        if per not in MASK_DRAWS:
+            raise DeclarationError(
+                f"{where}: mask {name!r} is drawn per {per!r}; choose one of {MASK_DRAWS}."
+            )
+        self._check_size(size, where)
+        mask = Mask(name, size, per, kind, _check_latex(latex, where), where, of)
+        self._masks[name] = mask
+        self._taken.add(name)
+        return mask.symbol
+
+    def zoneout(self, state: State, expr, latex: str | None = None) -> sympy.Expr:
+        """``expr`` zoned out (Krueger et al. 2017): per unit, the state's previous value where
+        a mask drawn per step is 1 and ``expr`` where it is 0; what :meth:`update` takes::
+
+            cell.update(h, cell.zoneout(h, o * tanh(c_next)))
+        """
+        where = _caller()
+        if not isinstance(state, State) or state.name not in self._states:
+            raise DeclarationError(
+                f"{where}: zoneout() takes a state made by cell.state(); got {state!r}."
+            )
+        m = self.mask(f"zoneout_{state.name}", "zoneout", state.size, latex=latex,
+                      of=state.name)  # fmt: skip
+        return m * state.prev + (1 - m) * sympy.sympify(expr)
+
+    def dropout(self, value: sympy.Symbol, size: str = "H",
+                latex: str | None = None) -> sympy.Symbol:  # fmt: skip
+        """``value`` times a dropout mask drawn once per sequence (variational dropout, Gal and
+        Ghahramani 2016), named so that a projection can read it::
+
+            wh = cell.dense(W_hh, cell.dropout(h.prev), bias=b_hh)
+        """
+        where = _caller()
+        if not isinstance(value, sympy.Symbol):
+            raise DeclarationError(
+                f"{where}: dropout() takes one value of the step (h.prev, a cell.let); got "
+                f"{value!r}."
+            )
+        state = next((st for st in self._states.values() if value == st.prev), None)
+        of = state.name if state is not None else value.name
+        size = state.size if state is not None else size
+        m = self.mask(f"dropout_{value.name}", "dropout", size, latex=latex, of=of)
+        shown = dropped_latex(state) if state is not None else None
+        return self._equation(f"{value.name}_dropped", value * m, "let", shown, where)
+
+    def weight_drop(self, weight: Param) -> None:
+        """Let a layer's ``weight_drop`` drop ``weight`` (DropConnect on the recurrent weights,
+        Merity, Keskar and Socher 2018): ``W ⊙ M / (1 - p)``, ``M`` drawn once per sequence,
+        applied before the kernels, which read it as any weight. A cell that names none drops
+        every weight that a state's previous value meets."""
+        where = _caller()
+        if not isinstance(weight, Param) or weight.kind != "weight" or \
+                self._params.get(weight.name) != weight:  # fmt: skip
+            raise DeclarationError(
+                f"{where}: weight_drop() takes a weight made by cell.weight(); got {weight!r}."
+            )
+        if weight.name not in self._dropped:
+            self._dropped.append(weight.name)
+
     def let(self, name: str, expr, latex: str | None = None) -> sympy.Symbol:
         """A named intermediate vector, one scalar per unit."""
         return self._equation(name, expr, "let", latex, _caller())
@@ -891,6 +1022,7 @@ class Cell:
             input_size="I", states=tuple(self._states.values()), output=self._output,
             params=tuple(self._params.values()), denses=tuple(self._denses.values()),
             equations=(), input_latex=self._input_latex, hypers=tuple(self._hypers.values()),
+            masks=tuple(self._masks.values()), dropped_weights=tuple(self._dropped),
         )  # fmt: skip
         equations, constraints = _size_equations(spec, self._equations)
         spec = CellSpec(
@@ -989,7 +1121,7 @@ def _size_equations(spec: CellSpec, equations: list[Equation]):
     defined |= {
         sym
         for sym, q in known.items()
-        if q.kind in ("vector", "scalar", "dense", "hyper")
+        if q.kind in ("vector", "scalar", "dense", "hyper", "mask")
     }
     sized: list[Equation] = []
     sizes: dict[sympy.Symbol, str] = {
@@ -1101,6 +1233,12 @@ def _check_usage(spec: CellSpec, where: str) -> None:
                 f"{hp.where}: hyperparameter {hp.name!r} is never used; use it in an "
                 "equation, or remove it."
             )
+    for m in spec.masks:
+        if m.name not in used:
+            raise DeclarationError(
+                f"{m.where}: mask {m.name!r} is never used; use it in an equation, or "
+                "remove it."
+            )
     blocks_used = {(d.weight, b) for d in spec.denses for b in d.blocks}
     for p in spec.params:
         if p.kind == "weight":
@@ -1207,6 +1345,13 @@ LATEX_COMMANDS = _LATEX_GROUP_COMMANDS | frozenset(
 )
 #: Commands of one non-letter: thin, medium, thick and negative space, a space, and braces.
 LATEX_SYMBOL_COMMANDS = frozenset({"\\,", "\\;", "\\:", "\\!", "\\ ", "\\{", "\\}"})
+
+
+def dropped_latex(state: State) -> str | None:
+    """The name of a state's previous value times a dropout mask, ``\\check{h}``, where the
+    state's name makes a valid one."""
+    latex = rf"\check{{{state.latex or state.name}}}"
+    return latex if latex_problem(latex) is None else None
 
 
 def latex_problem(latex: str) -> str | None:

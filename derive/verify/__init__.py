@@ -28,7 +28,7 @@ from .compare import (
 
 __all__ = [
     "ROUNDING_OPERATIONS", "TOLERANCE", "Problem", "Report", "Verification",
-    "check", "compare", "import_kernel",
+    "check", "compare", "draw_masks", "import_kernel",
     "relative_error", "sizes_for", "tolerance", "verify",
 ]  # fmt: skip
 

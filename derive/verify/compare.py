@@ -27,6 +27,7 @@ __all__ = [
     "Problem",
     "Report",
     "Verification",
+    "draw_masks",
     "check",
     "compare",
     "import_kernel",
@@ -100,11 +101,13 @@ class Problem:
         self.dfinal = tuple(
             rng.standard_normal(s.shape).astype(dtype) for s in self.states
         )
+        self.masks = draw_masks(cell, steps, batch, by_name, rng, dtype)
 
     def run(self):
         """Forward and backward with the generated kernel."""
+        masks = {"masks": self.masks} if self.masks else {}
         ys, finals, tape = self.cell.forward(
-            self.x, self.states, self.params, **self.hypers
+            self.x, self.states, self.params, **masks, **self.hypers
         )
         dx, dstates, dparams = self.cell.backward(self.dys, self.dfinal, tape)
         return ys, finals, dx, dstates, dparams
@@ -130,6 +133,22 @@ class Problem:
             weights = torch.tensor(d.astype(np.float64))
             loss = loss + (f.reshape(d.shape) * weights).sum()
         return loss
+
+
+def draw_masks(cell, steps, batch, sizes, rng, dtype, rate=0.3) -> dict:
+    """Random masks for ``cell``'s ``MASKS`` (``sizes``: size name -> units), as a layer
+    draws them in training at ``rate``: a zoneout mask Bernoulli(rate), a dropout mask
+    Bernoulli(1 - rate) / (1 - rate); both values of each occur in a mask of 8 numbers or
+    more."""
+    masks = {}
+    for name, (per, size, kind) in cell.MASKS.items():
+        shape = (
+            (batch, sizes[size]) if per == "sequence" else (steps, batch, sizes[size])
+        )
+        drawn = rng.random(shape)
+        value = (drawn < rate) if kind == "zoneout" else (drawn >= rate) / (1 - rate)
+        masks[name] = np.asarray(value, dtype)
+    return masks
 
 
 def relative_error(got, want) -> float:
@@ -278,7 +297,10 @@ def verify(
     for dtype in dtypes:
         problem = Problem(cell, dtype, steps=5, seed=seed, hypers=hypers)
         leaves = problem.torch_leaves()
-        ys_t, finals_t = twin_forward(spec, *leaves, hypers=hypers)
+        masks = {
+            k: _torch().tensor(v.astype(np.float64)) for k, v in problem.masks.items()
+        }
+        ys_t, finals_t = twin_forward(spec, *leaves, hypers=hypers, masks=masks)
         errors = compare(problem, ys_t, finals_t, leaves)
         reports.append(
             Report(spec.name, np.dtype(dtype).name, errors, tolerance(spec, dtype))

@@ -87,13 +87,15 @@ def _project(spec: CellSpec, d, params, source) -> dict:
     }
 
 
-def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None, lengths=None):
+def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None, lengths=None,
+                 masks=None):  # fmt: skip
     """Run ``spec`` over ``x`` ``(T, B, I)`` with torch tensors.
 
     ``initial_states`` is a tuple in ``spec.state_names`` order, ``params`` a dict of tensors,
     ``hypers`` the hyperparameters that differ from their defaults, ``lengths`` None or each
-    batch row's number of steps (its states stop there, its outputs are zero past it). Returns
-    ``(ys, final_states)``, differentiable by autograd.
+    batch row's number of steps (its states stop there, its outputs are zero past it),
+    ``masks`` each mask's tensor by name (``(T, B, size)`` drawn per step, ``(B, size)`` per
+    sequence). Returns ``(ys, final_states)``, differentiable by autograd.
     """
     torch = _torch()
     states = dict(zip(spec.state_names, initial_states, strict=True))
@@ -112,6 +114,8 @@ def twin_forward(spec: CellSpec, x, initial_states, params, hypers=None, lengths
     for t in range(x.shape[0]):
         env = dict(vectors)
         env[spec.input] = x[t]
+        for m in spec.masks:
+            env[m.symbol] = masks[m.name][t] if m.per == "step" else masks[m.name]
         for s in spec.states:
             env[s.prev] = states[s.name]
         pending = list(spec.denses)
