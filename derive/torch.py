@@ -200,7 +200,16 @@ def _backward_rule(ctx, grads):
         ctx.cell, given[0], given[1:], x, lengths, list(params), list(saved), hypers,
         list(masks),
     )  # fmt: skip
-    return None, out[0], None, out[1 : 1 + n_states], out[1 + n_states :], None, None
+    masks_none = [None] * n_masks  # no gradient reaches a mask
+    return (
+        None,
+        out[0],
+        None,
+        out[1 : 1 + n_states],
+        out[1 + n_states :],
+        None,
+        masks_none,
+    )
 
 
 _forward_op.register_autograd(_backward_rule, setup_context=_setup_context)

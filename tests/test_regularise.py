@@ -518,3 +518,28 @@ if __name__ == "__main__":  # the subprocess of the float64 check of every varia
     import sys
 
     print(json.dumps(_reports(sys.argv[1:], (np.float64,))))
+
+
+def test_the_custom_ops_take_the_masks():
+    """torch.compile's path: the custom ops' schema, fake implementation and autograd
+    registration with masks (opcheck); a compiled layer in evaluation (zoneout's masks at
+    their expectation) equal to the eager one, and in training running on drawn masks."""
+    _, module = _regularised("gru")
+    params, x, states, gen = _leaves(module, steps=3, batch=2)
+    masks = _masks(module, 3, 2, gen)
+    args = (module.__name__, x, torch.tensor([3, 2]), list(states),
+            [p.detach().requires_grad_() for p in params.values()],
+            torch.zeros(0, dtype=torch.float64), list(masks.values()))  # fmt: skip
+    torch.library.opcheck(torch.ops.gatesmith.forward.default, args)
+    net = Recurrent(
+        "gru", 5, 7, zoneout=0.2, recurrent_dropout=0.3, dtype=torch.float64
+    )
+    compiled = torch.compile(net, fullgraph=True)
+    inp = torch.randn(4, 2, 5, dtype=torch.float64)
+    trained = compiled(inp)[0]  # inductor draws its own random numbers: not eager's
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            compiled(inp)[0], net(inp)[0], rtol=1e-12, atol=1e-12
+        )
+        assert torch.isfinite(trained).all() and not torch.equal(trained, net(inp)[0])

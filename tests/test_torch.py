@@ -84,6 +84,7 @@ def test_custom_ops_pass_opcheck(variant, hypers):
         states,
         list(params.values()),
         torch.tensor(hypers, dtype=torch.float64),
+        [],  # no masks
     )
     torch.library.opcheck(torch.ops.gatesmith.forward.default, args)
 
@@ -435,7 +436,7 @@ def test_the_custom_ops_and_the_eager_path_compute_the_same():
     ys, finals = recurrent(cell, params, x, tuple(states), lengths)
     want = torch.autograd.grad((ys**2).sum() + finals[1].sum(), leaves)
     out = torch.ops.gatesmith.forward(
-        cell.__name__, x, lengths, states, list(params.values()), torch.zeros(0)
+        cell.__name__, x, lengths, states, list(params.values()), torch.zeros(0), []
     )
     assert torch.equal(out[0], ys) and torch.equal(out[2], finals[1])
     got = torch.autograd.grad((out[0] ** 2).sum() + out[2].sum(), leaves)

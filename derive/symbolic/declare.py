@@ -750,7 +750,8 @@ class Cell:
         """A random mask of the step (:class:`Mask`), an input of the kernels: ``kind``
         ``"zoneout"`` (drawn per step unless ``per`` says ``"sequence"``) or ``"dropout"``
         (per sequence unless ``per`` says ``"step"``). Returns its symbol, one number per unit
-        of ``size``, which equations use like any other value."""
+        of ``size``, which equations use like any other value; ``of`` names what it masks
+        (a state's name), which the documents write under it."""
         where = _caller()
         _check_name(name, "mask", where)
         self._refuse_taken(name, where)
@@ -806,7 +807,7 @@ class Cell:
 
     def weight_drop(self, weight: Param) -> None:
         """Let a layer's ``weight_drop`` drop ``weight`` (DropConnect on the recurrent weights,
-        Merity, Keskar and Socher 2018): ``W ⊙ M / (1 - p)``, ``M`` drawn once per sequence,
+        Merity, Keskar and Socher 2018): ``W ⊙ M / (1 - p)``, ``M`` drawn once per call,
         applied before the kernels, which read it as any weight. A cell that names none drops
         every weight that a state's previous value meets."""
         where = _caller()
