@@ -216,35 +216,32 @@ def detach(hidden):
 def evaluate(model, data, bptt):
     """The mean cross entropy per word over ``data``, the state carried throughout."""
     model.eval()
-    total, hidden = 0.0, model.init_hidden(data.shape[1])
+    hidden, total, last = model.init_hidden(data.shape[1]), 0.0, data.shape[0] - 1
     with torch.no_grad():
-        for i in range(0, data.shape[0] - 1, bptt):
-            tokens, targets = data[i : i + bptt], data[i + 1 : i + 1 + bptt]
-            tokens = tokens[: len(targets)]
-            output, hidden = model(tokens, hidden)
-            loss = nn.functional.cross_entropy(output.flatten(0, 1), targets.flatten())
-            total += len(tokens) * float(loss)
-    return total / (data.shape[0] - 1)
+        for start in range(0, last, bptt):
+            stop = min(start + bptt, last)
+            output, hidden = model(data[start:stop], hidden)
+            targets = data[start + 1 : stop + 1].flatten()
+            loss = nn.functional.cross_entropy(output.flatten(0, 1), targets)
+            total += (stop - start) * float(loss)
+    return total / last
 
 
 def train_epoch(model, data, optimiser, args):
     """One pass over ``data`` in chunks of about ``bptt`` steps (AWD-LSTM's variable length:
     half as long one time in twenty), the state carried and detached between chunks."""
     model.train()
-    hidden, i = model.init_hidden(args.batch_size), 0
-    while i < data.shape[0] - 2:
+    hidden, start, last = model.init_hidden(args.batch_size), 0, data.shape[0] - 1
+    while start < last - 1:
         bptt = args.bptt if torch.rand(()) >= 0.05 else args.bptt // 2
-        length = max(5, int(torch.normal(float(bptt), 5.0, ())))
-        tokens, targets = data[i : i + length], data[i + 1 : i + 1 + length]
-        tokens = tokens[: len(targets)]
-        hidden = detach(hidden)
+        stop = min(start + max(5, int(torch.normal(float(bptt), 5.0, ()))), last)
         optimiser.zero_grad()
-        output, hidden = model(tokens, hidden)
-        loss = nn.functional.cross_entropy(output.flatten(0, 1), targets.flatten())
-        loss.backward()
+        output, hidden = model(data[start:stop], detach(hidden))
+        targets = data[start + 1 : stop + 1].flatten()
+        nn.functional.cross_entropy(output.flatten(0, 1), targets).backward()
         nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         optimiser.step()
-        i += len(tokens)
+        start = stop
 
 
 def parse(argv=None):

@@ -138,8 +138,7 @@ class Problem:
 def draw_masks(cell, steps, batch, sizes, rng, dtype, rate=0.3) -> dict:
     """Random masks for ``cell``'s ``MASKS`` (``sizes``: size name -> units), as a layer
     draws them in training at ``rate``: a zoneout mask Bernoulli(rate), a dropout mask
-    Bernoulli(1 - rate) / (1 - rate); both values of each occur in a mask of 8 numbers or
-    more."""
+    Bernoulli(1 - rate) / (1 - rate)."""
     masks = {}
     for name, (per, size, kind) in cell.MASKS.items():
         shape = (
