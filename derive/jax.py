@@ -19,7 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .runtime.layers import check_layer, load_cell, param_sizes, with_biases
+from .runtime.layers import (
+    check_layer,
+    checked_masks,
+    load_cell,
+    param_sizes,
+    with_biases,
+)
 
 __all__ = ["init_params", "recurrent"]
 
@@ -203,34 +209,13 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
 
 
 def _masks(caller, cell, masks, x, sizes):
-    """The masks in ``MASKS`` order, each checked for its shape and ``x``'s dtype."""
-    if not cell.MASKS:
-        if masks:
-            raise TypeError(
-                f"{caller}: {cell.VARIANT} declares no mask; masks must be None"
-            )
-        return ()
-    if not isinstance(masks, dict) or set(masks) != set(cell.MASKS):
-        got = (
-            sorted(masks, key=str) if isinstance(masks, dict) else type(masks).__name__
-        )
-        raise ValueError(
-            f"{caller}: masks must be a dict keyed by {tuple(cell.MASKS)}; got {got!r:.120}"
-        )
+    """The masks in ``MASKS`` order, checked (:func:`checked_masks`) in ``x``'s dtype."""
     steps, batch, _ = x.shape
-    out = []
-    for name, (per, size, _) in cell.MASKS.items():
-        value = _check(caller, f"masks[{name!r}]", masks[name], x.dtype)
-        shape = (
-            (batch, sizes[size]) if per == "sequence" else (steps, batch, sizes[size])
-        )
-        if value.shape != shape:
-            raise ValueError(
-                f"{caller}: masks[{name!r}] (drawn per {per}) must have shape {shape}; got "
-                f"{value.shape}"
-            )
-        out.append(value)
-    return tuple(out)
+
+    def check(argument, value):
+        return _check(caller, argument, value, x.dtype)
+
+    return tuple(checked_masks(caller, cell, masks, steps, batch, sizes, check))
 
 
 def _lengths(caller, lengths, steps, batch):

@@ -34,6 +34,7 @@ from .runtime.layers import (
     biases_to_drop,
     check_layer,
     check_stacking,
+    checked_masks,
     declaration_of,
     extra_sizes,
     load_cell,
@@ -479,35 +480,15 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
 
 
 def _layer_masks(caller, cell, masks, x, sizes):
-    """The masks of one layer's call in ``MASKS`` order, checked: ``(T, B, size)`` tensors
-    for masks drawn per step, ``(B, size)`` per sequence, in ``x``'s dtype."""
-    if not cell.MASKS:
-        if masks:
-            raise TypeError(
-                f"{caller}: {cell.VARIANT} declares no mask; masks must be None or empty"
-            )
-        return []
-    if not isinstance(masks, dict) or set(masks) != set(cell.MASKS):
-        got = (
-            sorted(masks, key=str) if isinstance(masks, dict) else type(masks).__name__
-        )
-        raise ValueError(
-            f"{caller}: masks must be a dict keyed by {tuple(cell.MASKS)}; got {got!r:.120}"
-        )
+    """The masks of one layer's call in ``MASKS`` order, checked (:func:`checked_masks`) in
+    ``x``'s dtype."""
     steps, batch = x.shape[:2]
-    out = []
-    for name, (per, size, _) in cell.MASKS.items():
-        value = _check_tensor(caller, f"masks[{name!r}]", masks[name], x.dtype)
-        shape = (
-            (batch, sizes[size]) if per == "sequence" else (steps, batch, sizes[size])
-        )
-        if tuple(value.shape) != shape:
-            raise ValueError(
-                f"{caller}: masks[{name!r}] (drawn per {per}) must have shape {shape}; got "
-                f"{tuple(value.shape)}"
-            )
-        out.append(value.detach().contiguous())
-    return out
+
+    def check(argument, value):
+        return _check_tensor(caller, argument, value, x.dtype)
+
+    drawn = checked_masks(caller, cell, masks, steps, batch, sizes, check)
+    return [value.detach().contiguous() for value in drawn]
 
 
 def _layer_arguments(caller, cell, params, x, initial_states):
@@ -968,11 +949,12 @@ class Recurrent(_Layers, nn.RNNBase):
                 if name in cell.DROPPED_WEIGHTS else value
                 for name, value in params.items()
             }  # fmt: skip
-        steps, batch = src.shape[:2]
+        steps, batch, width = src.shape
+        sizes = {name: self._size(name, width) for name in cell.SIZES}
         masks = {}
-        for name, (per, size, fill) in regular.mask_values(cell, self.training).items():
-            units = self._size(size)
-            shape = (batch, units) if per == "sequence" else (steps, batch, units)
+        for name, (shape, fill) in regular.masks(
+            cell, self.training, steps, batch, sizes
+        ).items():
             value = torch.full(shape, fill[1], dtype=src.dtype)
             masks[name] = (
                 value if fill[0] == "full" else torch.bernoulli(value) * fill[2]

@@ -23,8 +23,8 @@ import numpy as np
 
 __all__ = [
     "Recurrent", "Regularisation", "Tape", "biases_to_drop", "check_layer", "check_stacking",
-    "extra_sizes", "load_cell", "param_sizes", "torch_variant", "truncated_bptt",
-    "with_biases",
+    "checked_masks", "extra_sizes", "load_cell", "mask_fills", "mask_shapes", "numpy_masks",
+    "param_sizes", "torch_variant", "truncated_bptt", "with_biases",
 ]  # fmt: skip
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -138,37 +138,85 @@ class Regularisation:
     def active(self):
         return any(self.rates.values()) or bool(self.weight_drop)
 
-    def mask_values(self, cell, training):
-        """``{name: (per, size, fill)}`` for each of ``cell.MASKS``: ``fill`` is
-        ``("bernoulli", q, scale)`` (Bernoulli(q) times ``scale``) or ``("full", value)``."""
-        out = {}
-        for name, (per, size, kind) in cell.MASKS.items():
-            rate = self.rates[kind]
-            if kind == "zoneout":
-                fill = ("bernoulli", rate, 1.0) if training and rate else ("full", rate)
-            else:
-                fill = (
-                    ("bernoulli", 1 - rate, 1 / (1 - rate))
-                    if training and rate
-                    else ("full", 1.0)
-                )
-            out[name] = (per, size, fill)
-        return out
+    def masks(self, cell, training, steps, batch, sizes):
+        """Each of ``cell.MASKS`` filled for one call, with this layer's rates
+        (:func:`mask_fills`)."""
+        return mask_fills(cell, self.rates, training, steps, batch, sizes)
 
     def numpy_masks(self, cell, training, steps, batch, sizes, dtype, rng):
         """The masks of one call as NumPy arrays, drawn from ``rng``."""
-        masks = {}
-        for name, (per, size, fill) in self.mask_values(cell, training).items():
-            shape = (
-                (batch, sizes[size])
-                if per == "sequence"
-                else (steps, batch, sizes[size])
+        return numpy_masks(cell, self.rates, training, steps, batch, sizes, dtype, rng)
+
+
+def mask_shapes(cell, steps, batch, sizes):
+    """The shape each of ``cell.MASKS`` has in a call of ``steps`` x ``batch`` rows
+    (``sizes``: size name -> units): ``(T, B, size)`` drawn per step, ``(B, size)`` per
+    sequence."""
+    return {
+        name: (batch, sizes[size]) if per == "sequence" else (steps, batch, sizes[size])
+        for name, (per, size, _) in cell.MASKS.items()
+    }
+
+
+def mask_fills(cell, rates, training, steps, batch, sizes):
+    """``{name: (shape, fill)}`` for each of ``cell.MASKS`` at ``rates`` (kind -> rate):
+    ``fill`` is ``("bernoulli", q, scale)`` (Bernoulli(q) times ``scale``) or ``("full",
+    value)``. In training a zoneout mask is Bernoulli(p) and a dropout mask Bernoulli(1 - p) /
+    (1 - p); in evaluation, and at a rate of 0, a zoneout mask holds p and a dropout mask 1."""
+    out = {}
+    for name, shape in mask_shapes(cell, steps, batch, sizes).items():
+        kind = cell.MASKS[name][2]
+        rate = rates[kind]
+        if kind == "zoneout":
+            fill = ("bernoulli", rate, 1.0) if training and rate else ("full", rate)
+        else:
+            drawn = ("bernoulli", 1 - rate, 1 / (1 - rate))
+            fill = drawn if training and rate else ("full", 1.0)
+        out[name] = (shape, fill)
+    return out
+
+
+def numpy_masks(cell, rates, training, steps, batch, sizes, dtype, rng):
+    """:func:`mask_fills` as NumPy arrays of ``dtype``, drawn from ``rng``."""
+    masks = {}
+    for name, (shape, fill) in mask_fills(
+        cell, rates, training, steps, batch, sizes
+    ).items():
+        if fill[0] == "full":
+            masks[name] = np.full(shape, fill[1], dtype)
+        else:
+            masks[name] = ((rng.random(shape) < fill[1]) * fill[2]).astype(dtype)
+    return masks
+
+
+def checked_masks(caller, cell, masks, steps, batch, sizes, check):
+    """The masks a caller passed for one call, in ``MASKS`` order: ``masks`` must name exactly
+    the cell's masks (None or empty for a cell without), each value passed through
+    ``check(argument, value)`` (a framework's type and dtype check) and of its shape
+    (:func:`mask_shapes`)."""
+    if not cell.MASKS:
+        if masks:
+            raise TypeError(
+                f"{caller}: {cell.VARIANT} declares no mask; masks must be None or empty"
             )
-            if fill[0] == "full":
-                masks[name] = np.full(shape, fill[1], dtype)
-            else:
-                masks[name] = ((rng.random(shape) < fill[1]) * fill[2]).astype(dtype)
-        return masks
+        return []
+    if not isinstance(masks, dict) or set(masks) != set(cell.MASKS):
+        got = (
+            sorted(masks, key=str) if isinstance(masks, dict) else type(masks).__name__
+        )
+        raise ValueError(
+            f"{caller}: masks must be a dict keyed by {tuple(cell.MASKS)}; got {got!r:.120}"
+        )
+    out = []
+    for name, shape in mask_shapes(cell, steps, batch, sizes).items():
+        value = check(f"masks[{name!r}]", masks[name])
+        if tuple(value.shape) != shape:
+            raise ValueError(
+                f"{caller}: masks[{name!r}] (drawn per {cell.MASKS[name][0]}) must have "
+                f"shape {shape}; got {tuple(value.shape)}"
+            )
+        out.append(value)
+    return out
 
 
 def load_cell(caller, variant):

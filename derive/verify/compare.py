@@ -137,17 +137,11 @@ class Problem:
 
 def draw_masks(cell, steps, batch, sizes, rng, dtype, rate=0.3) -> dict:
     """Random masks for ``cell``'s ``MASKS`` (``sizes``: size name -> units), as a layer
-    draws them in training at ``rate``: a zoneout mask Bernoulli(rate), a dropout mask
-    Bernoulli(1 - rate) / (1 - rate)."""
-    masks = {}
-    for name, (per, size, kind) in cell.MASKS.items():
-        shape = (
-            (batch, sizes[size]) if per == "sequence" else (steps, batch, sizes[size])
-        )
-        drawn = rng.random(shape)
-        value = (drawn < rate) if kind == "zoneout" else (drawn >= rate) / (1 - rate)
-        masks[name] = np.asarray(value, dtype)
-    return masks
+    draws them in training at ``rate`` (:func:`derive.runtime.layers.numpy_masks`)."""
+    from ..runtime.layers import numpy_masks
+
+    rates = {"zoneout": rate, "dropout": rate}
+    return numpy_masks(cell, rates, True, steps, batch, sizes, rng=rng, dtype=dtype)
 
 
 def relative_error(got, want) -> float:
