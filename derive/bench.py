@@ -50,6 +50,9 @@ SPREAD_WARNING = 1.25
 BLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 #: the markers between which ``--report`` writes into an existing Markdown file
 BEGIN, END = "<!-- gatesmith bench: begin -->", "<!-- gatesmith bench: end -->"
+#: the markers of ``--inside``'s table
+INSIDE_MARKERS = ("<!-- gatesmith bench --inside: begin -->",
+                  "<!-- gatesmith bench --inside: end -->")  # fmt: skip
 
 
 def _shape(text: str) -> tuple[int, int, int, int]:
@@ -114,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help="two small shapes, two rounds of three"
     )
+    parser.add_argument(
+        "--inside", action="store_true",
+        help="instead: lstm and gru as users run them, inside PyTorch (training step, "
+        "forward without gradients, one step, start-up; derive.inside)",
+    )  # fmt: skip
     parser.add_argument(
         "--no-retain-memory", dest="retain_memory", action="store_false",
         help="leave glibc's defaults (see generated.retain_freed_memory)",
@@ -180,6 +188,10 @@ def _work(task: dict):
         return fma_rate(np.dtype(task["dtype"]), task["threads"], task["repeats"])
     if task["kind"] == "blas":
         return _blas()
+    if task["kind"] == "inside":
+        from .inside import work
+
+        return work(task)
     cell = generated.load(task["variant"])
     if task["kind"] == "check":
         small = lambda dtype: Problem(cell, (6, 3, 4, 5), dtype)  # noqa: E731
@@ -390,6 +402,8 @@ def run(args) -> int:
         print(f"gatesmith bench: unknown variants {unknown}", file=sys.stderr)
         return 2
     out = _out(args)
+    if args.inside:
+        return _run_inside(args, variants, out)
     shapes = args.shape or (QUICK_SHAPES if args.quick else SHAPES)
     rounds, repeats = (2, 3) if args.quick else (args.rounds, args.repeats)
     dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
@@ -449,6 +463,40 @@ def run(args) -> int:
         print(f"wrote {image}")
     if args.report:
         _write_report(args.report, report)
+        print(f"wrote {args.report}")
+    return 0
+
+
+def _run_inside(args, variants, out) -> int:
+    """``--inside``: :mod:`derive.inside`'s cases, written to ``inside.json`` (and the
+    ``--report`` file)."""
+    from . import inside
+
+    if not _available("torch"):
+        print(
+            "gatesmith bench --inside: needs PyTorch (the bench extra)", file=sys.stderr
+        )
+        return 2
+    variants = [v for v in variants if v in ("lstm", "gru")] or ["lstm", "gru"]
+    rounds, repeats = (2, 3) if args.quick else (args.rounds, args.repeats)
+    machine = _machine(args.threads)
+    print(f"processor: {machine['processor']}; {args.threads} threads")
+
+    def child(task):
+        return _child(task, args.threads, args.native_blas)
+
+    environment = _environment(args.threads, args.native_blas)
+    report = inside.run(variants, rounds, repeats, child, environment)
+    report.update(machine=machine, rounds=rounds, repeats=repeats,
+                  versions=_versions(True, False))  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "inside.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(inside.markdown(report))
+    print(f"wrote {path}")
+    if args.report:
+        text = f"Processor: {machine['processor']}, {args.threads} threads.\n\n"
+        _write_between(args.report, text + inside.markdown(report), *INSIDE_MARKERS)
         print(f"wrote {args.report}")
     return 0
 
@@ -602,21 +650,26 @@ def _markdown(report) -> str:
 
 
 def _write_report(path: Path, report) -> None:
-    """Write the table between the markers of ``path`` (a new file holds only them and it);
-    a file without both markers is not this command's to change."""
-    text = path.read_text(encoding="utf-8") if path.exists() else f"{BEGIN}{END}\n"
+    """Write the table between the markers of ``path``."""
+    _write_between(path, _markdown(report))
+
+
+def _write_between(path: Path, table: str, begin=BEGIN, end=END) -> None:
+    """Write ``table`` between the markers ``begin`` and ``end`` of ``path`` (a new file holds
+    only them and it); a file without both markers is not this command's to change."""
+    text = path.read_text(encoding="utf-8") if path.exists() else f"{begin}{end}\n"
     if (
-        text.count(BEGIN) != 1
-        or text.count(END) != 1
-        or text.index(BEGIN) > text.index(END)
+        text.count(begin) != 1
+        or text.count(end) != 1
+        or text.index(begin) > text.index(end)
     ):
         raise SystemExit(
-            f"gatesmith bench: {path} exists without one pair of the markers {BEGIN} ... "
-            f"{END}; add them where the table goes, or pass a new file to --report"
+            f"gatesmith bench: {path} exists without one pair of the markers {begin} ... "
+            f"{end}; add them where the table goes, or pass a new file to --report"
         )
-    block = f"{BEGIN}\n{_markdown(report)}{END}"
-    head, rest = text.split(BEGIN)
-    path.write_text(head + block + rest.split(END, 1)[1], encoding="utf-8")
+    block = f"{begin}\n{table.rstrip()}\n{end}"
+    head, rest = text.split(begin)
+    path.write_text(head + block + rest.split(end, 1)[1], encoding="utf-8")
 
 
 def _versions(use_torch, use_jax) -> dict[str, str]:

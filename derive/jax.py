@@ -50,6 +50,50 @@ def _host_arguments(cell, x, lengths, params, hypers):
     return _host(x), arrays, _host(lengths).astype(np.int64), given
 
 
+def _shapes(cell, x, states, params):
+    """The shapes of the forward's outputs ``(ys, finals)`` and of the tape's arrays."""
+    steps, batch, size = x.shape
+    sizes = param_sizes(cell, size, [p.shape for p in params])
+    out = sizes[cell.OUTPUT_SIZE]
+    primal = (
+        _struct((steps, batch, out), x.dtype),
+        tuple(_struct(s.shape, x.dtype) for s in states),
+    )
+    saved = tuple(
+        _struct(s, x.dtype) for s in cell._interface.saved_shapes(steps, batch, sizes)
+    )
+    return primal, saved
+
+
+def _host_masks(cell, masks):
+    return dict(zip(cell.MASKS, map(_host, masks), strict=True)) or None
+
+
+def _host_forward(cell, tape, x, lengths, states, params, hypers, masks):
+    """The kernels' forward on host arrays: ``((ys, finals), saved)`` with a ``tape``,
+    ``(ys, finals)`` without one (the kernels that keep none)."""
+    x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
+    states = tuple(map(_host, states))
+    ys, finals, kept = cell._interface.forward(
+        x, states, arrays, lengths, given, _host_masks(cell, masks), tape
+    )
+    if not tape:
+        return ys, finals
+    return (ys, finals), cell._interface.saved_arrays(kept)
+
+
+def _host_backward(cell, x, lengths, params, hypers, masks, saved, dys, d_finals):
+    x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
+    saved = [_host(s) for s in saved]
+    tape = cell._interface.restore_tape(
+        x, arrays, lengths, saved, given, _host_masks(cell, masks)
+    )
+    dx, d_initial, d_params = cell.backward(
+        _host(dys), tuple(map(_host, d_finals)), tape
+    )
+    return dx, d_initial, tuple(d_params[n] for n in cell.PARAMS)
+
+
 @functools.cache
 def _function(name):
     """The ``custom_vjp`` function ``(x, lengths, states, params, hypers, masks) -> (ys,
@@ -57,53 +101,22 @@ def _function(name):
     values passed in, so that a new value makes no new function (nor a new trace under
     ``jit``); ``masks`` a tuple in ``MASKS`` order."""
     cell = sys.modules[name]
-    interface = cell._interface
-
-    def host_masks(masks):
-        return dict(zip(cell.MASKS, map(_host, masks), strict=True)) or None
-
-    def shapes(x, states, params):
-        steps, batch, size = x.shape
-        sizes = param_sizes(cell, size, [p.shape for p in params])
-        out = sizes[cell.OUTPUT_SIZE]
-        primal = (
-            _struct((steps, batch, out), x.dtype),
-            tuple(_struct(s.shape, x.dtype) for s in states),
-        )
-        saved = tuple(
-            _struct(s, x.dtype) for s in interface.saved_shapes(steps, batch, sizes)
-        )
-        return primal, saved
-
-    def host_forward(x, lengths, states, params, hypers, masks):
-        x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
-        states = tuple(map(_host, states))
-        ys, finals, tape = interface.forward(
-            x, states, arrays, lengths, given, host_masks(masks)
-        )
-        return (ys, finals), interface.saved_arrays(tape)
-
-    def host_backward(x, lengths, params, hypers, masks, saved, dys, d_finals):
-        x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
-        saved = [_host(s) for s in saved]
-        tape = interface.restore_tape(
-            x, arrays, lengths, saved, given, host_masks(masks)
-        )
-        dx, d_initial, d_params = cell.backward(
-            _host(dys), tuple(map(_host, d_finals)), tape
-        )
-        return dx, d_initial, tuple(d_params[n] for n in cell.PARAMS)
 
     def run(x, lengths, states, params, hypers, masks):
-        primal, saved = shapes(x, states, params)
+        primal, saved = _shapes(cell, x, states, params)
         return jax.pure_callback(
-            host_forward, (primal, saved), x, lengths, states, params, hypers, masks,
-            vmap_method="sequential",
+            functools.partial(_host_forward, cell, True), (primal, saved), x, lengths,
+            states, params, hypers, masks, vmap_method="sequential",
         )  # fmt: skip
 
     @jax.custom_vjp
     def function(x, lengths, states, params, hypers, masks):
-        return run(x, lengths, states, params, hypers, masks)[0]
+        # not differentiated: the kernels that keep no tape
+        primal, _ = _shapes(cell, x, states, params)
+        return jax.pure_callback(
+            functools.partial(_host_forward, cell, False), primal, x, lengths, states,
+            params, hypers, masks, vmap_method="sequential",
+        )  # fmt: skip
 
     def forward(x, lengths, states, params, hypers, masks):
         primal, saved = run(x, lengths, states, params, hypers, masks)
@@ -118,8 +131,8 @@ def _function(name):
             tuple(_struct(p.shape, p.dtype) for p in params),
         )
         dx, d_initial, d_params = jax.pure_callback(
-            host_backward, result, x, lengths, params, hypers, masks, saved, dys, d_finals,
-            vmap_method="sequential",
+            functools.partial(_host_backward, cell), result, x, lengths, params, hypers,
+            masks, saved, dys, d_finals, vmap_method="sequential",
         )  # fmt: skip
         no_gradient = np.zeros(lengths.shape, dtype=jax.dtypes.float0)
         constants = jnp.zeros_like(hypers), tuple(jnp.zeros_like(m) for m in masks)

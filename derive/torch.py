@@ -86,36 +86,60 @@ def _masks(module, masks):
     return dict(zip(module.MASKS, (_np(m) for m in masks), strict=True)) or None
 
 
-def _forward(cell, x, lengths, states, params, hypers, masks=()):
-    """``[ys, *final_states, *saved]``: ``saved`` are the arrays the backward reads."""
+def _forward(cell, x, lengths, states, params, hypers, masks=(), tape=True,
+             pieces=False):  # fmt: skip
+    """``[ys, *final_states, *saved]``: ``saved`` are the arrays the backward reads (none
+    without a ``tape``: the kernels that keep none); with ``pieces``, the bounds of the
+    pieces of the batch the kernels ran in (an int64 tensor) and each piece's arrays, as
+    they are (:meth:`saved_pieces`), else the arrays of one piece (joined)."""
     module = _module(cell)
-    ys, finals, tape = module._interface.forward(
-        _np(x),
-        tuple(_np(s) for s in states),
-        dict(zip(module.PARAMS, (_np(p) for p in params), strict=True)),
-        _np(lengths),
-        _hypers(module, hypers),
-        _masks(module, masks),
-    )
+    with _framework_threads(module):
+        ys, finals, kept = module._interface.forward(
+            _np(x),
+            tuple(_np(s) for s in states),
+            dict(zip(module.PARAMS, (_np(p) for p in params), strict=True)),
+            _np(lengths),
+            _hypers(module, hypers),
+            _masks(module, masks),
+            tape,
+        )
     if not ys.flags.writeable:  # a view of the tape: outputs of an op never alias
         ys = ys.copy()
-    arrays = (ys, *finals, *module._interface.saved_arrays(tape))
-    return [torch.from_numpy(a) for a in arrays]
+    saved = ()
+    if tape and pieces:
+        bounds, saved = module._interface.saved_pieces(kept)
+        saved = (np.array(bounds, np.int64), *saved)
+    elif tape:
+        saved = module._interface.saved_arrays(kept)
+    return [torch.from_numpy(a) for a in (ys, *finals, *saved)]
 
 
-def _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers, masks=()):
-    """``[dx, *d_initial_states, *d_params]``."""
+def _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers, masks=(),
+              pieces=False):  # fmt: skip
+    """``[dx, *d_initial_states, *d_params]``; ``saved`` as :func:`_forward` gave it, with
+    the same ``pieces``."""
     module = _module(cell)
     arrays = dict(zip(module.PARAMS, (_np(p) for p in params), strict=True))
+    bounds = None
+    if pieces:
+        bounds, saved = [tuple(b) for b in saved[0].tolist()], saved[1:]
     tape = module._interface.restore_tape(
         _np(x), arrays, _np(lengths), [_np(s) for s in saved], _hypers(module, hypers),
-        _masks(module, masks),
+        _masks(module, masks), bounds,
     )  # fmt: skip
-    dx, d_initial, d_params = module.backward(
-        _np(dys), tuple(_np(d) for d in d_final_states), tape
-    )
+    with _framework_threads(module):
+        dx, d_initial, d_params = module.backward(
+            _np(dys), tuple(_np(d) for d in d_final_states), tape
+        )
     grads = (dx, *d_initial, *(d_params[name] for name in module.PARAMS))
     return [torch.from_numpy(g) for g in grads]
+
+
+def _framework_threads(module):
+    """BLAS held to one thread while the kernels run beside torch's threads, whose OpenMP
+    pool spins for a while after each of torch's operations: a BLAS call of two threads on
+    two cores then waits on the spinning ones, a training step several times slower."""
+    return module._interface.one_blas_thread()
 
 
 def _gradients(grads, shapes, x):
@@ -247,7 +271,9 @@ class _Kernels(_Function):
     @staticmethod
     def forward(cell, x, lengths, hypers, n_states, n_masks, *tensors):
         states, params, masks = _split_tensors(tensors, n_states, n_masks)
-        return tuple(_forward(cell, x, lengths, states, params, hypers, masks))
+        return tuple(
+            _forward(cell, x, lengths, states, params, hypers, masks, pieces=True)
+        )
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -297,10 +323,9 @@ class _Gradients(_Function):
         # the backward kernel reads the states from the tape
         _, params, masks = _split_tensors(tensors, n_states, n_masks)
         return tuple(
-            _backward(
-                cell, given[0], given[1:], x, lengths, params, saved, hypers, masks
-            )
-        )
+            _backward(cell, given[0], given[1:], x, lengths, params, saved, hypers,
+                      masks, pieces=True)
+        )  # fmt: skip
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -468,6 +493,8 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
         out = torch.ops.gatesmith.forward(
             cell.__name__, x, lengths, states, tensors, values, list(drawn)
         )
+    elif not _wants_gradient(x, states, tensors):  # inference: the kernels keep no tape
+        out = _forward(cell.__name__, x, lengths, states, tensors, values, drawn, False)
     else:
         out = _Kernels.apply(
             cell.__name__, x, lengths, values, len(states), len(drawn), *states,
@@ -477,6 +504,17 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     if half:
         ys, finals = ys.to(dtype), tuple(f.to(dtype) for f in finals)
     return ys, finals
+
+
+def _wants_gradient(x, states, tensors):
+    """Whether autograd may differentiate a call on these inputs: grad mode on and one of
+    them requiring a gradient, or a ``torch.func`` transform active (its wrapped tensors
+    carry their gradients where ``requires_grad`` does not show them)."""
+    if torch._C._are_functorch_transforms_active():
+        return True
+    return torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, *states, *tensors)
+    )
 
 
 def _layer_masks(caller, cell, masks, x, sizes):
@@ -660,6 +698,100 @@ class _Layers:
             out.append(value)
         return out
 
+    def _inferring(self, input, hx):
+        """Whether a call takes the inference path (:meth:`_infer`): no gradient wanted, a
+        plain CPU tensor of the weights' dtype, no lengths, masks or dropout between layers,
+        and nothing tracing or transforming the call."""
+        if type(input) is not torch.Tensor or input.device.type != "cpu":
+            return False
+        weight = getattr(self, self._flat_weights_names[0])
+        plain = (
+            input.dtype == weight.dtype
+            and input.dtype in _DTYPES
+            and input.dim() in (2, 3)
+            and 0 not in input.shape
+            and input.shape[-1] == self.input_size
+        )
+        regular = getattr(self, "regularisation", None)
+        masked = bool(self.cell.MASKS) or (regular is not None and regular.active)
+        dropped = bool(self.dropout) and self.training and self.num_layers > 1
+        traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
+        if not plain or masked or dropped or traced:
+            return False
+        hx = () if hx is None else (hx,) if isinstance(hx, torch.Tensor) else hx
+        if not isinstance(hx, (tuple, list)) or not all(
+            isinstance(h, torch.Tensor) for h in hx
+        ):
+            return False  # the other path names what is wrong
+        return not _wants_gradient(input, tuple(hx), self._flat_weights_tensors())
+
+    def _flat_weights_tensors(self):
+        return [getattr(self, name) for name in self._flat_weights_names]
+
+    def _infer(self, input, hx):
+        """The forward of :meth:`forward` when no gradient is wanted: the kernels that keep
+        no tape, on NumPy views of the parameters checked once for their shapes, dtypes and
+        storage (:meth:`_inference_params`)."""
+        seq, _, _, batched = self._sequence(input)
+        states = self._initial_states(hx, seq, batched)
+        slots = self._inference_params(seq.dtype)
+        interface = self.cell._interface
+        x = np.ascontiguousarray(seq.detach().numpy())
+        held = [np.ascontiguousarray(s.detach().numpy()) for s in states]
+        finals = [[] for _ in held]
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(self.directions):
+                slot = layer * self.directions + direction
+                params, sizes, values = slots[slot]
+                src = x if direction == 0 else np.ascontiguousarray(x[::-1])
+                initial = tuple(s[slot] for s in held)
+                ys, last = interface.infer_checked(src, initial, params, sizes, values)
+                outs.append(ys if direction == 0 else ys[::-1])
+                for final, value in zip(finals, last, strict=True):
+                    final.append(value)
+            x = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+        out = torch.from_numpy(np.ascontiguousarray(x))
+        h_n = [torch.from_numpy(np.stack(f)) for f in finals]
+        if not batched:
+            out, h_n = out.squeeze(1), [h.squeeze(1) for h in h_n]
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        return out, (h_n[0] if len(h_n) == 1 else tuple(h_n))
+
+    def _inference_params(self, dtype):
+        """For each layer and direction: its parameters as checked NumPy views, its sizes and
+        its hyperparameters' values; kept while every parameter keeps its storage, shape and
+        layout (an optimiser's in-place step keeps them; ``load_state_dict`` copies in
+        place; ``.to()`` and a new Parameter change them)."""
+        tensors = self._flat_weights_tensors()
+        hypers = getattr(self, "hypers", None)
+        key = (dtype, hypers and tuple(hypers.items()),
+               *((t.data_ptr(), t.shape, t.stride()) for t in tensors))  # fmt: skip
+        cached = getattr(self, "_inference_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        interface, caller = self.cell._interface, self._caller
+        numpy_dtype = _numpy_dtype(dtype)
+        values = interface.check_hypers(caller, hypers, numpy_dtype)
+        slots = []
+        for layer in range(self.num_layers):
+            width = (
+                self.input_size if layer == 0 else self.output_size * self.directions
+            )
+            for direction in range(self.directions):
+                params = {
+                    name: np.ascontiguousarray(value.detach().numpy())
+                    for name, value in self.layer_params(layer, direction).items()
+                }
+                sizes, params = interface.check_params(
+                    caller, params, width, numpy_dtype
+                )
+                slots.append((params, sizes, values))
+        if all(t.is_contiguous() for t in tensors):  # else copies, which go stale
+            self._inference_cache = (key, slots)
+        return slots
+
     def _layer(self, layer, direction, src, initial, lengths):
         """One layer and direction over ``src``: ``(ys, final_states)``."""
         return recurrent(
@@ -698,6 +830,8 @@ class _Layers:
         if _exporting() and isinstance(self, _DropIn):
             # torch's own forward, which the exporters turn into ONNX's LSTM, GRU and RNN
             return super().forward(input, hx)
+        if self._inferring(input, hx):
+            return self._infer(input, hx)
         # (each parameter is read by name below: _flat_weights, which torch's own forward
         # refreshes first, is not needed)
         seq, lengths, packed, batched = self._sequence(input)

@@ -214,8 +214,8 @@ def test_a_projection_of_an_intermediate_is_a_second_stage():
     )
     assert product in text
     # forward reads the candidate block's rows; its transpose rule packs their transpose
-    assert "packed_hn = _pack(weight_hh[2 * size_H : 3 * size_H], batch)" in text
-    assert "packed_hn = _pack(weight_hh[2 * size_H : 3 * size_H].T, batch)" in text
+    assert "packed_hn = _pack(weight_hh[2 * size_H : 3 * size_H], batch, steps)" in text
+    assert "packed_hn = _pack(weight_hh[2 * size_H : 3 * size_H].T, batch, steps)" in text
     assert "_product_add(dk_hn[first:last], packed_hn, buf_rh)" in text
     assert text.index(product) > text.index("save_rh[row, j] = rh")
 

@@ -40,14 +40,20 @@ def _close(dtype, got, want, scale):
     columns=st.integers(0, 75),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.parametrize("steps", [2, 1], ids=["tiles", "one-step"])
 @pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-def test_products_match_numpy_for_any_sizes(dtype, strided, rows, depth, columns, seed):
+def test_products_match_numpy_for_any_sizes(
+    dtype, strided, steps, rows, depth, columns, seed
+):
+    """By register tiles over packed panels; for one step, by BLAS on the matrix unpacked."""
     rng = np.random.default_rng(seed)
     source, matrix, bias, out = _arrays(rng, dtype, rows, depth, columns, strided)
     exact = source.astype(np.float64) @ matrix.T.astype(np.float64)
     scale = 1 + np.abs(source).sum(axis=1, initial=0).max(initial=0)
-    packed = module._pack(matrix, rows)
+    packed = module._pack(matrix, rows, steps)
+    if steps == 1 and matrix.size:  # BLAS's, on the matrix as it is (not an empty one)
+        np.testing.assert_array_equal(packed[1], matrix)
     module._product(source, packed, bias, out)
     _close(dtype, out, exact + bias, scale)
     module._product(source, packed, bias[:0], out)  # a bias of length 0 adds nothing
@@ -61,13 +67,15 @@ def test_products_match_numpy_for_any_sizes(dtype, strided, rows, depth, columns
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_packing_puts_each_panel_of_rows_transposed_and_zero_past_the_end(dtype):
     matrix = np.arange(37 * 5, dtype=dtype).reshape(37, 5)
-    packed, dense = module._pack(matrix, 2)
+    packed, dense = module._pack(matrix, 2, 3)
     width = packed.shape[2]
     assert width in (8, 16, 32) and packed.shape == (-(-37 // width), 5, width)
     for c in range(packed.shape[0] * width):
         column = packed[c // width, :, c % width]
         np.testing.assert_array_equal(column, matrix[c] if c < 37 else 0)
-    assert dense.size == 0  # kept only for one row and a matrix too large for the cache
+    # kept only for one row and a matrix too large for the cache, or for one step
+    assert dense.size == 0
+    np.testing.assert_array_equal(module._pack(matrix, 2, 1)[1], matrix)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
@@ -75,12 +83,12 @@ def test_one_row_times_a_streamed_matrix_runs_through_blas_and_matches(dtype):
     rng = np.random.default_rng(5)
     depth = module._STREAMED // (np.dtype(dtype).itemsize * 100) + 1
     source, matrix, bias, out = _arrays(rng, dtype, 1, depth, 100, False)
-    packed, dense = module._pack(matrix, 1)
+    packed, dense = module._pack(matrix, 1, 3)
     np.testing.assert_array_equal(dense, matrix)
     assert packed.size == 0
     assert (
-        module._pack(matrix, 2)[1].size == 0
-        and module._pack(matrix[:50], 1)[1].size == 0
+        module._pack(matrix, 2, 3)[1].size == 0
+        and module._pack(matrix[:50], 1, 3)[1].size == 0
     )
     exact = source.astype(np.float64) @ matrix.T.astype(np.float64)
     scale = 1 + np.abs(source).sum()
@@ -101,7 +109,7 @@ def test_a_product_never_writes_past_its_rows_and_columns():
         out = whole[1:-1, 1:-2]
         source = rng.standard_normal((rows, depth)).astype(dtype)
         matrix = rng.standard_normal((columns, depth)).astype(dtype)
-        packed = module._pack(matrix, rows)
+        packed = module._pack(matrix, rows, 2)
         module._product(source, packed, np.zeros(columns, dtype), out)
         ring = whole.copy()
         ring[1:-1, 1:-2] = 7.0
@@ -120,5 +128,5 @@ def test_reversed_views_are_read_and_written_through_their_negative_strides():
     matrix = rng.standard_normal((columns, depth))
     bias = rng.standard_normal(columns)[::-1]
     out = np.zeros((rows, columns))[:, ::-1]
-    module._product(source, module._pack(matrix, rows), bias, out)
+    module._product(source, module._pack(matrix, rows, 2), bias, out)
     _close(dtype, out, source @ matrix.T + bias, 1 + np.abs(source).sum())

@@ -328,6 +328,12 @@ class Kernel:
     #: (vector, size, gradient) of every zero-dimensional gradient summed unit by unit
     unit_sums: tuple[tuple[str, str, str], ...] = ()
     helpers: frozenset[str] = frozenset()  # the activation helpers the kernels call
+    #: the forward that keeps no tape: its stages, the arrays it keeps (name, shape), its
+    #: workspaces and what it returns
+    inference_stages: tuple[PrintedStage, ...] = ()
+    inference_saves: tuple[tuple[str, str], ...] = ()
+    inference_workspaces: tuple[tuple[str, str], ...] = ()
+    inference_returns: tuple[str, ...] = ()
 
     @property
     def products(self) -> tuple[PrintedProduct, ...]:
@@ -399,6 +405,8 @@ def _slice(start: str, stop: str) -> str:
 def _source(a: Access) -> tuple[str, str]:
     """A product's source over all steps and at step t (rows ``first:last``)."""
     name = array_name(a.array)
+    if a.array.extent == Extent.BATCH:  # a workspace: the step's rows alone
+        return name, name
     if a.array.role != ArrayRole.SEQUENCE:
         return name, f"{name}[first:last]"
     if a.row == RowIndex.NEXT:
@@ -540,12 +548,18 @@ def print_kernel(plan: KernelPlan) -> Kernel:
     }  # fmt: skip
     sizes = {size_symbol(s.name).name: s.name for s in plan.spec.sizes}
     forward, backward = NumbaPrinter(indexed, sizes), NumbaPrinter(indexed, sizes)
-    stages = tuple(
-        PrintedStage(tuple(_product(p) for p in stage.products),
-                     tuple(_loop(forward, lp) for lp in stage.forward),
-                     tuple(_loop(backward, lp) for lp in stage.backward))
-        for stage in plan.stages
-    )  # fmt: skip
+
+    def printed(stages):
+        return tuple(
+            PrintedStage(tuple(_product(p) for p in stage.products),
+                         tuple(_loop(forward, lp) for lp in stage.forward),
+                         tuple(_loop(backward, lp) for lp in stage.backward))
+            for stage in stages
+        )  # fmt: skip
+
+    stages = printed(plan.stages)
+    inference = plan.inference
+    inference_stages = printed(inference.stages)  # before the constants are listed
     dx_in_loops = any(
         isinstance(st, Store) and st.target.array.role == ArrayRole.INPUT_ADJOINT
         for stage in plan.stages for loop in stage.backward for st in loop.body
@@ -573,5 +587,9 @@ def print_kernel(plan: KernelPlan) -> Kernel:
         backward_args=names(plan.backward_args) + plan.hypers,
         backward_returns=names(plan.backward_returns), dx_in_loops=dx_in_loops,
         unit_sums=unit_sums,
+        inference_stages=inference_stages,
+        inference_saves=_allocations(inference.tape),
+        inference_workspaces=_allocations(inference.workspaces),
+        inference_returns=names(inference.returns),
         helpers=frozenset(forward.helpers | backward.helpers),
     )  # fmt: skip

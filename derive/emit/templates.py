@@ -415,6 +415,27 @@ def _bias_sums(kernel: Kernel) -> list[tuple[str, str]]:
     return sorted(first.items())
 
 
+def _entry_points(spec, kernel: Kernel) -> dict:
+    """The parameters of the module's ``forward`` and ``step``, and whether each forward
+    kernel's per-step products read rows of a sequence (``last``: a product reading a
+    workspace reads all of it)."""
+    keywords = [
+        *(["masks=None"] if spec.masks else []),
+        *(f"{hp.name}={hp.default!r}" for hp in spec.hypers),
+    ]
+    return {
+        "forward_params": ["x", "initial_states", "params", "lengths=None", "*",
+                           *keywords, "tape=True"],
+        "step_params": ["x", "states", "params", *(["*"] if keywords else []), *keywords],
+        "per_step": any(not p.hoisted for p in kernel.products),
+        "infer_per_step": any(
+            not p.hoisted and p.source_step != p.source_seq
+            for stage in kernel.inference_stages
+            for p in stage.products
+        ),
+    }  # fmt: skip
+
+
 def render_kernel(plan: KernelPlan) -> str:
     """The generated Numba module of one variant."""
     spec = plan.spec
@@ -457,6 +478,7 @@ def render_kernel(plan: KernelPlan) -> str:
         saved_per_step=_tuple(saved, "SAVED_PER_STEP", quote=False),
         saved_text=saved_text,
         forward_returns=_tuple(kernel.forward_returns, "_FORWARD_RETURNS"),
+        infer_returns=_tuple(kernel.inference_returns, "_INFER_RETURNS"),
         forward_shapes=_tuple(
             [_saved_shape(array) for array in plan.forward_returns],
             "_FORWARD_SHAPES",
@@ -469,16 +491,6 @@ def render_kernel(plan: KernelPlan) -> str:
             "_BACKWARD_TAPE",
         ),
         hypers=[(hp.name, repr(hp.default)) for hp in spec.hypers],
-        forward_params=["x", "initial_states", "params", "lengths=None"]
-        + (
-            [
-                "*",
-                *(["masks=None"] if spec.masks else []),
-                *(f"{hp.name}={hp.default!r}" for hp in spec.hypers),
-            ]
-            if spec.hypers or spec.masks
-            else []
-        ),  # fmt: skip
         masks=spec.masks,
         dropped_weights=_tuple(spec.recurrent_weights, "DROPPED_WEIGHTS"),
         hoisted=[p for p in projections if p.hoisted],
@@ -486,7 +498,7 @@ def render_kernel(plan: KernelPlan) -> str:
         direct=direct,
         dx_direct=any(key.startswith("dx:") for key in direct),
         projections=projections,
-        per_step=any(not p.hoisted for p in projections),
+        **_entry_points(spec, kernel),
         size_args=", ".join(s.argument for s in spec.sizes),
     )
 

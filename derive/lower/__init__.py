@@ -6,11 +6,12 @@
    computed inside it;
 2. :func:`~derive.lower.values.classify`: the role, size and stage of every symbol;
 3. :func:`~derive.lower.storage.choose_storage`: what the forward pass saves (exactly what the
-   backward pass reads) and where every value is read;
+   backward pass reads) and where every value is read; and for the forward that keeps no
+   tape (inference), what outlives its loop;
 4. :func:`~derive.lower.adjoints.plan_adjoints`: where each adjoint completes, which ones gather
    in accumulators, which projections share an adjoint array;
 5. :func:`~derive.lower.schedule.schedule`: the loops (through common-subexpression
-   elimination) and the products of every stage.
+   elimination) and the products of every stage; the inference forward's too.
 
 The result, a :class:`~derive.lower.plan.KernelPlan`, holds no printed code: the Numba emitter
 and the derivation document each print it their own way.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from ..symbolic.adjoint import Adjoint
 from .adjoints import plan_adjoints
-from .plan import Array, ArrayRole, Extent, KernelPlan, SizeSource
+from .plan import Array, ArrayRole, Extent, Inference, KernelPlan, SizeSource
 from .schedule import schedule
 from .stages import assign_stages
 from .storage import Storage, choose_storage, mask_arrays
@@ -37,6 +38,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     storage = choose_storage(adjoint, stages, values)
     adjoints = plan_adjoints(adjoint, stages, storage)
     planned = schedule(spec, stages, storage, adjoints)
+    inference = _inference(adjoint, stages, values, adjoints)
     sequences = tuple(storage.sequences.values())
     tape = tuple(storage.backward[s].array for s in storage.tape)
     shared = tuple(dict.fromkeys(adjoints.projection_adjoint.values()))
@@ -60,6 +62,23 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         backward_sizes=_size_sources(spec, ArrayRole.FINAL_ADJOINT, used),
         saved_per_step=_saved_per_step(spec, storage),
         hypers=tuple(hp.name for hp in spec.hypers),
+        output=storage.forward[spec.output_symbol].array,
+        inference=inference,
+    )
+
+
+def _inference(adjoint, stages, values, adjoints) -> Inference:
+    """The forward that keeps no tape: the same stages, each value kept only as long as the
+    step reads it."""
+    spec = adjoint.spec
+    storage = choose_storage(adjoint, stages, values, inference=True)
+    planned = schedule(spec, stages, storage, adjoints, inference=True)
+    tape = tuple(storage.backward[s].array for s in storage.tape)
+    return Inference(
+        stages=planned,
+        tape=tape,
+        workspaces=tuple(storage.forward[s].array for s in storage.workspaces),
+        returns=(*storage.sequences.values(), *tape),
         output=storage.forward[spec.output_symbol].array,
     )
 

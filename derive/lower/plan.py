@@ -24,6 +24,7 @@ __all__ = [
     "BlockRange",
     "Derivation",
     "Extent",
+    "Inference",
     "KernelPlan",
     "Load",
     "Loop",
@@ -273,6 +274,19 @@ class SizeSource:
 
 
 @dataclass(frozen=True)
+class Inference:
+    """The forward kernel that keeps no tape: its stages (products and forward loops, no
+    backward), the arrays it keeps per step (the outputs, when they are not a state's), its
+    per-step workspaces and what it returns (the state sequences, then those arrays)."""
+
+    stages: tuple[Stage, ...]
+    tape: tuple[Array, ...]
+    workspaces: tuple[Array, ...]
+    returns: tuple[Array, ...]
+    output: Array
+
+
+@dataclass(frozen=True)
 class KernelPlan:
     """A cell's forward and backward kernels, scheduled."""
 
@@ -299,6 +313,7 @@ class KernelPlan:
     ] = ()  # scalar arguments after the arrays, in declaration order
     # the forward's array of the outputs: a state's sequence, or the tape
     output: Array | None = None
+    inference: Inference | None = None
 
     @property
     def products(self) -> tuple[Product, ...]:

@@ -137,12 +137,14 @@ def _backward_loop(spec, stage, size, storage: Storage, adjoints: AdjointPlan, t
                 tuple(derivation + projected + contributed))  # fmt: skip
 
 
-def _products(spec: CellSpec, stages: Stages, storage: Storage, adjoints: AdjointPlan):
+def _products(spec: CellSpec, stages: Stages, storage: Storage, adjoints: AdjointPlan,
+              inference: bool = False):  # fmt: skip
     products = []
     for d in spec.denses:
         weight = spec.param(d.weight)
         hoisted = d.source == spec.input
-        source = storage.backward[d.source]
+        # where the forward keeps the source: on the tape, or in a workspace without one
+        source = (storage.forward if inference else storage.backward)[d.source]
         # the input and previous states take their adjoint in their gradient arrays; a value
         # the step computes, in its accumulator
         source_adjoint = adjoints.contribution_target(d.source).array
@@ -162,24 +164,26 @@ def _products(spec: CellSpec, stages: Stages, storage: Storage, adjoints: Adjoin
     return products
 
 
-def schedule(spec: CellSpec, stages: Stages, storage: Storage, adjoints: AdjointPlan):
-    """The stages of the step: products, forward loops and backward loops."""
+def schedule(spec: CellSpec, stages: Stages, storage: Storage, adjoints: AdjointPlan,
+             inference: bool = False):  # fmt: skip
+    """The stages of the step: products, forward loops and backward loops; with
+    ``inference`` (``storage`` keeping no tape), products and forward loops alone."""
     sizes = sorted(
         {e.size for e in spec.equations} | {d.block_size for d in spec.denses}
     )
     taken = {sym.name for sym in storage.values}
     taken |= {adjoint_symbol(s).name for s in storage.values}
     taken |= {external_symbol(s).name for s in storage.values}
-    products = _products(spec, stages, storage, adjoints)
+    products = _products(spec, stages, storage, adjoints, inference)
     first_load: dict = {}
     out = []
     for s in range(stages.count):
         fwd = [
             _forward_loop(spec, s, size, storage, first_load, taken) for size in sizes
         ]
-        bwd = [
+        bwd = [] if inference else [
             _backward_loop(spec, s, size, storage, adjoints, taken) for size in sizes
-        ]
+        ]  # fmt: skip
         out.append(Stage(s, tuple(p for p in products if p.stage == s),
                          tuple(lp for lp in fwd if lp), tuple(lp for lp in bwd if lp)))  # fmt: skip
     return tuple(out)

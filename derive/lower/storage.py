@@ -102,12 +102,19 @@ def _projection_reads(spec):
     return reads
 
 
-def choose_storage(adjoint: Adjoint, stages: Stages, values) -> Storage:
+def choose_storage(
+    adjoint: Adjoint, stages: Stages, values, inference: bool = False
+) -> Storage:
+    """Where every value lives for the forward that keeps a tape; with ``inference``, for the
+    forward that keeps none: only the outputs outlive their step, and a value a later loop or
+    product of the same step reads lives in a workspace."""
     spec = adjoint.spec
     sequences, fixed = _arrays(spec, values)
     computed = [*stages.dense_of, *(eq.target for eq in spec.equations)]
     # an output that is not a state is read from the tape, as a state's from its sequence
-    on_tape = set(adjoint.saved) | stages.per_step_sources | {spec.output_symbol}
+    on_tape = {spec.output_symbol}
+    if not inference:
+        on_tape |= set(adjoint.saved) | stages.per_step_sources
     tape = tuple(s for s in computed if s in on_tape and values[s].role != Role.NEW)
     later = {
         s
@@ -116,6 +123,8 @@ def choose_storage(adjoint: Adjoint, stages: Stages, values) -> Storage:
         if values[s].role in (Role.INTERMEDIATE, Role.ROW)
         and stages.of(s) < stages.of_target[eq.target]
     }
+    if inference:  # the source of a per-step product, computed by an earlier stage
+        later |= {s for s in stages.per_step_sources if values[s].role != Role.NEW}
     workspaces = tuple(s for s in computed if s in later and s not in tape)
     forward = {**fixed, **_projection_reads(spec)}
     backward = dict(fixed)

@@ -64,7 +64,7 @@ RESERVED = frozenset({
     "types", "intrinsic", "overload", "math", "os", "sys", "CACHE", "CellInterface", "VARIANT",
     "STATES", "PARAMS", "OUTPUT", "HYPERS", "hypers", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS", "PARAM_INIT", "MASKS", "masks", "DROPPED_WEIGHTS",
     "SIZE_CONSTRAINTS", "SAVED_PER_STEP", "forward", "backward", "forward_kernel",
-    "backward_kernel", "init_params", "param_shapes", "saved_bytes_per_step",
+    "backward_kernel", "infer_kernel", "states", "init_params", "param_shapes", "saved_bytes_per_step",
 }) | frozenset(dir(builtins))  # fmt: skip
 RESERVED_PREFIXES = (
     "d_", "tmp", "_", "acc_", "buf_", "save_", "seq_", "step_", "k_", "dk_", "packed_",

@@ -112,6 +112,15 @@ class Problem:
         dx, dstates, dparams = self.cell.backward(self.dys, self.dfinal, tape)
         return ys, finals, dx, dstates, dparams
 
+    def infer(self):
+        """``(ys, finals)`` of the forward that keeps no tape."""
+        masks = {"masks": self.masks} if self.masks else {}
+        ys, finals, tape = self.cell.forward(
+            self.x, self.states, self.params, **masks, **self.hypers, tape=False
+        )
+        assert tape is None, "forward(tape=False) returned a tape"
+        return ys, finals
+
     def torch_leaves(self):
         """``x``, the initial states and the parameters as float64 torch leaves."""
         torch = _torch()
@@ -162,6 +171,11 @@ def compare(problem: Problem, ys_t, finals_t, leaves) -> dict[str, float]:
     errors = {"ys": relative_error(ys, ys_t.detach().numpy())}
     for name, got, want in zip(cell.STATES, finals, finals_t, strict=True):
         errors[f"final {name}"] = relative_error(got, want.detach().numpy())
+    # the forward that keeps no tape (inference) computes the same outputs
+    ys, finals = problem.infer()
+    errors["ys (no tape)"] = relative_error(ys, ys_t.detach().numpy())
+    for name, got, want in zip(cell.STATES, finals, finals_t, strict=True):
+        errors[f"final {name} (no tape)"] = relative_error(got, want.detach().numpy())
     errors["dx"] = relative_error(dx, _grad(x))
     for name, got, want in zip(cell.STATES, dstates, states, strict=True):
         errors[f"d initial {name}"] = relative_error(got, _grad(want))

@@ -1,0 +1,327 @@
+"""Inference: the forward that keeps no tape, the step API, and the bindings' paths without a
+gradient.
+
+Every variant's kernels that keep no tape are compared with autograd wherever a kernel is
+verified (:func:`derive.verify.compare`, rows "(no tape)"); here: lengths and shards, one step
+at a time, the products of one step (BLAS's, unpacked) in training, and ``derive.torch``'s
+path under ``no_grad``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from conftest import DTYPES, Problem, compare_with_torch, load_generated, relative_error
+
+import generated
+from derive import registry
+from generated import _interface
+
+torch = pytest.importorskip("torch")
+from derive import torch as gtorch  # noqa: E402
+
+#: a plain cell, one whose per-step product reads a workspace (its source is computed by an
+#: earlier stage of the step), one with means, one with hyperparameters and one with masks
+SOME = ["lstm", "mgu3", "lstm_layernorm", "cornn", "lstm_zoneout"]
+
+
+def _regularised(name):
+    if name != "lstm_zoneout":
+        return load_generated(name)
+    from derive import build
+    from derive.symbolic.regularise import regularised
+
+    return build(regularised(registry.get("lstm"), zoneout=True))
+
+
+def _masks(problem):
+    return {"masks": problem.masks} if problem.masks else {}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("variant", SOME)
+def test_no_tape_gives_the_numbers_of_the_tape_with_lengths_and_shards(
+    variant, dtype, monkeypatch, cell_cache
+):
+    cell = _regularised(variant)
+    problem = Problem(cell, dtype, steps=5, batch=7)
+    lengths = np.array([5, 3, 5, 1, 4, 5, 2])
+    package = sys.modules[type(cell._interface).__module__]  # a built cell's own
+    monkeypatch.setattr(package, "SHARD_WORK", 0)
+    for threads in (1, 3):
+        package.set_threads(threads)
+        try:
+            want = cell.forward(problem.x, problem.states, problem.params, lengths,
+                                **_masks(problem), **problem.hypers)  # fmt: skip
+            got = cell.forward(problem.x, problem.states, problem.params, lengths,
+                               **_masks(problem), **problem.hypers, tape=False)  # fmt: skip
+        finally:
+            package.set_threads(None)
+        assert got[2] is None
+        assert ("shards" in want[2]) == (threads == 3)
+        assert got[0].flags.writeable  # nothing else reads it
+        for g, w in zip((got[0], *got[1]), (want[0], *want[1]), strict=True):
+            assert g.dtype == w.dtype and g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+
+
+def test_the_kernel_that_keeps_no_tape_returns_no_saved_values():
+    cell = load_generated("lstm")
+    assert cell._INFER_RETURNS == ("seq_h", "seq_c")
+    assert set(cell._FORWARD_RETURNS) > set(cell._INFER_RETURNS)
+    # mgu3's per-step product reads a value of an earlier stage: a workspace of one step
+    mgu3 = load_generated("mgu3")
+    assert mgu3._INFER_RETURNS == ("seq_h",)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("variant", SOME)
+def test_steps_one_at_a_time_give_the_forward(variant, dtype, cell_cache):
+    cell = _regularised(variant)
+    problem = Problem(cell, dtype, steps=4, batch=3)
+    ys, finals, _ = cell.forward(problem.x, problem.states, problem.params,
+                                 **_masks(problem), **problem.hypers)  # fmt: skip
+    states = problem.states
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    for t in range(problem.x.shape[0]):
+        masks = {}
+        if problem.masks:  # a per-step mask's row of the step; a per-sequence one whole
+            steps = problem.x.shape[0]
+            masks = {"masks": {
+                name: value.reshape(steps, 3, -1)[t] if cell.MASKS[name][0] == "step"
+                else value for name, value in problem.masks.items()
+            }}  # fmt: skip
+        y, states = cell.step(problem.x[t], states, problem.params, **masks,
+                              **problem.hypers)  # fmt: skip
+        assert y.shape == ys[t].shape and y.dtype == dtype
+        assert relative_error(y, ys[t]) < tolerance, t
+    for got, want in zip(states, finals, strict=True):
+        assert relative_error(got, want) < tolerance
+
+
+def test_a_step_from_no_states_starts_at_zeros():
+    cell = load_generated("gru")
+    params = cell.init_params(3, 4, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    y, states = cell.step(x, None, params)
+    want, finals, _ = cell.forward(x[None], None, params)
+    np.testing.assert_allclose(y, want[0], rtol=1e-13)
+    np.testing.assert_allclose(states[0], finals[0], rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda c, p: c.step(np.ones(3), None, p), ValueError, "step: x must have 2"),
+        (lambda c, p: c.step(np.ones((2, 3), np.float32), None, p), TypeError,
+         "step: params"),
+        (lambda c, p: c.step(np.ones((2, 3)), (np.ones((2, 5)),) * 2, p), ValueError,
+         r"step: states\[0\] \(h\) must have shape \(2, 4\)"),
+        (lambda c, p: c.step(np.ones((2, 3)), np.ones((2, 4)), p), ValueError,
+         "step: states must be None or a tuple of 2 arrays"),
+        (lambda c, p: c.forward(np.ones((1, 2, 3)), None, p, tape="no"), TypeError,
+         "forward: tape must be True or False; got 'no'"),
+    ],
+)  # fmt: skip
+def test_bad_steps_are_clear_errors(call, error, words):
+    cell = load_generated("lstm")
+    params = cell.init_params(3, 4, dtype=np.float64)
+    with pytest.raises(error, match=words):
+        call(cell, params)
+
+
+def test_a_check_passed_before_hides_no_later_error():
+    """``check_params`` takes a checked call's result for a call alike; a parameter of another
+    shape or dtype, a missing one or one too many is still refused."""
+    cell = load_generated("lstm")
+    params = cell.init_params(3, 4, dtype=np.float64)
+    x = np.ones((2, 3))
+    cell.step(x, None, params)
+    for bad, error in [
+        ({**params, "weight_hh": np.ones((16, 5))}, ValueError),
+        ({**params, "weight_hh": params["weight_hh"].astype(np.float32)}, TypeError),
+        ({**params, "extra": params["bias_ih"]}, ValueError),
+        ({k: v for k, v in params.items() if k != "weight_ih"}, ValueError),
+        ({**params, "weight_hh": np.asfortranarray(params["weight_hh"])}, ValueError),
+        ({**params, "weight_hh": params["weight_hh"].tolist()}, TypeError),
+    ]:
+        with pytest.raises(error, match="step: params"):
+            cell.step(x, None, bad)
+    # biases left out are lengths 0, as before
+    without = {k: v for k, v in params.items() if not k.startswith("bias")}
+    for _ in range(2):
+        y, _ = cell.step(x, None, without)
+        want, _, _ = cell.forward(x[None], None, without)
+        np.testing.assert_allclose(y, want[0], rtol=1e-13)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("variant", ["lstm", "gru", "mgu3", "lstm_layernorm", "cornn"])
+def test_one_step_trains_as_autograd(variant, batch):
+    """One step: the per-step products run through BLAS unpacked (``_pack``), forward and
+    backward, for one row and for several; both dtypes."""
+    from derive.verify.twin import twin_forward
+
+    module = load_generated(variant)
+    for dtype in DTYPES:
+        problem = Problem(module, dtype, steps=1, batch=batch)
+        leaves = problem.torch_leaves()
+        ys_t, finals_t = twin_forward(registry.get(variant), *leaves)
+        compare_with_torch(problem, ys_t, finals_t, leaves)
+
+
+def test_restore_tape_refuses_bounds_that_do_not_split_the_batch():
+    cell = load_generated("lstm")
+    problem = Problem(cell, np.float64, steps=2, batch=4)
+    _, _, tape = cell.forward(problem.x, problem.states, problem.params)
+    bounds, saved = cell._interface.saved_pieces(tape)
+    assert bounds == ((0, 4),)
+    interface = cell._interface
+    args = (problem.x, problem.params, None, saved)
+    for bad in [((0, 2),), ((0, 2), (3, 4)), ((0, 0), (0, 4)), ()]:
+        with pytest.raises(ValueError, match="backward: bounds must split the 4"):
+            interface.restore_tape(*args, bounds=bad)
+    with pytest.raises(ValueError, match="of each of 2 pieces"):
+        interface.restore_tape(*args, bounds=((0, 2), (2, 4)))
+
+
+# -- derive.torch without a gradient -----------------------------------------------------------
+
+
+@pytest.fixture
+def no_kernels_for_gradients(monkeypatch):
+    """The autograd path of the kernels refuses to run: a call must take the inference path."""
+
+    def refuse(*args):
+        raise AssertionError("the autograd path ran")
+
+    monkeypatch.setattr(gtorch._Kernels, "apply", refuse)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize(
+    ("variant", "layers", "bidirectional", "batch_first"),
+    [("lstm", 2, True, True), ("gru", 1, False, False), ("cornn", 2, False, True)],
+)
+def test_no_grad_takes_the_inference_path_with_the_same_numbers(
+    variant, layers, bidirectional, batch_first, dtype
+):
+    torch.manual_seed(0)
+    rnn = gtorch.Recurrent(variant, 5, 6, num_layers=layers, batch_first=batch_first,
+                           bidirectional=bidirectional).to(dtype)  # fmt: skip
+    x = torch.randn(3, 4, 5, dtype=dtype)
+    batch = 3 if batch_first else 4
+    hx = tuple(
+        torch.randn(layers * (2 if bidirectional else 1), batch, 6, dtype=dtype)
+        for _ in rnn.cell.STATES
+    )
+    hx = hx[0] if len(hx) == 1 else hx
+    want = rnn(x, hx)  # the autograd path (parameters require gradients)
+    assert want[0].grad_fn is not None
+    with torch.no_grad():
+        got = rnn(x, hx)
+        unbatched = rnn(x[0] if batch_first else x[:, 0], _unbatched(hx))
+    assert got[0].grad_fn is None
+    _assert_same(got, want)
+    first = want[0][0] if batch_first else want[0][:, 0]
+    torch.testing.assert_close(unbatched[0], first.detach(), rtol=1e-6, atol=1e-6)
+
+
+def _unbatched(hx):
+    return hx[:, 0] if isinstance(hx, torch.Tensor) else tuple(h[:, 0] for h in hx)
+
+
+def _assert_same(got, want):
+    out, states = got
+    torch.testing.assert_close(out, want[0].detach(), rtol=0, atol=0)
+    states = states if isinstance(states, tuple) else (states,)
+    wanted = want[1] if isinstance(want[1], tuple) else (want[1],)
+    for g, w in zip(states, wanted, strict=True):
+        torch.testing.assert_close(g, w.detach(), rtol=0, atol=0)
+
+
+def test_inference_follows_the_parameters(no_kernels_for_gradients):
+    """The checked NumPy views follow an in-place step and a loaded state dict, and are taken
+    again after ``.to(float64)`` or a new Parameter."""
+    torch.manual_seed(0)
+    rnn = gtorch.LSTM(4, 5).requires_grad_(False)
+    reference = torch.nn.LSTM(4, 5).requires_grad_(False)
+    reference.load_state_dict(rnn.state_dict())
+    x = torch.randn(3, 2, 4)
+
+    def check():
+        out, (h, c) = rnn(x)
+        want, (h_want, c_want) = reference(x)
+        for got, wanted in [(out, want), (h, h_want), (c, c_want)]:
+            assert got.dtype == wanted.dtype
+            torch.testing.assert_close(got, wanted, rtol=1e-5, atol=1e-6)
+
+    check()
+    for module in (rnn, reference):
+        module.weight_hh_l0.mul_(0.5)  # an optimiser's step
+    check()
+    state = {k: torch.randn_like(v) for k, v in rnn.state_dict().items()}
+    rnn.load_state_dict(state)
+    reference.load_state_dict(state)
+    check()
+    rnn.double()
+    reference.double()
+    x = x.double()
+    check()
+    new = torch.nn.Parameter(
+        torch.randn(20, 5, dtype=torch.float64), requires_grad=False
+    )
+    rnn.weight_hh_l0 = new
+    reference.weight_hh_l0 = torch.nn.Parameter(new.clone(), requires_grad=False)
+    check()
+
+
+def test_one_step_at_a_time_through_the_module_under_no_grad(no_kernels_for_gradients):
+    torch.manual_seed(0)
+    rnn = gtorch.Recurrent("lstm", 8, 16)
+    x = torch.randn(6, 2, 8)
+    with torch.no_grad():
+        want, (h, c) = rnn(x)
+        state = None
+        outs = []
+        for t in range(6):
+            y, state = rnn(x[t : t + 1], state)
+            outs.append(y)
+    torch.testing.assert_close(torch.cat(outs), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(state[0], h, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(state[1], c, rtol=1e-5, atol=1e-6)
+
+
+def test_inputs_that_need_a_gradient_take_the_autograd_path():
+    rnn = gtorch.Recurrent("gru", 3, 4).requires_grad_(False)
+    x = torch.randn(2, 1, 3, requires_grad=True)
+    out, _ = rnn(x)
+    assert out.grad_fn is not None  # the input's gradient is wanted
+    out.sum().backward()
+    assert x.grad is not None
+    with torch.no_grad():
+        assert rnn(x)[0].grad_fn is None
+
+
+def test_sharded_training_keeps_its_pieces_and_matches_one_piece(monkeypatch):
+    """Through ``derive.torch`` a forward in shards keeps each shard's arrays as they are, and
+    its backward runs in the same shards: the gradients of one piece."""
+    monkeypatch.setattr(_interface, "SHARD_WORK", 0)
+    torch.manual_seed(0)
+    rnn = gtorch.Recurrent("lstm", 5, 6, dtype=torch.float64)
+    x = torch.randn(4, 7, 5, dtype=torch.float64, requires_grad=True)
+    results = []
+    for threads in (3, 1):
+        generated.set_threads(threads)
+        try:
+            rnn.zero_grad()
+            x.grad = None
+            out, (h, c) = rnn(x)
+            (out.square().sum() + h.sum() + c.sum()).backward()
+        finally:
+            generated.set_threads(None)
+        results.append([out.detach(), x.grad, *(p.grad for p in rnn.parameters())])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
