@@ -726,18 +726,31 @@ class _Layers:
         return not _wants_gradient(input, tuple(hx), self._flat_weights_tensors())
 
     def _flat_weights_tensors(self):
-        return [getattr(self, name) for name in self._flat_weights_names]
+        parameters = self._parameters
+        return [
+            parameters.get(name) if name in parameters else getattr(self, name)
+            for name in self._flat_weights_names
+        ]
+
+    @property
+    def _state_sizes(self):
+        """The size name of each state, in ``STATES`` order."""
+        cell = self.cell
+        return [cell.STATE_SIZES[s] for s in cell.STATES]
 
     def _infer(self, input, hx):
         """The forward of :meth:`forward` when no gradient is wanted: the kernels that keep
         no tape, on NumPy views of the parameters checked once for their shapes, dtypes and
         storage (:meth:`_inference_params`)."""
         seq, _, _, batched = self._sequence(input)
-        states = self._initial_states(hx, seq, batched)
         slots = self._inference_params(seq.dtype)
         interface = self.cell._interface
         x = np.ascontiguousarray(seq.detach().numpy())
-        held = [np.ascontiguousarray(s.detach().numpy()) for s in states]
+        if hx is None:  # zeros, as _initial_states gives them
+            held = [None] * len(self.cell.STATES)
+        else:
+            states = self._initial_states(hx, seq, batched)
+            held = [np.ascontiguousarray(s.detach().numpy()) for s in states]
         finals = [[] for _ in held]
         for layer in range(self.num_layers):
             outs = []
@@ -745,14 +758,21 @@ class _Layers:
                 slot = layer * self.directions + direction
                 params, sizes, values = slots[slot]
                 src = x if direction == 0 else np.ascontiguousarray(x[::-1])
-                initial = tuple(s[slot] for s in held)
+                initial = tuple(
+                    np.zeros((x.shape[1], sizes[size]), x.dtype)
+                    if s is None
+                    else s[slot]
+                    for s, size in zip(held, self._state_sizes, strict=True)
+                )
                 ys, last = interface.infer_checked(src, initial, params, sizes, values)
                 outs.append(ys if direction == 0 else ys[::-1])
                 for final, value in zip(finals, last, strict=True):
                     final.append(value)
             x = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
         out = torch.from_numpy(np.ascontiguousarray(x))
-        h_n = [torch.from_numpy(np.stack(f)) for f in finals]
+        h_n = [
+            torch.from_numpy(f[0][None] if len(f) == 1 else np.stack(f)) for f in finals
+        ]
         if not batched:
             out, h_n = out.squeeze(1), [h.squeeze(1) for h in h_n]
         elif self.batch_first:

@@ -182,3 +182,62 @@ def test_the_blas_numba_calls_is_found_with_the_package_that_ships_it():
     assert bench._shipped_by("/v/site-packages/numpy.libs/libopenblas.so") == "numpy"
     assert bench._shipped_by("/v/site-packages/torch/lib/libgomp.so") == "torch"
     assert bench._shipped_by("/usr/lib/x86_64-linux-gnu/libopenblas.so.0") == "system"
+
+
+#: three tiny cases, one of each kind
+_TINY = (("train", 3, 2, 4, 5), ("forward", 3, 2, 4, 5), ("step", 1, 2, 5, 5))
+
+
+def test_inside_times_each_case_in_processes_of_its_own(monkeypatch):
+    """``--inside``: each contender of each case in a fresh process (``child``), the kernels
+    alone beside them, start-up from fresh processes; every time positive."""
+    pytest.importorskip("torch")
+    from derive import inside
+
+    monkeypatch.setattr(inside, "CASES", _TINY)
+    tasks = []
+
+    def child(task):
+        tasks.append(task)
+        return bench._child(task, 2)
+
+    report = inside.run(["lstm"], 1, 2, child, bench._environment(2))
+    assert [t["name"] for t in tasks] == list(inside.CONTENDERS) * len(_TINY)
+    assert [row["case"] for row in report["rows"]] == [list(c) for c in _TINY]
+    for row in report["rows"]:
+        assert sorted(row["ms"]) == sorted(inside.CONTENDERS)
+        assert all(len(v) == 1 and v[0] > 0 for v in row["ms"].values())
+    assert set(report["startup_seconds"]) == {"lstm gatesmith", "lstm torch"}
+    assert all(0 < s < 60 for s in report["startup_seconds"].values())
+    table = inside.markdown(report)
+    assert table.count("\n| lstm |") == len(_TINY) and "lstm gatesmith" in table
+
+
+def test_inside_writes_its_json_and_its_own_block_of_the_report(
+    tmp_path, monkeypatch, capsys
+):
+    pytest.importorskip("torch")
+    from derive import inside
+
+    monkeypatch.setattr(inside, "CASES", _TINY)
+    monkeypatch.setattr(bench, "_child", lambda task, *_: bench._work(task))
+    monkeypatch.setattr(inside, "_startup", lambda *_: 1.5)
+    report = tmp_path / "performance.md"
+    begin, end = bench.INSIDE_MARKERS
+    report.write_text(
+        f"{bench.BEGIN}\nmain table\n{bench.END}\n{begin}\nold\n{end}\nafter\n"
+    )
+    argv = ["gru", "mgu", "--inside", "--rounds", "1", "--repeats", "1",
+            "--out", str(tmp_path), "--report", str(report)]  # fmt: skip
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "processor:" in out and "| gru | step | (1, 2, 5, 5) |" in out
+    result = json.loads((tmp_path / "inside.json").read_text())
+    assert [r["variant"] for r in result["rows"]] == ["gru"] * 3  # mgu: not in PyTorch
+    assert result["startup_seconds"] == {"gru gatesmith": 1.5, "gru torch": 1.5}
+    text = report.read_text()
+    assert "main table" in text and "old" not in text and text.endswith("after\n")
+    assert "Processor: " in text and "| gru | train | (3, 2, 4, 5) |" in text
+    (tmp_path / "bare.md").write_text("no markers\n")
+    with pytest.raises(SystemExit, match="without one pair of the markers"):
+        bench.main([*argv[:-1], str(tmp_path / "bare.md")])
