@@ -21,6 +21,7 @@ import importlib
 import math
 import sys
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -706,7 +707,8 @@ class _Layers:
             return False
         weight = getattr(self, self._flat_weights_names[0])
         plain = (
-            input.dtype == weight.dtype
+            weight.device.type == "cpu"
+            and input.dtype == weight.dtype
             and input.dtype in _DTYPES
             and input.dim() in (2, 3)
             and 0 not in input.shape
@@ -788,7 +790,7 @@ class _Layers:
         hypers = getattr(self, "hypers", None)
         key = (dtype, hypers and tuple(hypers.items()),
                *((t.data_ptr(), t.shape, t.stride()) for t in tensors))  # fmt: skip
-        cached = getattr(self, "_inference_cache", None)
+        cached = _INFERENCE_PARAMS.get(self)
         if cached is not None and cached[0] == key:
             return cached[1]
         interface, caller = self.cell._interface, self._caller
@@ -809,7 +811,7 @@ class _Layers:
                 )
                 slots.append((params, sizes, values))
         if all(t.is_contiguous() for t in tensors):  # else copies, which go stale
-            self._inference_cache = (key, slots)
+            _INFERENCE_PARAMS[self] = (key, slots)
         return slots
 
     def _layer(self, layer, direction, src, initial, lengths):
@@ -902,6 +904,12 @@ class _Layers:
         elif self.batch_first and batched:
             seq = seq.transpose(0, 1)
         return seq, (h_n[0] if len(h_n) == 1 else tuple(h_n))
+
+
+#: Each module's checked NumPy views of its parameters for the inference path, by the key
+#: that keeps them valid (:meth:`_Layers._inference_params`); beside the module, not in it, so
+#: that neither ``torch.save`` nor ``copy.deepcopy`` carries them.
+_INFERENCE_PARAMS = weakref.WeakKeyDictionary()
 
 
 def _check_int(caller, name, value, positive=True):

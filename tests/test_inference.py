@@ -9,6 +9,7 @@ path under ``no_grad``.
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import numpy as np
@@ -269,6 +270,10 @@ def test_inference_follows_the_parameters(no_kernels_for_gradients):
     rnn.double()
     reference.double()
     x = x.double()
+    check()
+    clone = copy.deepcopy(rnn)  # its own parameters, its own views of them
+    clone.weight_hh_l0.mul_(2)
+    assert not torch.equal(clone(x)[0], rnn(x)[0])
     check()
     new = torch.nn.Parameter(
         torch.randn(20, 5, dtype=torch.float64), requires_grad=False
