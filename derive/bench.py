@@ -496,7 +496,9 @@ def _run_inside(args, variants, out) -> int:
     print(f"wrote {path}")
     if args.report:
         text = f"Processor: {machine['processor']}, {args.threads} threads.\n\n"
-        _write_between(args.report, text + inside.markdown(report), *INSIDE_MARKERS)
+        _write_between(
+            args.report, lambda: text + inside.markdown(report), *INSIDE_MARKERS
+        )
         print(f"wrote {args.report}")
     return 0
 
@@ -651,12 +653,13 @@ def _markdown(report) -> str:
 
 def _write_report(path: Path, report) -> None:
     """Write the table between the markers of ``path``."""
-    _write_between(path, _markdown(report))
+    _write_between(path, lambda: _markdown(report))
 
 
-def _write_between(path: Path, table: str, begin=BEGIN, end=END) -> None:
-    """Write ``table`` between the markers ``begin`` and ``end`` of ``path`` (a new file holds
-    only them and it); a file without both markers is not this command's to change."""
+def _write_between(path: Path, render, begin=BEGIN, end=END) -> None:
+    """Write the text ``render()`` gives between the markers ``begin`` and ``end`` of
+    ``path`` (a new file holds only them and it); a file without both markers is not this
+    command's to change (and nothing is rendered for it)."""
     text = path.read_text(encoding="utf-8") if path.exists() else f"{begin}{end}\n"
     if (
         text.count(begin) != 1
@@ -667,7 +670,7 @@ def _write_between(path: Path, table: str, begin=BEGIN, end=END) -> None:
             f"gatesmith bench: {path} exists without one pair of the markers {begin} ... "
             f"{end}; add them where the table goes, or pass a new file to --report"
         )
-    block = f"{begin}\n{table.rstrip()}\n{end}"
+    block = f"{begin}\n{render().rstrip()}\n{end}"
     head, rest = text.split(begin)
     path.write_text(head + block + rest.split(end, 1)[1], encoding="utf-8")
 
