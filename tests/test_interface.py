@@ -205,6 +205,7 @@ def test_float32_kernels_stay_float32(cell):
     ]
     for kernel, args in (
         (cell.forward_kernel, forward_args),
+        (cell.infer_kernel, forward_args),
         (cell.backward_kernel, backward_args),
     ):
         # a fresh dispatcher: code loaded from Numba's cache cannot be inspected
