@@ -17,6 +17,7 @@ from .emit.templates import (
     render_interface,
     render_kernel,
     render_package,
+    render_runtime,
 )
 from .emit.write import diff_tree, is_generated, locked, prepare_folder, write_tree
 from .lower import lower
@@ -42,6 +43,10 @@ __all__ = [
 CATALOG = "gatesmith"
 #: The module of a generated package that holds the interface its kernel modules share.
 INTERFACE = "_interface.py"
+#: The module of a generated package that holds the runtime its kernels call.
+RUNTIME = "_runtime.py"
+#: The modules every generated package holds beside its variants.
+SHARED = (INTERFACE, RUNTIME)
 
 STAGES = ("declare", "derive", "lower", "render", "write")
 
@@ -114,13 +119,14 @@ def kernel_files(
     specs: list[CellSpec], run: Run, package: bool = True
 ) -> dict[str, str]:
     """Derive, lower and render every spec: relative path -> file text. The package's shared
-    interface is always among them; ``package`` adds its ``__init__.py``."""
+    interface and runtime are always among them; ``package`` adds its ``__init__.py``."""
     files = {}
     for plan in _plans(specs, run):
         with run.stage("render"):
             files[f"{plan.spec.name}.py"] = render_kernel(plan)
     with run.stage("render"):
         files[INTERFACE] = render_interface()
+        files[RUNTIME] = render_runtime()
         if package:
             files["__init__.py"] = render_package(tuple(s.name for s in specs))
     return files
@@ -159,7 +165,7 @@ def package_index(out: Path, written: Iterable[str]) -> tuple[str, ...]:
     """The variants a package under ``out`` holds once ``written`` are written: those, and
     every stamped variant module already there (registered ones in the registry's order)."""
     modules = {p.stem for p in out.glob("*.py") if is_generated(p)}
-    held = set(written) | modules - {"__init__", INTERFACE.removesuffix(".py")}
+    held = set(written) | modules - {"__init__", *(s.removesuffix(".py") for s in SHARED)}
     registered = [n for n in registry.names() if n in held]
     return (*registered, *sorted(held - set(registered)))
 

@@ -18,6 +18,7 @@ from conftest import (
 )
 
 from derive import registry
+from generated import _runtime
 
 torch = pytest.importorskip("torch")
 
@@ -41,7 +42,7 @@ def test_per_step_products_in_every_kind_of_tile_match_twin_autograd(variant):
     from derive.verify.twin import twin_forward
 
     module = load_generated(variant)
-    batch, hidden, extra = sum(module._HEIGHTS), 37, 23
+    batch, hidden, extra = sum(_runtime._HEIGHTS), 37, 23
     assert hidden % 8 != 0  # panels are 8, 16 or 32 columns wide
     for dtype in DTYPES:
         problem = Problem(module, dtype, steps=3, batch=batch, input_size=5,

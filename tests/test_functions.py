@@ -3,6 +3,7 @@ against autograd in float64 and float32), and everything else refused at the dec
 
 from __future__ import annotations
 
+import ast
 import math
 
 import pytest
@@ -69,14 +70,22 @@ def test_the_function_verifies_against_autograd(name, tmp_path):
     assert FUNCTIONS[name].kernel in text or FUNCTIONS[name].piecewise
 
 
-def test_the_kernel_defines_only_the_helpers_it_calls():
+def test_the_kernel_imports_only_the_helpers_it_calls_from_the_one_runtime():
     files = pipeline.kernel_files(
         [_cell("softplus", softplus)], pipeline.Run(), package=False
     )
     text = files["uses_softplus.py"]
-    assert (
-        "def _softplus(" in text and "def _log(" not in text and "def _exp(" not in text
-    )
+    imported = {
+        alias.name
+        for node in ast.parse(text).body
+        if isinstance(node, ast.ImportFrom) and node.module == "_runtime"
+        for alias in node.names
+    }
+    assert "_softplus" in imported and not {"_log", "_exp", "_sin"} & imported
+    # the runtime defines every helper, and the kernel module none
+    assert "def _" not in text
+    helpers = {"_softplus", "_log", "_exp", "_sigmoid", "_tanh", "_sin", "_cos"}
+    assert all(f"def {h}(" in files["_runtime.py"] for h in helpers)
 
 
 @pytest.mark.parametrize(

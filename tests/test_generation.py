@@ -352,6 +352,7 @@ def test_every_registered_variant_has_a_kernel_a_document_and_tests():
     assert {p.stem for p in (ROOT / "generated").glob("*.py")} - {
         "__init__",
         "_interface",
+        "_runtime",
     } == names
     documents = {p.stem for p in (ROOT / "docs" / "derivations").glob("*.tex")}
     assert documents - {"gatesmith"} == names

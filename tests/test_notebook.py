@@ -71,7 +71,7 @@ def test_build_writes_a_package_into_the_cache_and_imports_it(built, cache_folde
     folder = cache_folder / package.removeprefix(cache.PACKAGE_PREFIX)
     assert built.__file__ == str(folder / "notebook_cell.py")
     assert {p.name for p in folder.glob("*.py")} == {
-        "__init__.py", "_interface.py", "notebook_cell.py"
+        "__init__.py", "_interface.py", "_runtime.py", "notebook_cell.py"
     }  # fmt: skip
     assert built.PARAMS == ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     # the same declaration again, from the same function or another with equal equations

@@ -1,5 +1,5 @@
-"""The per-step products of the generated kernels (``_pack``, ``_product``, ``_product_add``)
-against NumPy in float64, for any sizes: every tile height, partial panels, empty sizes,
+"""The per-step products of the generated runtime (``_pack``, ``_product``, ``_product_add``),
+tested directly against NumPy in float64, for any sizes: every tile height, partial panels, empty sizes,
 strided arrays, with and without a bias."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generated import lstm as module
+from generated import _runtime as module
 
 DTYPES = (np.float32, np.float64)
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-13}

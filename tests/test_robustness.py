@@ -29,6 +29,7 @@ from derive.runtime import SGD, Adam, Recurrent, clip_grad_norm
 from derive.symbolic.activations import sigmoid, tanh
 from derive.symbolic.declare import RESERVED, RESERVED_PREFIXES, Cell, DeclarationError
 from derive.verify import import_kernel
+from generated import _runtime
 
 #: Free text that would run, or break the module, if it reached Python unescaped.
 HOSTILE = (
@@ -134,7 +135,9 @@ def test_concurrent_subset_runs_keep_every_variant(tmp_path):
     assert set(_index(out)) == {"lstm", "gru", "rnn_tanh"}
 
 
-@pytest.mark.parametrize("name", ["__init__.py", "lstm.py", "_interface.py"])
+@pytest.mark.parametrize(
+    "name", ["__init__.py", "lstm.py", "_interface.py", "_runtime.py"]
+)
 def test_out_never_replaces_a_file_gatesmith_did_not_write(tmp_path, capsys, name):
     out = tmp_path / "mine"
     out.mkdir()
@@ -346,7 +349,7 @@ def test_a_saturated_sigmoid_reaches_zero_like_torch(dtype):
         want = torch.sigmoid(
             torch.tensor(a, dtype=getattr(torch, np.dtype(dtype).name))
         )
-        assert cell._sigmoid(dtype(a), one) == float(want), a
+        assert _runtime._sigmoid(dtype(a), one) == float(want), a
     # a gate saturated shut passes nothing on: c_t = f c_{t-1} + i g keeps no trace of c_0
     # (a floor of 1e-308 or 6e-39 times the largest c_0 would leave about 1)
     params = cell.init_params(2, 3, dtype=dtype)

@@ -79,15 +79,16 @@ def _conditional_hard_sigmoid_slope(arg: str, constant) -> str:
     return f"{constant(sympy.Rational(1, 6))} if {inside} else {zero}"
 
 
-#: How each activation's kernel helper is printed: a call of a helper that the kernel template
-#: defines (``_sigmoid`` and ``_tanh`` always, the others where the kernel calls them), or a
-#: conditional expression.
+#: How each activation's kernel helper is printed: a call of a helper of the package's runtime
+#: (``_runtime.py``, which the kernel module imports), or a conditional expression.
 CALL_HELPERS = ("_sigmoid", "_tanh", "_exp", "_log", "_sin", "_cos", "_softplus")
 CONDITIONALS = {
     "_relu": _conditional_relu, "_relu_step": _conditional_step, "_elu": _conditional_elu,
     "_elu_slope": _conditional_elu_slope, "_hard_sigmoid": _conditional_hard_sigmoid,
     "_hard_sigmoid_slope": _conditional_hard_sigmoid_slope,
 }  # fmt: skip
+#: The runtime helpers a conditional calls.
+CONDITIONAL_HELPERS = {"_elu": ("_expm1",)}
 
 _unprintable = [
     a.name for a in FUNCTIONS.values()
@@ -222,7 +223,9 @@ class NumbaPrinter(PythonCodePrinter):
         return self.doprint(expr)
 
     def _conditional(self, expr) -> str:
-        rule = CONDITIONALS[descriptor(expr).kernel]
+        kernel = descriptor(expr).kernel
+        self.helpers.update(CONDITIONAL_HELPERS.get(kernel, ()))
+        rule = CONDITIONALS[kernel]
         arg = self._print(expr.args[0])
         return rule(arg, self._constant)
 

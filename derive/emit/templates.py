@@ -26,6 +26,8 @@ __all__ = [
     "render_kernel",
     "render_new_cell",
     "render_package",
+    "render_runtime",
+    "runtime_digest",
     "stamp",
     "template_dir",
 ]
@@ -436,12 +438,28 @@ def _entry_points(spec, kernel: Kernel) -> dict:
     }  # fmt: skip
 
 
+def _runtime_import(kernel: Kernel) -> str:
+    """The kernel module's import of what it calls from the runtime, laid out as the formatter
+    does (one line if it fits, else one name a line)."""
+    names = set(kernel.helpers)
+    if any(p.hoisted and p.bias for p in kernel.products):
+        names.add("_add_bias")
+    if any(not p.hoisted for p in kernel.products):
+        names.update(("_pack", "_product", "_product_add"))
+    if not names:
+        return ""
+    line = f"from ._runtime import {', '.join(sorted(names))}"
+    if len(line) <= LINE_LENGTH:
+        return line
+    return "from ._runtime import (\n" + "".join(f"    {n},\n" for n in sorted(names)) + ")"
+
+
 def render_kernel(plan: KernelPlan) -> str:
     """The generated Numba module of one variant."""
     spec = plan.spec
     env = _environment()
-    templates = ("kernel.py.j2",)
-    digest = _digest(spec.fingerprint(), _templates_digest(templates))
+    runtime = runtime_digest()
+    digest = _digest(spec.fingerprint(), _templates_digest(("kernel.py.j2",)), runtime)
     kernel = print_kernel(plan)
     projections = kernel.products
     direct = _direct_products(kernel)
@@ -463,6 +481,8 @@ def render_kernel(plan: KernelPlan) -> str:
         stamp=stamp("#", f'the declaration of "{spec.name}"', digest),
         spec=spec,
         kernel=kernel,
+        runtime_import=_runtime_import(kernel),
+        runtime_digest=runtime,
         bias_sums=_bias_sums(kernel),
         equations=[f"{eq.target} = {eq.expr}" for eq in spec.equations],
         states_tuple=_tuple(kernel.states, "STATES"),
@@ -520,6 +540,23 @@ def render_interface() -> str:
         .get_template("interface.py.j2")
         .render(stamp=stamp("#", "the interface template", digest))
     )
+
+
+def render_runtime() -> str:
+    """The ``_runtime.py`` every kernel module of a generated package imports: activations and
+    per-step products, defined once."""
+    digest = _digest(_templates_digest(("runtime.py.j2",)))
+    return (
+        _environment()
+        .get_template("runtime.py.j2")
+        .render(stamp=stamp("#", "the runtime template", digest))
+    )
+
+
+def runtime_digest() -> str:
+    """The digest of ``render_runtime()``'s text that each kernel module records and
+    ``_runtime.cached`` compares with the file's own."""
+    return hashlib.sha256(render_runtime().encode()).hexdigest()[:16]
 
 
 def render_new_cell(name: str) -> str:
