@@ -451,7 +451,11 @@ def _runtime_import(kernel: Kernel) -> str:
     line = f"from ._runtime import {', '.join(sorted(names))}"
     if len(line) <= LINE_LENGTH:
         return line
-    return "from ._runtime import (\n" + "".join(f"    {n},\n" for n in sorted(names)) + ")"
+    return (
+        "from ._runtime import (\n"
+        + "".join(f"    {n},\n" for n in sorted(names))
+        + ")"
+    )
 
 
 def render_kernel(plan: KernelPlan) -> str:
