@@ -178,8 +178,8 @@ def test_a_killed_writer_leaves_no_temporaries_behind(tmp_path):
             "'lengths' is reserved for the generated code: the generated modules use it",
         ),
         (
-            {"state": "math"},
-            "'math' is reserved for the generated code: the generated modules use it",
+            {"state": "sys"},
+            "'sys' is reserved for the generated code: the generated modules use it",
         ),
         (
             {"vector": "np"},

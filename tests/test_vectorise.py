@@ -185,4 +185,6 @@ def test_zero_dimensional_gradients_are_summed_by_unit(variant):
 def test_state_gradients_are_copied_not_swapped():
     source = (ROOT / "generated" / "lstm.py").read_text()
     assert not re.search(r"dnext_\w+, dprev_\w+ = dprev_\w+, dnext_\w+", source)
-    assert "dnext_c[b, j] = dprev_c[b, j]" in source
+    assert "_runtime.hand_back(dnext_c, dprev_c)" in source
+    runtime = (ROOT / "generated" / "_runtime.py").read_text()
+    assert "dnext[b, j] = dprev[b, j]" in runtime

@@ -353,11 +353,21 @@ def _formula(formula) -> str:
 
 
 def _tuple(items, name: str, quote: bool = True) -> str:
-    """``name = (items)``, as the formatter lays out a tuple literal."""
+    """``name = (items)``: on one line as the formatter lays out a tuple literal, else the
+    items filled into lines (kept so by ``# fmt: skip``)."""
     items = [f'"{item}"' if quote else item for item in items]
     if len(items) == 1:
         return f"{name} = ({items[0]},)"
-    return bracket(items, f"{name} = (", ")", hug=False)
+    one = f"{name} = ({', '.join(items)})"
+    if len(one) <= LINE_LENGTH:
+        return one
+    lines, line = [], "   "
+    for item in items:
+        if len(line) + len(item) + 2 > LINE_LENGTH:
+            lines.append(line)
+            line = "   "
+        line += f" {item},"
+    return "\n".join([f"{name} = (", *lines, line, ")  # fmt: skip"])
 
 
 def _init_entry(param) -> str:
