@@ -165,7 +165,10 @@ def package_index(out: Path, written: Iterable[str]) -> tuple[str, ...]:
     """The variants a package under ``out`` holds once ``written`` are written: those, and
     every stamped variant module already there (registered ones in the registry's order)."""
     modules = {p.stem for p in out.glob("*.py") if is_generated(p)}
-    held = set(written) | modules - {"__init__", *(s.removesuffix(".py") for s in SHARED)}
+    held = set(written) | modules - {
+        "__init__",
+        *(s.removesuffix(".py") for s in SHARED),
+    }
     registered = [n for n in registry.names() if n in held]
     return (*registered, *sorted(held - set(registered)))
 
