@@ -13,11 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from derive import pipeline
-from derive.emit.latex import DerivationPrinter
-from derive.emit.numba import NumbaPrinter, constant_name
+from derive.emit.latex import LATEX_FORMS, DerivationPrinter
+from derive.emit.numba import KERNEL_FORMS, Conditional, NumbaPrinter, constant_name
 from derive.symbolic.activations import (
     ACTIVATIONS,
     FUNCTIONS,
+    Activation,
+    _Unary,
     cos,
     elu,
     exp,
@@ -29,6 +31,7 @@ from derive.symbolic.activations import (
     tanh,
 )
 from derive.symbolic.declare import Cell, DeclarationError
+from derive.verify.twin import TORCH_FORMS
 from derive.verify.twin import _evaluate as twin
 
 #: Each new function inside a small gated cell; ``log`` reads a positive argument.
@@ -67,7 +70,37 @@ def test_the_function_verifies_against_autograd(name, tmp_path):
     text, module = build_kernel(spec, tmp_path)
     assert_verifies(spec, module)
     # the function reached the kernel through its own helper or conditional, not a library call
-    assert FUNCTIONS[name].kernel in text or FUNCTIONS[name].piecewise
+    form = KERNEL_FORMS[name]
+    assert isinstance(form, Conditional) or f"{form}(" in text
+
+
+class silu(_Unary):  # noqa: N801 (SymPy functions are lower case)
+    """``a sigmoid(a)``: an activation the test below adds."""
+
+
+def test_a_new_activation_is_one_core_entry_and_one_line_per_backend(
+    monkeypatch, tmp_path
+):
+    """SiLU added as users would add it: its mathematics in the core, and a line in the
+    table of each backend (the Numba kernels, the documents, the PyTorch twin)."""
+
+    def derivative(y):  # d(a s)/da = s + a s (1 - s), s = sigmoid(a), through y = a s
+        s = sigmoid(y.args[0])
+        return s + y * (1 - s)
+
+    def kernel(a, constant):
+        return f"({a}) * _sigmoid({a}, {constant(1)})"
+
+    monkeypatch.setitem(FUNCTIONS, "silu", Activation("silu", silu, derivative))
+    monkeypatch.setitem(KERNEL_FORMS, "silu", Conditional(kernel, ("_sigmoid",)))
+    monkeypatch.setitem(LATEX_FORMS, "silu", (r"\operatorname{SiLU}",))
+    monkeypatch.setitem(TORCH_FORMS, "silu", "nn.functional.silu")
+    spec = _cell("silu", silu)
+    text, module = build_kernel(spec, tmp_path)
+    assert "_sigmoid(n_pre, const_1)" in text
+    assert_verifies(spec, module)
+    (document,) = pipeline.doc_files([spec], pipeline.Run(), catalog=False).values()
+    assert r"\operatorname{SiLU}" in document
 
 
 def test_the_kernel_imports_only_the_helpers_it_calls_from_the_one_runtime():

@@ -13,14 +13,22 @@ import sympy
 from conftest import ROOT, VARIANTS, load_generated
 
 from derive import pipeline
-from derive.emit.latex import DerivationPrinter
-from derive.emit.numba import CALL_HELPERS, NumbaPrinter
+from derive.emit.latex import LATEX_FORMS, DerivationPrinter
+from derive.emit.numba import KERNEL_FORMS, NumbaPrinter
 from derive.lower import lower
 from derive.lower.plan import ArrayRole, KernelPlan, Load, Role
-from derive.symbolic.activations import FUNCTIONS, Activation, sigmoid, tanh
+from derive.symbolic.activations import (
+    FUNCTIONS,
+    Activation,
+    missing_forms,
+    sigmoid,
+    tanh,
+)
 from derive.symbolic.adjoint import derive_adjoint
 from derive.symbolic.declare import Cell, DeclarationError
 from derive.verify import import_kernel, sizes_for, verify
+from derive.verify.twin import TORCH_FORMS
+from generated import _runtime
 
 
 def _plan(spec) -> KernelPlan:
@@ -241,32 +249,35 @@ def test_every_function_in_derive_is_short():
 
 
 def test_an_activation_missing_a_piece_fails_when_described():
-    with pytest.raises(TypeError, match="lacks torch"):
-        Activation("softsign", sigmoid, lambda y: y, "_softsign", r"\mathrm{ss}", None)
-    with pytest.raises(TypeError, match="lacks kernel"):
-        Activation(
-            "softsign", sigmoid, lambda y: y, "", r"\mathrm{ss}", "nn.functional"
-        )
+    with pytest.raises(TypeError, match="lacks derivative"):
+        Activation("softsign", sigmoid, "y / (1 + |y|)")
+    with pytest.raises(TypeError, match="lacks function"):
+        Activation("softsign", object, lambda y: y)
+    # a backend's table without a line for an activation fails at the backend's import
+    with pytest.raises(ImportError, match=r"the Numba backend has no form .*'tanh'"):
+        missing_forms({"sigmoid": "_sigmoid"}, "Numba backend")
+    without_elu = {k: v for k, v in TORCH_FORMS.items() if k != "elu"}
+    with pytest.raises(
+        ImportError, match=r"the twin reference has no form .*\['elu'\]"
+    ):
+        missing_forms(without_elu, "twin reference", declarable_only=True)
 
 
-def test_every_activation_is_printed_by_every_emitter():
-    kernel = load_generated("lstm")
+def test_every_activation_is_printed_by_every_backend():
+    a = sympy.Symbol("a")
     for activation in FUNCTIONS.values():
-        # _sigmoid and _tanh are in every module; the others where a kernel calls them
-        # (tests/test_functions.py compiles a cell around each)
-        if activation.kernel in CALL_HELPERS and activation.kernel in {
-            "_sigmoid",
-            "_tanh",
-        }:
-            assert callable(getattr(kernel, activation.kernel)), activation.name
-        a = sympy.Symbol("a")
+        form = KERNEL_FORMS[activation.name]
+        # the runtime defines every helper a kernel form calls
+        for helper in (form,) if isinstance(form, str) else form.helpers:
+            assert callable(getattr(_runtime, helper)), activation.name
         applied = activation.function(a)
-        assert activation.latex in DerivationPrinter({}).doprint(applied)
+        head = LATEX_FORMS[activation.name][0]
+        assert head in DerivationPrinter({}).doprint(applied)
         assert NumbaPrinter().statement(applied), activation.name
         if activation.declarable:
             torch = pytest.importorskip("torch")
             function = torch
-            for name in activation.torch.split("."):
+            for name in TORCH_FORMS[activation.name].split("."):
                 function = getattr(function, name)
             assert callable(function)
 

@@ -22,7 +22,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from ..lower.plan import KernelPlan, Role
-from ..symbolic.activations import FUNCTIONS, descriptor
+from ..symbolic.activations import FUNCTIONS, descriptor, missing_forms
 from ..symbolic.adjoint import adjoint_symbol, derive_adjoint, external_symbol
 from ..symbolic.declare import MASK_KINDS, CellSpec, Dense, Mask, Param, size_symbol
 from ..symbolic.flow import Chain, FlowTooLargeError, Path, chains, jacobians, verdict
@@ -33,6 +33,7 @@ __all__ = [
     "DerivationPrinter",
     "Document",
     "MathLine",
+    "LATEX_FORMS",
     "document",
     "latex_names",
     "markdown_escape",
@@ -55,6 +56,26 @@ MEASURED_CELLS = ("rnn_tanh", "lstm", "gru")
 MEASURED_PLOT = "gradient_flow"
 #: A local derivative wider than this is named in a backward statement's note, not printed
 LOCAL_WIDTH = 36
+
+
+#: How the documents print each activation: its head, and what encloses its argument where
+#: that is not ``\left( ... \right)``. One line an activation.
+LATEX_FORMS: dict[str, tuple[str, ...]] = {
+    "sigmoid": (r"\sigma",),
+    "tanh": (r"\tanh",),
+    "relu": (r"\operatorname{ReLU}",),
+    "relu_step": (r"\mathbf{1}", r"\left[", r" > 0\right]"),
+    "exp": (r"\exp",),
+    "log": (r"\log",),
+    "sin": (r"\sin",),
+    "cos": (r"\cos",),
+    "softplus": (r"\operatorname{softplus}",),
+    "elu": (r"\operatorname{ELU}",),
+    "elu_slope": (r"\left(1 + \min", r"\left(", r", 0\right)\right)"),
+    "hard_sigmoid": (r"\operatorname{hardsigmoid}",),
+    "hard_sigmoid_slope": (r"\tfrac{1}{6}\mathbf{1}", r"\left[0 < ", r" < 1\right]"),
+}
+missing_forms(LATEX_FORMS, "LaTeX backend")
 
 
 class DerivationPrinter(LatexPrinter):
@@ -165,11 +186,18 @@ class DerivationPrinter(LatexPrinter):
 
     def _function_head(self, expr) -> str | None:
         activation = descriptor(expr)
-        return activation.latex if activation else None
+        return LATEX_FORMS[activation.name][0] if activation else None
 
     def _print_activation(self, expr, exp=None):
-        opening, closing = descriptor(expr).latex_brackets
-        return rf"{descriptor(expr).latex}{opening}{self._print(expr.args[0])}{closing}"
+        head, *brackets = LATEX_FORMS[descriptor(expr).name]
+        opening, closing = brackets or (r"\left(", r"\right)")
+        return rf"{head}{opening}{self._print(expr.args[0])}{closing}"
+
+    def _print_Function(self, expr, exp=None):
+        # an activation added to FUNCTIONS after this module's import has no _print_<name>
+        if descriptor(expr) is not None:
+            return self._print_activation(expr)
+        return super()._print_Function(expr, exp)
 
 
 for _activation in FUNCTIONS.values():

@@ -10,6 +10,7 @@ template lays out. Nothing printed here is read again.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy
@@ -31,11 +32,12 @@ from ..lower.plan import (
     SizeSource,
     Store,
 )
-from ..symbolic.activations import FUNCTIONS, descriptor
+from ..symbolic.activations import FUNCTIONS, descriptor, missing_forms
 from ..symbolic.declare import size_symbol
 
 __all__ = [
-    "CALL_HELPERS",
+    "KERNEL_FORMS",
+    "Conditional",
     "Kernel",
     "Line",
     "NumbaPrinter",
@@ -79,23 +81,40 @@ def _conditional_hard_sigmoid_slope(arg: str, constant) -> str:
     return f"{constant(sympy.Rational(1, 6))} if {inside} else {zero}"
 
 
-#: How each activation's kernel helper is printed: a call of a helper of the package's runtime
-#: (``_runtime.py``, which the kernel module imports), or a conditional expression.
-CALL_HELPERS = ("_sigmoid", "_tanh", "_exp", "_log", "_sin", "_cos", "_softplus")
-CONDITIONALS = {
-    "_relu": _conditional_relu, "_relu_step": _conditional_step, "_elu": _conditional_elu,
-    "_elu_slope": _conditional_elu_slope, "_hard_sigmoid": _conditional_hard_sigmoid,
-    "_hard_sigmoid_slope": _conditional_hard_sigmoid_slope,
-}  # fmt: skip
-#: The runtime helpers a conditional calls.
-CONDITIONAL_HELPERS = {"_elu": ("_expm1",)}
+@dataclass(frozen=True)
+class Conditional:
+    """An activation printed as an expression of its argument: ``rule(arg, constant)``, with
+    ``constant(value)`` printing a typed constant; ``helpers`` are the runtime functions the
+    expression calls."""
 
-_unprintable = [
-    a.name for a in FUNCTIONS.values()
-    if a.kernel not in CALL_HELPERS and a.kernel not in CONDITIONALS
-]  # fmt: skip
-if _unprintable:  # a new activation without a kernel form fails here, not in Numba
-    raise ImportError(f"the Numba backend has no kernel form for {_unprintable}")
+    rule: Callable[[str, Callable], str]
+    helpers: tuple[str, ...] = ()
+
+
+#: How the Numba backend prints each activation: the name of the runtime helper it calls (the
+#: package's ``_runtime.py`` defines it), or a :class:`Conditional`. One line an activation.
+KERNEL_FORMS: dict[str, str | Conditional] = {
+    "sigmoid": "_sigmoid",
+    "tanh": "_tanh",
+    "exp": "_exp",
+    "log": "_log",
+    "sin": "_sin",
+    "cos": "_cos",
+    "softplus": "_softplus",
+    "relu": Conditional(_conditional_relu),
+    "relu_step": Conditional(_conditional_step),
+    "elu": Conditional(_conditional_elu, ("_expm1",)),
+    "elu_slope": Conditional(_conditional_elu_slope),
+    "hard_sigmoid": Conditional(_conditional_hard_sigmoid),
+    "hard_sigmoid_slope": Conditional(_conditional_hard_sigmoid_slope),
+}
+missing_forms(KERNEL_FORMS, "Numba backend")
+
+
+def kernel_form(expr) -> str | Conditional | None:
+    """The Numba form of an activation's application (None for anything else)."""
+    activation = descriptor(expr)
+    return None if activation is None else KERNEL_FORMS[activation.name]
 
 
 def constant_name(value: sympy.Number) -> str:
@@ -218,23 +237,27 @@ class NumbaPrinter(PythonCodePrinter):
 
     def statement(self, expr) -> str:
         """``expr`` printed as the whole right-hand side of an assignment."""
-        if descriptor(expr) is not None and descriptor(expr).kernel in CONDITIONALS:
+        if isinstance(kernel_form(expr), Conditional):
             return self._conditional(expr)
         return self.doprint(expr)
 
     def _conditional(self, expr) -> str:
-        kernel = descriptor(expr).kernel
-        self.helpers.update(CONDITIONAL_HELPERS.get(kernel, ()))
-        rule = CONDITIONALS[kernel]
-        arg = self._print(expr.args[0])
-        return rule(arg, self._constant)
+        form = kernel_form(expr)
+        self.helpers.update(form.helpers)
+        return form.rule(self._print(expr.args[0]), self._constant)
 
     def _print_activation(self, expr, exp=None):
-        kernel = descriptor(expr).kernel
-        if kernel in CONDITIONALS:
+        form = kernel_form(expr)
+        if isinstance(form, Conditional):
             return f"({self._conditional(expr)})"
-        self.helpers.add(kernel)
-        return f"{kernel}({self._print(expr.args[0])}, {self._constant(1)})"
+        self.helpers.add(form)
+        return f"{form}({self._print(expr.args[0])}, {self._constant(1)})"
+
+    def _print_Function(self, expr):
+        # an activation added to FUNCTIONS after this module's import has no _print_<name>
+        if descriptor(expr) is not None:
+            return self._print_activation(expr)
+        return super()._print_Function(expr)
 
 
 for _activation in FUNCTIONS.values():

@@ -17,8 +17,6 @@ from .plan import Assign, Store
 
 __all__ = ["eliminate"]
 
-_PIECEWISE = tuple(a.function for a in FUNCTIONS.values() if a.piecewise)
-
 
 def eliminate(
     statements: list[Assign | Store], taken: set[str]
@@ -72,6 +70,7 @@ def _lift_piecewise(exprs, temp_expr, taken) -> list:
     """Give every piecewise function inside a larger expression a statement of its own;
     ``temp_expr`` gains the new temporaries."""
     lifted: dict[sympy.Expr, sympy.Symbol] = {}
+    piecewise = tuple(a.function for a in FUNCTIONS.values() if a.piecewise)
 
     def lift(node):
         if node in lifted:
@@ -87,11 +86,11 @@ def _lift_piecewise(exprs, temp_expr, taken) -> list:
         return lifted[node]
 
     def replace_inner(expr):
-        nodes = sorted(expr.atoms(*_PIECEWISE), key=sympy.count_ops)
+        nodes = sorted(expr.atoms(*piecewise), key=sympy.count_ops)
         return expr.xreplace({n: lift(n) for n in nodes})
 
     def top(expr):
-        if isinstance(expr, _PIECEWISE):
+        if isinstance(expr, piecewise):
             return expr.func(*(replace_inner(a) for a in expr.args))
         return replace_inner(expr)
 

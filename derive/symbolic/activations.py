@@ -1,10 +1,11 @@
-"""Activations: one descriptor each, holding what every stage needs of the function.
+"""Activations: one descriptor each, holding the mathematics of the function.
 
-A descriptor names the SymPy function, its derivative written through its own output
-(``sigmoid'(a) = y (1 - y)`` with ``y = sigmoid(a)``), the kernel helper that computes it, its
-LaTeX head and the PyTorch function the twin reference calls. Adding an activation is adding
-one entry to :data:`FUNCTIONS`; an entry with a missing piece fails when this module is
-imported, and each emitter checks at its own import that it can print every entry.
+A descriptor names the SymPy function and its derivative written through its own output
+(``sigmoid'(a) = y (1 - y)`` with ``y = sigmoid(a)``). Adding an activation is one entry in
+:data:`FUNCTIONS` plus one line in each backend's table of forms: the Numba kernels'
+(``KERNEL_FORMS``), the documents' (``LATEX_FORMS``) and the PyTorch twin's (``TORCH_FORMS``).
+An entry with a missing piece fails when this module is imported, and each backend checks at
+its own import that its table covers every entry (:func:`missing_forms`).
 
 Where a derivative refers back to the function itself, every occurrence of ``f(a)`` in a
 derived expression is replaced by the saved forward value ``y = f(a)``: the backward pass then
@@ -32,6 +33,7 @@ __all__ = [
     "hard_sigmoid",
     "identity",
     "log",
+    "missing_forms",
     "relu",
     "relu_step",
     "sigmoid",
@@ -117,35 +119,25 @@ def identity(arg):
 
 @dataclass(frozen=True)
 class Activation:
-    """Everything the pipeline needs of one function of a cell's equations.
+    """The mathematics of one function of a cell's equations: how each backend prints it is
+    that backend's table (:data:`derive.emit.numba.KERNEL_FORMS`,
+    :data:`derive.emit.latex.LATEX_FORMS`, :data:`derive.verify.twin.TORCH_FORMS`).
 
     ``derivative`` maps the function's application ``y = f(a)`` to ``f'(a)`` written through
-    ``y``; ``kernel`` names the kernel helper that computes it; ``piecewise`` marks a function
-    whose kernel form is a choice between two branches (it is given a statement of its own);
-    ``latex`` is its head and ``latex_brackets`` what encloses its argument; ``torch`` is the
-    ``torch`` function the twin reference applies (None for a function that only derivatives
-    produce); ``gate`` marks a range inside [0, 1].
+    ``y``; ``piecewise`` marks a function defined by cases (the lowering gives it a statement
+    of its own); ``gate`` marks a range inside [0, 1]; ``declarable`` is False for a function
+    that only derivatives produce.
     """
 
     name: str
     function: type[sympy.Function]
     derivative: Callable[[sympy.Expr], sympy.Expr]
-    kernel: str
-    latex: str
-    torch: str | None
-    latex_brackets: tuple[str, str] = (r"\left(", r"\right)")
     piecewise: bool = False
     gate: bool = False
     declarable: bool = True
 
     def __post_init__(self):
-        missing = [
-            field
-            for field in ("name", "kernel", "latex")
-            if not isinstance(getattr(self, field), str) or not getattr(self, field)
-        ]
-        if self.declarable and not self.torch:
-            missing.append("torch")
+        missing = [] if isinstance(self.name, str) and self.name else ["name"]
         if not callable(self.derivative):
             missing.append("derivative")
         if not (
@@ -161,42 +153,47 @@ class Activation:
 FUNCTIONS: dict[str, Activation] = {
     a.name: a
     for a in (
-        Activation("sigmoid", sigmoid, lambda y: y * (1 - y), "_sigmoid", r"\sigma",
-                   "sigmoid", gate=True),
-        Activation("tanh", tanh, lambda y: 1 - y**2, "_tanh", r"\tanh", "tanh"),
-        Activation("relu", relu, relu_step, "_relu", r"\operatorname{ReLU}", "relu",
-                   piecewise=True),
-        Activation("relu_step", relu_step, lambda y: sympy.Integer(0), "_relu_step",
-                   r"\mathbf{1}", None, (r"\left[", r" > 0\right]"), piecewise=True,
+        Activation("sigmoid", sigmoid, lambda y: y * (1 - y), gate=True),
+        Activation("tanh", tanh, lambda y: 1 - y**2),
+        Activation("relu", relu, relu_step, piecewise=True),
+        Activation("relu_step", relu_step, lambda y: sympy.Integer(0), piecewise=True,
                    declarable=False),
-        Activation("exp", sympy.exp, lambda y: y, "_exp", r"\exp", "exp"),
-        Activation("log", sympy.log, lambda y: 1 / y.args[0], "_log", r"\log", "log"),
-        Activation("sin", sympy.sin, lambda y: sympy.cos(y.args[0]), "_sin", r"\sin", "sin"),
-        Activation("cos", sympy.cos, lambda y: -sympy.sin(y.args[0]), "_cos", r"\cos", "cos"),
-        Activation("softplus", softplus, lambda y: sigmoid(y.args[0]), "_softplus",
-                   r"\operatorname{softplus}", "nn.functional.softplus"),
-        Activation("elu", elu, elu_slope, "_elu", r"\operatorname{ELU}", "nn.functional.elu",
-                   piecewise=True),
-        Activation("elu_slope", elu_slope, lambda y: sympy.Integer(0), "_elu_slope",
-                   r"\left(1 + \min", None, (r"\left(", r", 0\right)\right)"),
-                   piecewise=True, declarable=False),
-        Activation("hard_sigmoid", hard_sigmoid, hard_sigmoid_slope, "_hard_sigmoid",
-                   r"\operatorname{hardsigmoid}", "nn.functional.hardsigmoid",
-                   piecewise=True, gate=True),
+        Activation("exp", sympy.exp, lambda y: y),
+        Activation("log", sympy.log, lambda y: 1 / y.args[0]),
+        Activation("sin", sympy.sin, lambda y: sympy.cos(y.args[0])),
+        Activation("cos", sympy.cos, lambda y: -sympy.sin(y.args[0])),
+        Activation("softplus", softplus, lambda y: sigmoid(y.args[0])),
+        Activation("elu", elu, elu_slope, piecewise=True),
+        Activation("elu_slope", elu_slope, lambda y: sympy.Integer(0), piecewise=True,
+                   declarable=False),
+        Activation("hard_sigmoid", hard_sigmoid, hard_sigmoid_slope, piecewise=True,
+                   gate=True),
         Activation("hard_sigmoid_slope", hard_sigmoid_slope, lambda y: sympy.Integer(0),
-                   "_hard_sigmoid_slope", r"\tfrac{1}{6}\mathbf{1}", None,
-                   (r"\left[0 < ", r" < 1\right]"), piecewise=True, declarable=False),
+                   piecewise=True, declarable=False),
     )
 }  # fmt: skip
 
-_BY_FUNCTION = {a.function: a for a in FUNCTIONS.values()}
+
+def missing_forms(table: dict, backend: str, declarable_only: bool = False) -> None:
+    """Refuse, at a backend's import, an activation its ``table`` has no form for: a new
+    activation fails there, not in generated code."""
+    wanted = [a.name for a in FUNCTIONS.values() if a.declarable or not declarable_only]
+    missing = [name for name in wanted if name not in table]
+    if missing:
+        raise ImportError(f"the {backend} has no form for the activations {missing}")
 
 
 def descriptor(function) -> Activation | None:
-    """The descriptor of a SymPy function class (or of its application), if it has one."""
+    """The descriptor of a SymPy function class (or of its application), if it has one (read
+    from :data:`FUNCTIONS` at each call: an entry added there is known at once)."""
     if isinstance(function, sympy.Basic):
         function = type(function)
-    return _BY_FUNCTION.get(function)
+    activation = FUNCTIONS.get(getattr(function, "__name__", None))
+    return (
+        activation
+        if activation is not None and activation.function is function
+        else None
+    )
 
 
 #: Activations a declaration may apply, by name (``identity`` applies none).

@@ -8,10 +8,26 @@ dependency, not a runtime one.
 
 from __future__ import annotations
 
-from ..symbolic.activations import descriptor
+from ..symbolic.activations import descriptor, missing_forms
 from ..symbolic.declare import CellSpec, size_symbol
 
-__all__ = ["twin_forward"]
+__all__ = ["TORCH_FORMS", "twin_forward"]
+
+#: The ``torch`` function the twin applies for each activation a declaration may use (those
+#: that only derivatives produce never reach it). One line an activation.
+TORCH_FORMS = {
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "relu": "relu",
+    "exp": "exp",
+    "log": "log",
+    "sin": "sin",
+    "cos": "cos",
+    "softplus": "nn.functional.softplus",
+    "elu": "nn.functional.elu",
+    "hard_sigmoid": "nn.functional.hardsigmoid",
+}
+missing_forms(TORCH_FORMS, "twin reference", declarable_only=True)
 
 
 def _torch():
@@ -40,7 +56,7 @@ def _evaluate(expr, env, torch):
     if expr.is_Pow:
         return args[0] ** args[1]
     activation = descriptor(expr)
-    if activation is None or activation.torch is None:
+    if activation is None or activation.name not in TORCH_FORMS:
         raise NotImplementedError(
             f"the twin reference cannot evaluate {expr.func.__name__}"
         )
@@ -49,7 +65,9 @@ def _evaluate(expr, env, torch):
     if activation.name in _EXACT:
         return _EXACT[activation.name](torch, args[0])
     function = torch
-    for name in activation.torch.split("."):  # "tanh", "nn.functional.softplus"
+    for name in TORCH_FORMS[activation.name].split(
+        "."
+    ):  # "tanh", "nn.functional.softplus"
         function = getattr(function, name)
     return function(args[0])
 
