@@ -197,7 +197,7 @@ def test_failed_generation_leaves_old_files(tmp_path, monkeypatch):
 def test_a_bias_gradient_two_biases_share_is_summed_once():
     # b_ih and b_hh of the LSTM both take the sum over the rows of the gates' adjoint
     text = (ROOT / "generated" / "lstm.py").read_text()
-    assert text.count("sum_dk_ih[unit] += dk_ih[row, unit]") == 1
+    assert text.count("_runtime.add_rows(sum_dk_ih, dk_ih, steps * batch)") == 1
     assert text.count("grad += sum_dk_ih\n") == 2
     # a bias of its own (the GRU's candidate block of b_hh) keeps its own sum
     text = (ROOT / "generated" / "gru.py").read_text()
