@@ -131,9 +131,13 @@ def test_shards_run_on_threads_of_their_own_with_blas_on_one(sharded, monkeypatc
     threadpoolctl = pytest.importorskip("threadpoolctl")
     cell = load_generated("gru")
     kernel, seen = cell.forward_kernel, []
+    # every shard waits for the two others: they run at once, or the barrier breaks (a warm
+    # pool's thread that finished a short shard could otherwise take the next one as well)
+    together = threading.Barrier(3, timeout=60)
 
     def watched(*args):
         seen.append((threading.get_ident(), _blas_threads(threadpoolctl)))
+        together.wait()
         return kernel(*args)
 
     before = _blas_threads(threadpoolctl)

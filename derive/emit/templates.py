@@ -546,25 +546,25 @@ def render_package(variants: tuple[str, ...]) -> str:
     )
 
 
-def render_interface() -> str:
-    """The ``_interface.py`` every kernel module of a generated package binds to itself."""
-    digest = _digest(_templates_digest(("interface.py.j2",)))
+def _render_shared(name: str, what: str) -> str:
+    """A module every kernel module of a generated package shares, from ``name``'s template."""
+    digest = _digest(_templates_digest((name,)))
     return (
         _environment()
-        .get_template("interface.py.j2")
-        .render(stamp=stamp("#", "the interface template", digest))
+        .get_template(name)
+        .render(stamp=stamp("#", f"the {what} template", digest))
     )
+
+
+def render_interface() -> str:
+    """The ``_interface.py`` every kernel module of a generated package binds to itself."""
+    return _render_shared("interface.py.j2", "interface")
 
 
 def render_runtime() -> str:
-    """The ``_runtime.py`` every kernel module of a generated package imports: activations and
-    per-step products, defined once."""
-    digest = _digest(_templates_digest(("runtime.py.j2",)))
-    return (
-        _environment()
-        .get_template("runtime.py.j2")
-        .render(stamp=stamp("#", "the runtime template", digest))
-    )
+    """The ``_runtime.py`` every kernel module of a generated package imports: activations,
+    the schedule's bookkeeping and per-step products, defined once."""
+    return _render_shared("runtime.py.j2", "runtime")
 
 
 def runtime_digest() -> str:
