@@ -169,33 +169,3 @@ def test_biases_left_out_are_zero_biases(variant):
     assert abs(float(got_value) - float(want_value)) <= 1e-12 * abs(float(want_value))
     for name in without:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-12)
-
-
-def test_numpy_and_jax_reach_one_compiled_signature_a_dtype():
-    """JAX hands the kernels read-only arrays and NumPy writeable ones; the interface passes
-    both as read-only views, so a kernel compiles once a dtype for every caller."""
-    from numba import types
-
-    from derive.verify import Problem
-
-    cell = load_generated("mgu")
-    problem = Problem(cell, np.float32)
-    _, _, tape = cell.forward(problem.x, problem.states, problem.params)
-    cell.backward(problem.dys, problem.dfinal, tape)
-    cell.forward(problem.x, problem.states, problem.params, tape=False)
-    params = {k: jnp.asarray(v) for k, v in problem.params.items()}
-    states = tuple(jnp.asarray(s) for s in problem.states)
-
-    def loss(params, x):
-        ys, _ = recurrent("mgu", params, x, states)
-        return (ys**2).sum()
-
-    jax.grad(loss)(params, jnp.asarray(problem.x))
-    recurrent("mgu", params, jnp.asarray(problem.x), states)
-    for kernel in (cell.forward_kernel, cell.infer_kernel, cell.backward_kernel):
-        arrays = [
-            a for sig in kernel.signatures for a in sig if isinstance(a, types.Array)
-        ]
-        assert arrays and not any(a.mutable for a in arrays), kernel.__name__
-        float32 = [sig for sig in kernel.signatures if sig[0].dtype == types.float32]
-        assert len(float32) == 1, kernel.signatures
