@@ -18,6 +18,7 @@ from .emit.templates import (
     render_kernel,
     render_package,
     render_runtime,
+    runtime_digest,
 )
 from .emit.write import diff_tree, is_generated, locked, prepare_folder, write_tree
 from .lower import lower
@@ -120,13 +121,14 @@ def kernel_files(
 ) -> dict[str, str]:
     """Derive, lower and render every spec: relative path -> file text. The package's shared
     interface and runtime are always among them; ``package`` adds its ``__init__.py``."""
-    files = {}
+    with run.stage("render"):
+        files = {RUNTIME: render_runtime()}
+        runtime = runtime_digest(files[RUNTIME])
     for plan in _plans(specs, run):
         with run.stage("render"):
-            files[f"{plan.spec.name}.py"] = render_kernel(plan)
+            files[f"{plan.spec.name}.py"] = render_kernel(plan, runtime)
     with run.stage("render"):
         files[INTERFACE] = render_interface()
-        files[RUNTIME] = render_runtime()
         if package:
             files["__init__.py"] = render_package(tuple(s.name for s in specs))
     return files

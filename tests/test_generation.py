@@ -181,7 +181,7 @@ def test_failed_generation_leaves_old_files(tmp_path, monkeypatch):
     before = {p.name: p.read_bytes() for p in out.glob("*.py")}
     import derive.pipeline as pl
 
-    def broken(plan):
+    def broken(plan, runtime):
         raise RuntimeError("render failed")
 
     monkeypatch.setattr(pl, "render_kernel", broken)

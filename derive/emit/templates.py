@@ -468,11 +468,11 @@ def _runtime_import(kernel: Kernel) -> str:
     )
 
 
-def render_kernel(plan: KernelPlan) -> str:
-    """The generated Numba module of one variant."""
+def render_kernel(plan: KernelPlan, runtime: str) -> str:
+    """The generated Numba module of one variant, importing the runtime of digest ``runtime``
+    (:func:`runtime_digest`)."""
     spec = plan.spec
     env = _environment()
-    runtime = runtime_digest()
     digest = _digest(spec.fingerprint(), _templates_digest(("kernel.py.j2",)), runtime)
     kernel = print_kernel(plan)
     projections = kernel.products
@@ -567,10 +567,10 @@ def render_runtime() -> str:
     return _render_shared("runtime.py.j2", "runtime")
 
 
-def runtime_digest() -> str:
-    """The digest of ``render_runtime()``'s text that each kernel module records and
-    ``_runtime.cached`` compares with the file's own."""
-    return hashlib.sha256(render_runtime().encode()).hexdigest()[:16]
+def runtime_digest(text: str) -> str:
+    """The digest of the runtime's ``text`` (``render_runtime()``) that each kernel module
+    records and ``_runtime.cached`` compares with the file's own."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def render_new_cell(name: str) -> str:

@@ -1,7 +1,8 @@
 """Writing: stamped files, written atomically and only when their bytes change.
 
 Numba's cache keys a kernel on its source file (its bytes in Numba 0.68, its modification time
-and size in earlier releases), so an unchanged file is left untouched; a changed one is written to a temporary file beside it and renamed over it. A file
+and size in earlier releases), so an unchanged file is left untouched; a changed one is written
+to a temporary file beside it and renamed over it. A file
 that gatesmith did not write (no stamp in its first line) is never replaced: the whole write is
 refused before anything is written. Writers into one folder take turns (an advisory lock on
 the folder), and the temporary files of a writer that was killed are removed by the next.
