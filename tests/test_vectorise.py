@@ -13,9 +13,9 @@ import pytest
 from conftest import ROOT, VARIANTS
 
 from derive import registry
-from derive.emit.numba import block_views, print_kernel
+from derive.emit.numba import array_name, block_views, print_kernel
 from derive.lower import lower
-from derive.lower.plan import Load, RowIndex, Store
+from derive.lower.plan import ArrayRole, Load, Loop, Reduction, RowIndex, Store, Sum
 from derive.symbolic.adjoint import derive_adjoint
 
 #: A sample across the families: gate blocks read and written in one loop (lstm, gru, lstm_cifg,
@@ -134,8 +134,10 @@ def test_pointwise_loops_are_found():
 def test_blocks_of_a_row_are_read_through_views(variant):
     plan = _plan(variant)
     kernel = print_kernel(plan)
-    loops = [lp for stage in plan.stages for lp in stage.forward + stage.backward]
-    printed = [lp for stage in kernel.stages for lp in stage.forward + stage.backward]
+    loops = [node for schedule in (plan.forward, plan.backward)
+             for node in schedule.loop.body if isinstance(node, Loop)]  # fmt: skip
+    printed = [node.loop for schedule in (kernel.forward, kernel.backward)
+               for node in schedule.body if node.loop]  # fmt: skip
     for loop, out in zip(loops, printed, strict=True):
         blocked = {(a.array, a.row) for a in _accesses(loop)
                    if a.block and a.row not in (RowIndex.UNIT, RowIndex.WHOLE)
@@ -169,17 +171,27 @@ def test_zero_dimensional_gradients_are_summed_by_unit(variant):
         if isinstance(st, Store) and st.target.row == RowIndex.WHOLE and st.accumulate
     }  # fmt: skip
     assert wholes
-    assert {gradient for _, _, gradient in kernel.unit_sums} == {
-        f"d_{w}" for w in wholes
-    }
-    printed = [
-        line for stage in kernel.stages for lp in stage.backward for line in lp.lines
-    ]
+    # the step's stores name the reduction; the kernel sums each unit by unit, then the units
+    assert all(
+        st.over is Reduction.SEQUENCE
+        for stage in plan.stages for lp in stage.backward for st in lp.body
+        if isinstance(st, Store) and st.target.array.owner in wholes
+        and st.target.array.role == ArrayRole.PARAMETER_GRADIENT
+    )  # fmt: skip
+    sums = [n for n in plan.backward.after
+            if isinstance(n, Sum) and n.over is Reduction.UNITS]  # fmt: skip
+    assert {n.target.array.owner for n in sums} == wholes
+    assert plan.unit_sums == tuple(n.source.array for n in sums)
+    scheduled = [st for n in plan.backward.loop.body if isinstance(n, Loop)
+                 for st in n.body if isinstance(st, Store)]  # fmt: skip
+    assert not any(st.over is Reduction.SEQUENCE for st in scheduled)
+    printed = [line for n in kernel.backward.body if n.loop for line in n.loop.lines]
     assert not any("[()]" in line.target for line in printed)
     assert all(
-        any(line.target == f"{name}[j]" and line.op == "+=" for line in printed)
-        for name, _, _ in kernel.unit_sums
-    )
+        any(line.target == f"{array_name(n.source.array)}[j]" and line.op == "+="
+            for line in printed)
+        for n in sums
+    )  # fmt: skip
 
 
 def test_state_gradients_are_copied_not_swapped():

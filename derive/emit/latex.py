@@ -21,10 +21,10 @@ import sympy
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from ..lower.plan import KernelPlan, Role
+from ..lower.plan import KernelPlan, MatMul, Role
 from ..symbolic.activations import FUNCTIONS, descriptor, missing_forms
 from ..symbolic.adjoint import adjoint_symbol, derive_adjoint, external_symbol
-from ..symbolic.declare import MASK_KINDS, CellSpec, Dense, Mask, Param, size_symbol
+from ..symbolic.declare import MASK_KINDS, CellSpec, Mask, Param, size_symbol
 from ..symbolic.flow import Chain, FlowTooLargeError, Path, chains, jacobians, verdict
 from ..symbolic.init import Init
 from ..symbolic.norms import LayerNorm, abbreviate, layer_norms
@@ -795,10 +795,21 @@ class _Builder:
             return rf"\delta {self.name(source)}"
         return self.name(external_symbol(source))
 
-    def _transpose(self, d: Dense, adjoints) -> MathLine:
+    def _rules(self, rule: str, nodes) -> list[MatMul]:
+        """The plan's transpose rules of one kind (``source``, ``weight``) among ``nodes``, in
+        the order the projections are declared."""
+        order = {d: n for n, d in enumerate(self.spec.denses)}
+        found = [n for n in nodes if isinstance(n, MatMul) and n.rule == rule]
+        return sorted(found, key=lambda n: order[n.product.dense])
+
+    def _transpose(self, rule: MatMul, adjoints) -> MathLine:
+        """``δv += Wᵀ δa`` from the plan's rule ``δv += δa @ W`` (rows of the batch): the
+        weight as the rule's right operand, transposed in columns where it is not in rows."""
+        d = rule.product.dense
         terms = []
         for sym in d.symbols:
-            w = self.weight_of[sym] if d.transposed else _transposed(self.block[sym][0])
+            name = self.weight_of[sym] if d.transposed else self.block[sym][0]
+            w = name if rule.right.transposed else _transposed(name)
             adj = adjoints[sym]
             text = self.latex(adj)
             if not adj.is_Symbol:  # W^T (δa ⊙ r), never read as (W^T δa) ⊙ r
@@ -850,13 +861,14 @@ class _Builder:
                     else:
                         lines.append(self.line(lhs, op, item.expr))
                     notes.append(self._chain(lhs, item.target, item.expr))
-            for p in stage.products:
-                if not p.hoisted:
-                    lines.append(self._transpose(p.dense, self.adjoints))
-                    notes.append((
+            body = [n for n in plan.backward.loop.body
+                    if isinstance(n, MatMul) and n.product.stage == stage.index]  # fmt: skip
+            for rule in self._rules("source", body):
+                lines.append(self._transpose(rule, self.adjoints))
+                notes.append((
                         ("math", lines[-1].lhs),
                         ("text", ": the transpose rule of the projection of "),
-                        ("math", self.name(p.dense.source)),
+                        ("math", self.name(rule.product.dense.source)),
                         ("text", ", which the forward step multiplies by a weight matrix."),
                     ))  # fmt: skip
             count = len(plan.stages)
@@ -919,21 +931,24 @@ class _Builder:
         return pieces
 
     def after_loop(self) -> tuple[MathLine, ...]:
-        projections = [p for p in self.plan.products if p.hoisted]
-        return tuple(self._transpose(p.dense, self.adjoints) for p in projections)
+        rules = self._rules("source", self.plan.backward.after)
+        return tuple(self._transpose(rule, self.adjoints) for rule in rules)
 
     def gradients(self) -> tuple[MathLine, ...]:
         lines, seen = [], set()
-        for d in self.spec.denses:
+        for rule in self._rules("weight", self.plan.backward.after):
+            # the rule's product Lᵀ @ R in rows of the batch is Σ_t l_t r_tᵀ in columns
+            d = rule.product.dense
             source = self.name(d.source)
+            adjoint_first = rule.left.array == rule.product.adjoint
             for sym in d.symbols:
                 w, b = self.weight_of[sym], self.block[sym][1]
                 adj = self.adjoints[sym]
                 text = self.latex(adj)
-                if adj.is_Add or d.transposed:
+                if adj.is_Add or not adjoint_first:
                     text = rf"\left({text}\right)"
-                product = (rf"{source}\, {_transposed(text)}" if d.transposed
-                           else rf"{text}\, {_transposed(source)}")  # fmt: skip
+                product = (rf"{text}\, {_transposed(source)}" if adjoint_first
+                           else rf"{source}\, {_transposed(text)}")  # fmt: skip
                 op = (
                     r"\mathrel{+}=" if w in seen else "="
                 )  # a block two projections read

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy
 from sympy.printing.precedence import PRECEDENCE, precedence
@@ -23,14 +23,21 @@ from ..lower.plan import (
     Array,
     ArrayRole,
     Assign,
+    Direction,
+    Edge,
+    EdgeKind,
     Extent,
     KernelPlan,
     Load,
     Loop,
-    Product,
+    MatMul,
+    Operand,
+    Reduction,
     RowIndex,
+    Schedule,
     SizeSource,
     Store,
+    Sum,
 )
 from ..symbolic.activations import FUNCTIONS, descriptor, missing_forms
 from ..symbolic.declare import size_symbol
@@ -278,6 +285,7 @@ _NAMES = {
     ArrayRole.OUTPUT_ADJOINT: "d_seq_y", ArrayRole.FINAL_ADJOINT: "dfinal_{}",
     ArrayRole.NEXT_ADJOINT: "dnext_{}", ArrayRole.PREVIOUS_ADJOINT: "dprev_{}",
     ArrayRole.INPUT_ADJOINT: "dx", ArrayRole.PARAMETER_GRADIENT: "d_{}",
+    ArrayRole.UNIT_SUM: "sum_d_{}", ArrayRole.ROW_SUM: "sum_dk_{}",
 }  # fmt: skip
 _ROWS = {RowIndex.STEP: "row", RowIndex.NEXT: "row + batch", RowIndex.BATCH: "b"}
 _EXTENTS = {Extent.STEPS: "steps * batch", Extent.STEPS_AND_INITIAL: "(steps + 1) * batch",
@@ -286,13 +294,15 @@ _EXTENTS = {Extent.STEPS: "steps * batch", Extent.STEPS_AND_INITIAL: "(steps + 1
 
 @dataclass(frozen=True)
 class Line:
-    """One printed statement: ``target op value``; ``comment`` heads a block (the equation it
+    """One printed statement: ``target op value`` (``target`` alone, a call, where ``op`` is
+    empty), ``depth`` blocks deeper than its node; ``comment`` heads a block (the equation it
     serves)."""
 
     target: str
     op: str
     value: str
     comment: str = ""
+    depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -305,29 +315,29 @@ class PrintedLoop:
 
 
 @dataclass(frozen=True)
-class PrintedProduct:
-    """A product's pieces as the template places them."""
+class PrintedNode:
+    """A schedule's node printed: a pointwise loop, or lines; ``comment`` heads it."""
 
-    key: str
-    weight: str
-    bias: str | None
-    rows: str  # the weight's row slice, empty for all rows
-    matrix: str  # the matrix A of ``source @ A.T``: the weight's rows, or ``weight.T``
-    matrix_t: str  # A.T as written without a double transpose
-    gradient: str  # the operands of the weight gradient's product: ``dk.T, source`` (or swapped)
-    width: str
-    hoisted: bool
-    source_seq: str  # the source over all steps
-    source_step: str  # the source at step t
-    adjoint: str
-    source_adjoint: str
+    lines: tuple[Line, ...] = ()
+    loop: PrintedLoop | None = None
+    comment: str = ""
 
 
 @dataclass(frozen=True)
-class PrintedStage:
-    products: tuple[PrintedProduct, ...]
-    forward: tuple[PrintedLoop, ...]
-    backward: tuple[PrintedLoop, ...]
+class PrintedSchedule:
+    """A kernel's schedule printed: ``setup`` (workspaces, packed weights and zeroed sums its
+    products and sums need), the nodes before the time loop, the loop's header and its
+    nodes, and the nodes after it."""
+
+    setup: tuple[Line, ...]
+    before: tuple[PrintedNode, ...]
+    header: str
+    step_rows: bool  # whether the loop's products read the step's rows (``last``)
+    enter: tuple[PrintedNode, ...]
+    body: tuple[PrintedNode, ...]
+    leave: tuple[PrintedNode, ...]
+    after: tuple[PrintedNode, ...]
+    dx_written: bool  # a product writes the input's gradient whole (no zeros needed)
 
 
 @dataclass(frozen=True)
@@ -340,7 +350,9 @@ class Kernel:
     backward_sizes: tuple[Line, ...]
     forward_constants: tuple[Line, ...]
     backward_constants: tuple[Line, ...]
-    stages: tuple[PrintedStage, ...]
+    forward: PrintedSchedule
+    infer: PrintedSchedule
+    backward: PrintedSchedule
     sequences: tuple[tuple[str, str], ...]  # (name, shape) of each array allocated
     saves: tuple[tuple[str, str], ...]
     workspaces: tuple[tuple[str, str], ...]
@@ -350,20 +362,13 @@ class Kernel:
     forward_returns: tuple[str, ...]
     backward_args: tuple[str, ...]
     backward_returns: tuple[str, ...]
-    dx_in_loops: bool  # a pointwise loop adds to the input's gradient
-    #: (vector, size, gradient) of every zero-dimensional gradient summed unit by unit
-    unit_sums: tuple[tuple[str, str, str], ...] = ()
-    helpers: frozenset[str] = frozenset()  # the activation helpers the kernels call
-    #: the forward that keeps no tape: its stages, the arrays it keeps (name, shape), its
-    #: workspaces and what it returns
-    inference_stages: tuple[PrintedStage, ...] = ()
+    #: the runtime's functions the kernels call by name: activation helpers and products
+    helpers: frozenset[str] = frozenset()
+    #: the forward that keeps no tape: the arrays it keeps (name, shape), its workspaces and
+    #: what it returns
     inference_saves: tuple[tuple[str, str], ...] = ()
     inference_workspaces: tuple[tuple[str, str], ...] = ()
     inference_returns: tuple[str, ...] = ()
-
-    @property
-    def products(self) -> tuple[PrintedProduct, ...]:
-        return tuple(p for stage in self.stages for p in stage.products)
 
 
 def array_name(array: Array) -> str:
@@ -411,8 +416,8 @@ def access(a: Access, views: dict[tuple[Array, RowIndex], str] | None = None) ->
 
 
 def _rows(rows) -> str:
-    """The printed row slice of a product's weight (empty when it takes every row)."""
-    if rows.whole:
+    """The printed row slice of a parameter's blocks (empty for all its rows)."""
+    if rows is None or rows.whole:
         return ""
     start = _multiple(rows.first, rows.size)
     stop = _multiple(rows.first + rows.count, rows.size)
@@ -428,57 +433,37 @@ def _slice(start: str, stop: str) -> str:
     return f"{start}{sep}{stop}"
 
 
-def _source(a: Access) -> tuple[str, str]:
-    """A product's source over all steps and at step t (rows ``first:last``)."""
-    name = array_name(a.array)
-    if a.array.extent == Extent.BATCH:  # a workspace: the step's rows alone
-        return name, name
-    if a.array.role != ArrayRole.SEQUENCE:
-        return name, f"{name}[first:last]"
-    if a.row == RowIndex.NEXT:
-        return f"{name}[batch:]", f"{name}[last : last + batch]"
-    return f"{name}[:-batch]", f"{name}[first:last]"
-
-
-def _product(p: Product) -> PrintedProduct:
-    rows = _rows(p.rows)
-    seq, step = _source(p.source)
-    weight, adjoint = array_name(p.weight), array_name(p.adjoint)
-    if p.dense.transposed:  # source @ weight: rows are whole
-        matrix, matrix_t, gradient = f"{weight}.T", weight, f"{seq}.T, {adjoint}"
+def _operand(op: Operand, per_step: bool) -> str:
+    """An operand as printed: a parameter's rows; an array of the steps at step t (rows
+    ``first:last``, a workspace whole) or over every step; ``.T`` when transposed."""
+    a = op.array
+    if a.extent == Extent.NONE:
+        text = array_name(a) + _rows(op.rows)
+    elif (
+        a.extent == Extent.BATCH
+    ):  # a workspace or a state's adjoint: the step's rows alone
+        text = array_name(a)
     else:
-        matrix, matrix_t = f"{weight}{rows}", f"{weight}{rows}.T"
-        gradient = f"{adjoint}.T, {seq}"
-    return PrintedProduct(
-        key=p.result.owner, weight=weight, bias=array_name(p.bias) if p.bias else None,
-        rows=rows, matrix=matrix, matrix_t=matrix_t, gradient=gradient,
-        width=_multiple(len(p.dense.blocks), p.dense.block_size), hoisted=p.hoisted,
-        source_seq=seq, source_step=step, adjoint=adjoint,
-        source_adjoint=array_name(p.source_adjoint),
-    )  # fmt: skip
+        name = array_name(a)
+        nxt = a.role == ArrayRole.SEQUENCE and op.row == RowIndex.NEXT
+        if per_step:
+            text = f"{name}[last : last + batch]" if nxt else f"{name}[first:last]"
+        elif a.role == ArrayRole.SEQUENCE:
+            text = f"{name}[batch:]" if nxt else f"{name}[:-batch]"
+        else:
+            text = name
+    return f"{text}.T" if op.transposed else text
+
+
+def _call(name: str, *args: str) -> Line:
+    return Line(f"{name}({', '.join(args)})", "", "")
 
 
 def _line(printer: NumbaPrinter, target: str, op: str, expr, comment: str = "") -> Line:
     return Line(target, op, printer.statement(expr), comment)
 
 
-def unit_sum_name(target: Access, size: str) -> str:
-    """The vector, one element per unit, in which a loop over ``size`` units sums its terms
-    of the zero-dimensional ``target``.
-
-    ``d_alpha[()] += ...`` for every unit makes each iteration wait on the one before, and
-    LLVM leaves the whole loop scalar; ``sum_d_alpha_H[j] += ...`` is independent across units,
-    and the kernel adds the units up once after the time loop.
-    """
-    return f"sum_{array_name(target.array)}_{size}"
-
-
-def _summed_by_unit(st) -> bool:
-    """Whether ``st`` adds to a zero-dimensional array (a gradient summed by unit)."""
-    return isinstance(st, Store) and st.target.row == RowIndex.WHOLE and st.accumulate
-
-
-def _statement(printer: NumbaPrinter, st, views, size: str) -> Line:
+def _statement(printer: NumbaPrinter, st, views) -> Line:
     if isinstance(st, Load):
         return Line(
             st.target.name, "=", " + ".join(access(a, views) for a in st.sources)
@@ -488,8 +473,6 @@ def _statement(printer: NumbaPrinter, st, views, size: str) -> Line:
         if st.equation is not None:
             comment = f"adjoint of {st.equation.target} = {st.equation.expr}"
         return _line(printer, st.target.name, "=", st.expr, comment)
-    if _summed_by_unit(st):
-        return _line(printer, f"{unit_sum_name(st.target, size)}[j]", "+=", st.expr)
     return _line(
         printer, access(st.target, views), "+=" if st.accumulate else "=", st.expr
     )
@@ -533,8 +516,158 @@ def _view_lines(loop: Loop, views) -> tuple[Line, ...]:
 def _loop(printer: NumbaPrinter, loop: Loop) -> PrintedLoop:
     views = block_views(loop)
     return PrintedLoop(_size(loop.size),
-                       tuple(_statement(printer, st, views, loop.size) for st in loop.body),
+                       tuple(_statement(printer, st, views) for st in loop.body),
                        tuple(access(a) for a in loop.zero), _view_lines(loop, views))  # fmt: skip
+
+
+#: The comment heading a run of one kind of edge.
+_EDGE_COMMENTS = {
+    EdgeKind.START: "the sequences start with the initial states",
+    EdgeKind.CARRY: "a row past its length carries its states through unchanged",
+    EdgeKind.PASS_THROUGH: "a row past its length passes its state gradients through; the "
+    "step sees zeros",
+    EdgeKind.HAND_BACK: "the step's state gradients pass to the step before it",
+    EdgeKind.CLEAR: "",
+}
+#: The runtime's function for an edge reads the step where it masks by length.
+_EDGE_STEP = {
+    EdgeKind.CARRY: ("t", "batch", "lengths"),
+    EdgeKind.PASS_THROUGH: ("t", "lengths"),
+}
+
+
+def _edge(edge: Edge) -> Line:
+    args = (*map(array_name, edge.arrays), *_EDGE_STEP.get(edge.kind, ()))
+    return _call(f"_runtime.{edge.kind.value}", *args)
+
+
+def _key(mm: MatMul) -> str:
+    return array_name(mm.product.result).removeprefix("k_")
+
+
+def _matmul(mm: MatMul) -> PrintedNode:
+    """A product: one step's rows through the runtime's packed product, or every step's
+    through one ``np.dot`` (into the array when it writes it whole)."""
+    left, right = _operand(mm.left, mm.per_step), _operand(mm.right, mm.per_step)
+    out = _operand(mm.out, mm.per_step)
+    if mm.per_step:
+        packed = f"packed_{_key(mm)}"
+        if mm.rule == "forward":
+            bias = _operand(mm.bias, True) if mm.bias else "no_bias"
+            return PrintedNode((_call("_product", left, packed, bias, out),))
+        source = Operand(mm.product.source.array, row=mm.product.source.row)
+        comment = f"transpose rule of {right} @ {_operand(source, True)}"
+        return PrintedNode((_call("_product_add", left, packed, out),), comment=comment)
+    if mm.rule == "forward":
+        lines = [Line(out, "=", f"np.dot({left}, {right})")]
+        if mm.bias:
+            lines.append(_call("_add_bias", out, _operand(mm.bias, False)))
+        return PrintedNode(
+            tuple(lines), comment="the input projection of every step at once"
+        )
+    if not mm.accumulate:
+        return PrintedNode((_call("np.dot", left, right, out),))
+    if mm.out.rows is not None and not mm.out.rows.whole:
+        return PrintedNode(
+            (Line("grad", "=", out), Line("grad", "+=", f"np.dot({left}, {right})")),
+            comment="(through views: an in-place add to a view needs no shape check that "
+            "formats integers)",
+        )
+    return PrintedNode((Line(out, "+=", f"np.dot({left}, {right})"),))
+
+
+def _sum(node: Sum) -> PrintedNode:
+    """A sum over units (a loop), over every row (the runtime's ``add_rows``), or a sum made
+    once added (skipped where the cell has no biases)."""
+    target, source = _operand(node.target, False), _operand(node.source, False)
+    if node.over is Reduction.UNITS:
+        size = _size(node.source.array.width[0][1])
+        return PrintedNode(
+            (Line(f"for j in range({size}):", "", ""),
+             Line(f"{target}[()]", "+=", f"{source}[j]", depth=1)),
+            comment=f"{target}: its terms, summed unit by unit in the loops, added up",
+        )  # fmt: skip
+    if node.over is Reduction.ROWS and node.target.array.role == ArrayRole.ROW_SUM:
+        width = f"{source}.shape[1] if {array_name(node.unless)}.shape[0] else 0"
+        return PrintedNode(
+            (Line(target, "=", f"np.zeros({width}, seq_x.dtype)"),
+             _call("_runtime.add_rows", target, source, "steps * batch")),
+            comment=f"{source} summed over the rows once, for every bias it is the "
+            "gradient of (none without biases)",
+        )  # fmt: skip
+    if node.over is Reduction.ROWS:
+        return PrintedNode(
+            (_call("_runtime.add_rows", target, source, "steps * batch"),)
+        )
+    return PrintedNode(
+        (Line("grad", "=", target), Line("if grad.shape[0]:", "", ""),
+         Line("grad", "+=", source, depth=1)),
+    )  # fmt: skip
+
+
+def _nodes(printer: NumbaPrinter, nodes) -> tuple[PrintedNode, ...]:
+    """Nodes printed in order; a run of edges of one kind under one comment."""
+    out, previous = [], None
+    for node in nodes:
+        if isinstance(node, Edge):
+            comment = _EDGE_COMMENTS[node.kind] if node.kind != previous else ""
+            out.append(PrintedNode((_edge(node),), comment=comment))
+            previous = node.kind
+            continue
+        previous = None
+        if isinstance(node, Loop):
+            out.append(PrintedNode(loop=_loop(printer, node)))
+        elif isinstance(node, MatMul):
+            out.append(_matmul(node))
+        else:
+            out.append(_sum(node))
+    return tuple(out)
+
+
+def _setup(schedule: Schedule) -> tuple[Line, ...]:
+    """What the schedule's products and sums need before its time loop: a per-step product's
+    result workspace and its weight packed once, an empty bias, the unit sums zeroed."""
+    lines = []
+    per_step = [mm for mm in schedule.loop.body if isinstance(mm, MatMul)]
+    for mm in per_step:
+        packed = _operand(replace(mm.right, transposed=not mm.right.transposed), True)
+        if mm.rule == "forward":
+            width = _multiple(len(mm.product.dense.blocks), mm.product.dense.block_size)
+            what = f"the workspace of the per-step product with {packed}, and the weight packed once"
+            empty = f"np.empty((batch, {width}), seq_x.dtype)"
+            lines.append(Line(_operand(mm.out, True), "=", empty, what))
+        lines.append(Line(f"packed_{_key(mm)}", "=", f"_pack({packed}, batch, steps)"))
+    if any(mm.rule == "forward" and mm.bias is None for mm in per_step):
+        lines.append(Line("no_bias", "=", "np.empty(0, seq_x.dtype)"))
+    for node in schedule.after:
+        if isinstance(node, Sum) and node.over is Reduction.UNITS:
+            a = node.source.array
+            lines.append(
+                Line(
+                    array_name(a), "=", f"np.zeros({_size(a.width[0][1])}, seq_x.dtype)"
+                )
+            )
+    return tuple(lines)
+
+
+def _step_rows(loop) -> bool:
+    return any(op.array.extent in (Extent.STEPS, Extent.STEPS_AND_INITIAL)
+               for mm in loop.body if isinstance(mm, MatMul)
+               for op in (mm.left, mm.out))  # fmt: skip
+
+
+def _schedule(printer: NumbaPrinter, schedule: Schedule) -> PrintedSchedule:
+    loop = schedule.loop
+    header = ("for t in range(steps):" if loop.direction is Direction.FORWARD
+              else "for t in range(steps - 1, -1, -1):")  # fmt: skip
+    dx = any(isinstance(n, MatMul) and not n.accumulate
+             and n.out.array.role == ArrayRole.INPUT_ADJOINT for n in schedule.after)  # fmt: skip
+    return PrintedSchedule(
+        setup=_setup(schedule), before=_nodes(printer, schedule.before), header=header,
+        step_rows=_step_rows(loop), enter=_nodes(printer, loop.enter),
+        body=_nodes(printer, loop.body), leave=_nodes(printer, loop.leave),
+        after=_nodes(printer, schedule.after), dx_written=dx,
+    )  # fmt: skip
 
 
 def _size_lines(sources: tuple[SizeSource, ...], batch_from: str) -> tuple[Line, ...]:
@@ -565,6 +698,17 @@ def _allocations(arrays) -> tuple[tuple[str, str], ...]:
     return tuple((array_name(a), _shape(a)) for a in arrays)
 
 
+def _runtime_names(plan: KernelPlan) -> set[str]:
+    """The runtime's products the kernels call."""
+    nodes = [n for s in (plan.forward, plan.backward) for n in s.nodes]
+    names = set()
+    if any(isinstance(n, MatMul) and not n.per_step and n.bias for n in nodes):
+        names.add("_add_bias")
+    if any(isinstance(n, MatMul) and n.per_step for n in nodes):
+        names.update(("_pack", "_product", "_product_add"))
+    return names
+
+
 def print_kernel(plan: KernelPlan) -> Kernel:
     """Print ``plan`` for the kernel template."""
     indexed = {  # vector and scalar parameters are read in place
@@ -574,27 +718,10 @@ def print_kernel(plan: KernelPlan) -> Kernel:
     }  # fmt: skip
     sizes = {size_symbol(s.name).name: s.name for s in plan.spec.sizes}
     forward, backward = NumbaPrinter(indexed, sizes), NumbaPrinter(indexed, sizes)
-
-    def printed(stages):
-        return tuple(
-            PrintedStage(tuple(_product(p) for p in stage.products),
-                         tuple(_loop(forward, lp) for lp in stage.forward),
-                         tuple(_loop(backward, lp) for lp in stage.backward))
-            for stage in stages
-        )  # fmt: skip
-
-    stages = printed(plan.stages)
+    # every schedule printed before the constants are listed
+    printed = (_schedule(forward, plan.forward), _schedule(forward, plan.inference.schedule),
+               _schedule(backward, plan.backward))  # fmt: skip
     inference = plan.inference
-    inference_stages = printed(inference.stages)  # before the constants are listed
-    dx_in_loops = any(
-        isinstance(st, Store) and st.target.array.role == ArrayRole.INPUT_ADJOINT
-        for stage in plan.stages for loop in stage.backward for st in loop.body
-    )  # fmt: skip
-    unit_sums = tuple(sorted({
-        (unit_sum_name(st.target, loop.size), _size(loop.size), array_name(st.target.array))
-        for stage in plan.stages for loop in stage.backward for st in loop.body
-        if _summed_by_unit(st)
-    }))  # fmt: skip
     first = plan.spec.states[0].name
 
     def names(arrays):
@@ -605,17 +732,16 @@ def print_kernel(plan: KernelPlan) -> Kernel:
         forward_sizes=_size_lines(plan.forward_sizes, f"init_{first}"),
         backward_sizes=_size_lines(plan.backward_sizes, f"dfinal_{first}"),
         forward_constants=_constant_lines(forward), backward_constants=_constant_lines(backward),
-        stages=stages, sequences=_allocations(plan.sequences), saves=_allocations(plan.tape),
+        forward=printed[0], infer=printed[1], backward=printed[2],
+        sequences=_allocations(plan.sequences), saves=_allocations(plan.tape),
         workspaces=_allocations(plan.workspaces), adjoints=_allocations(plan.adjoints),
         accumulators=_allocations(plan.accumulators),
         forward_args=names(plan.forward_args) + plan.hypers,
         forward_returns=names(plan.forward_returns),
         backward_args=names(plan.backward_args) + plan.hypers,
-        backward_returns=names(plan.backward_returns), dx_in_loops=dx_in_loops,
-        unit_sums=unit_sums,
-        inference_stages=inference_stages,
+        backward_returns=names(plan.backward_returns),
         inference_saves=_allocations(inference.tape),
         inference_workspaces=_allocations(inference.workspaces),
         inference_returns=names(inference.returns),
-        helpers=frozenset(forward.helpers | backward.helpers),
+        helpers=frozenset(forward.helpers | backward.helpers | _runtime_names(plan)),
     )  # fmt: skip

@@ -66,6 +66,7 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["statement"] = statement
+    env.filters["comment"] = comment
     env.filters["tex"] = tex_escape
     env.filters["md"] = markdown_escape
     env.filters["py"] = docstring_escape
@@ -216,13 +217,23 @@ def docstring_escape(text: str) -> str:
     return "".join(out)
 
 
+def comment(text: str, indent: int) -> str:
+    """``# text``, filled into lines that fit at ``indent``."""
+    import textwrap
+
+    lines = textwrap.wrap(text, LINE_LENGTH - indent - 2)
+    return ("\n" + " " * indent).join(f"# {line}" for line in lines)
+
+
 def statement(line: Line, indent: int) -> str:
-    """``target op value``, laid out as the formatter lays it out when it is too long for one
+    """``target op value`` (a call where ``op`` is empty), laid out as the formatter lays it out when it is too long for one
     line: with one operator or none, split inside the brackets that close it; else the value
     in brackets of its own, split at its operators."""
-    text = f"{line.target} {line.op} {line.value}"
+    text = f"{line.target} {line.op} {line.value}" if line.op else line.target
     if indent + len(text) <= LINE_LENGTH:
         return text
+    if not line.op:  # a call: split inside its brackets
+        return _split_last_bracket(text, indent)
     if len(_delimiters(line.value)[1]) < 2:
         split = _split_last_bracket(text, indent)
         if split != text:
@@ -401,36 +412,8 @@ def _saved_shape(array) -> str:
     )
 
 
-def _direct_products(kernel: Kernel) -> set[str]:
-    """Keys of the projections whose gradient product can be written into its array: the only
-    product into a whole weight, and the first input projection when no loop adds to ``dx``."""
-    direct = set()
-    weights = [p.weight for p in kernel.products]
-    for p in kernel.products:
-        if not p.rows and weights.count(p.weight) == 1:
-            direct.add(f"weight:{p.key}")
-    hoisted = [p for p in kernel.products if p.hoisted]
-    if hoisted and not kernel.dx_in_loops:
-        direct.add(f"dx:{hoisted[0].key}")
-    return direct
-
-
-def _bias_sums(kernel: Kernel) -> list[tuple[str, str]]:
-    """Adjoint arrays that more than one bias gradient sums over the rows (summed once), each
-    with one of those biases: a cell's biases are all given or all absent (``bias=False``,
-    arrays of length 0), and the sum is skipped when they are absent."""
-    adjoints = [p.adjoint for p in kernel.products if p.bias]
-    first = {}
-    for p in kernel.products:
-        if p.bias and adjoints.count(p.adjoint) > 1:
-            first.setdefault(p.adjoint, p.bias)
-    return sorted(first.items())
-
-
-def _entry_points(spec, kernel: Kernel) -> dict:
-    """The parameters of the module's ``forward`` and ``step``, and whether each forward
-    kernel's per-step products read rows of a sequence (``last``: a product reading a
-    workspace reads all of it)."""
+def _entry_points(spec) -> dict:
+    """The parameters of the module's ``forward`` and ``step``."""
     keywords = [
         *(["masks=None"] if spec.masks else []),
         *(f"{hp.name}={hp.default!r}" for hp in spec.hypers),
@@ -439,23 +422,13 @@ def _entry_points(spec, kernel: Kernel) -> dict:
         "forward_params": ["x", "initial_states", "params", "lengths=None", "*",
                            *keywords, "tape=True"],
         "step_params": ["x", "states", "params", *(["*"] if keywords else []), *keywords],
-        "per_step": any(not p.hoisted for p in kernel.products),
-        "infer_per_step": any(
-            not p.hoisted and p.source_step != p.source_seq
-            for stage in kernel.inference_stages
-            for p in stage.products
-        ),
     }  # fmt: skip
 
 
 def _runtime_import(kernel: Kernel) -> str:
     """The kernel module's import of what it calls from the runtime, laid out as the formatter
     does (one line if it fits, else one name a line)."""
-    names = set(kernel.helpers)
-    if any(p.hoisted and p.bias for p in kernel.products):
-        names.add("_add_bias")
-    if any(not p.hoisted for p in kernel.products):
-        names.update(("_pack", "_product", "_product_add"))
+    names = kernel.helpers
     if not names:
         return ""
     line = f"from ._runtime import {', '.join(sorted(names))}"
@@ -475,8 +448,6 @@ def render_kernel(plan: KernelPlan, runtime: str) -> str:
     env = _environment()
     digest = _digest(spec.fingerprint(), _templates_digest(("kernel.py.j2",)), runtime)
     kernel = print_kernel(plan)
-    projections = kernel.products
-    direct = _direct_products(kernel)
     param_shapes = [(p.name, _formula(p.shape_formula())) for p in spec.params]
     param_blocks = [
         (p.name, _tuple(p.blocks, "").removeprefix(" = "), p.kind) for p in spec.params
@@ -497,7 +468,6 @@ def render_kernel(plan: KernelPlan, runtime: str) -> str:
         kernel=kernel,
         runtime_import=_runtime_import(kernel),
         runtime_digest=runtime,
-        bias_sums=_bias_sums(kernel),
         equations=[f"{eq.target} = {eq.expr}" for eq in spec.equations],
         states_tuple=_tuple(kernel.states, "STATES"),
         params_tuple=_tuple(kernel.params, "PARAMS"),
@@ -527,12 +497,7 @@ def render_kernel(plan: KernelPlan, runtime: str) -> str:
         hypers=[(hp.name, repr(hp.default)) for hp in spec.hypers],
         masks=spec.masks,
         dropped_weights=_tuple(spec.recurrent_weights, "DROPPED_WEIGHTS"),
-        hoisted=[p for p in projections if p.hoisted],
-        # products written straight into their gradient array (out=), with no temporary
-        direct=direct,
-        dx_direct=any(key.startswith("dx:") for key in direct),
-        projections=projections,
-        **_entry_points(spec, kernel),
+        **_entry_points(spec),
         size_args=", ".join(s.argument for s in spec.sizes),
     )
 

@@ -11,7 +11,10 @@
 4. :func:`~derive.lower.adjoints.plan_adjoints`: where each adjoint completes, which ones gather
    in accumulators, which projections share an adjoint array;
 5. :func:`~derive.lower.schedule.schedule`: the loops (through common-subexpression
-   elimination) and the products of every stage; the inference forward's too.
+   elimination) and the products of every stage; the inference forward's too;
+6. :mod:`~derive.lower.kernels`: each kernel as a schedule of nodes: its time loop (direction,
+   the state bookkeeping that masks rows past their length), the products' transpose rules and
+   the sums over units, rows and steps.
 
 The result, a :class:`~derive.lower.plan.KernelPlan`, holds no printed code: the Numba emitter
 and the derivation document each print it their own way.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from ..symbolic.adjoint import Adjoint
 from .adjoints import plan_adjoints
+from .kernels import backward_schedule, forward_schedule
 from .plan import Array, ArrayRole, Extent, Inference, KernelPlan, SizeSource
 from .schedule import schedule
 from .stages import assign_stages
@@ -47,6 +51,8 @@ def lower(adjoint: Adjoint) -> KernelPlan:
     arrays = (*sequences, *tape, *shared, *adjoints.accumulators.values(), *workspaces,
               *(p.result for stage in planned for p in stage.products))  # fmt: skip
     used = _sizes_used(arrays, planned)
+    accumulators = tuple(adjoints.accumulators.values())
+    backward, unit_sums = backward_schedule(spec, planned, accumulators)
     return KernelPlan(
         spec=spec,
         values=values,
@@ -56,7 +62,7 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         saved=storage.tape,
         workspaces=workspaces,
         adjoints=shared,
-        accumulators=tuple(adjoints.accumulators.values()),
+        accumulators=accumulators,
         **signature,
         forward_sizes=_size_sources(spec, ArrayRole.INITIAL, used),
         backward_sizes=_size_sources(spec, ArrayRole.FINAL_ADJOINT, used),
@@ -64,6 +70,9 @@ def lower(adjoint: Adjoint) -> KernelPlan:
         hypers=tuple(hp.name for hp in spec.hypers),
         output=storage.forward[spec.output_symbol].array,
         inference=inference,
+        forward=forward_schedule(spec, planned, sequences),
+        backward=backward,
+        unit_sums=unit_sums,
     )
 
 
@@ -80,6 +89,7 @@ def _inference(adjoint, stages, values, adjoints) -> Inference:
         workspaces=tuple(storage.forward[s].array for s in storage.workspaces),
         returns=(*storage.sequences.values(), *tape),
         output=storage.forward[spec.output_symbol].array,
+        schedule=forward_schedule(spec, planned, tuple(storage.sequences.values())),
     )
 
 

@@ -3,8 +3,13 @@
 Nothing here is printed code. A value is a SymPy symbol with a :class:`Value` record saying what
 it is; an array is an :class:`Array` with a role, an owner and a shape in the cell's sizes; an element of
 an array that a loop iteration reads or writes is an :class:`Access`; a loop is a list of
-:class:`Load`, :class:`Assign` and :class:`Store` statements over SymPy expressions. A backend
-(the Numba emitter, the derivation document) names and prints all of it.
+:class:`Load`, :class:`Assign` and :class:`Store` statements over SymPy expressions. The kernels
+around the step are :class:`Schedule` nodes: what runs before the time loop, the
+:class:`TimeLoop` (its direction, the state bookkeeping at a step's edges that masks rows past
+their length, :class:`Edge`), and what runs after it; a dense product and its transpose rules
+are :class:`MatMul` nodes, a sum over units, rows or steps a :class:`Sum`, and every
+accumulating :class:`Store` says what it reduces over (:class:`Reduction`). A backend (the Numba
+emitter, the derivation document) names and prints all of it.
 """
 
 from __future__ import annotations
@@ -23,19 +28,28 @@ __all__ = [
     "Assign",
     "BlockRange",
     "Derivation",
+    "Direction",
+    "Edge",
+    "EdgeKind",
     "Extent",
     "Inference",
     "KernelPlan",
     "Load",
     "Loop",
+    "MatMul",
+    "Operand",
     "POINTWISE_ROWS",
     "Product",
     "ROW",
+    "Reduction",
     "Role",
     "RowIndex",
+    "Schedule",
     "SizeSource",
     "Stage",
     "Store",
+    "Sum",
+    "TimeLoop",
     "Value",
 ]
 
@@ -103,6 +117,12 @@ class ArrayRole(Enum):
     )
     INPUT_ADJOINT = "input adjoint"  # dL/dx over all steps, (T B, I)
     PARAMETER_GRADIENT = "parameter gradient"
+    UNIT_SUM = (
+        "unit sum"  # a scalar's gradient, summed unit by unit over the steps, (size,)
+    )
+    ROW_SUM = (
+        "row sum"  # an adjoint's rows summed over every step, for the biases it serves
+    )
 
 
 class Extent(Enum):
@@ -181,13 +201,26 @@ class Assign:
     equation: Equation | None = None
 
 
+class Reduction(Enum):
+    """Which iterations of the loops around an accumulating statement add to the same element:
+    what it sums over besides the terms of other statements. A backend that runs those
+    iterations at once must reduce them (a parallel one would race on the element)."""
+
+    NONE = "none"  # each (row, unit) its own element: terms of several statements
+    UNITS = "units"  # a row's units: a mean
+    ROWS = "rows"  # every batch row of every step: a vector's gradient, a bias's
+    SEQUENCE = "sequence"  # every unit, row and step: a scalar's gradient
+
+
 @dataclass(frozen=True)
 class Store:
-    """``target = expr`` (or ``+=`` when ``accumulate``) into an array element."""
+    """``target = expr`` (or ``+=`` when ``accumulate``) into an array element; ``over`` says
+    which iterations of the loops around it add to the same element."""
 
     target: Access
     expr: sympy.Expr
     accumulate: bool = False
+    over: Reduction = Reduction.NONE
 
 
 @dataclass(frozen=True)
@@ -253,6 +286,107 @@ class Product:
 
 
 @dataclass(frozen=True)
+class Operand:
+    """An array in a product: ``rows`` of a parameter (None: all of it), ``transposed`` or
+    not; an array of the steps read at ``row`` (STEP: the rows of step t, NEXT: a state's
+    sequence one step on), by a product inside the time loop at one step, else at every
+    step."""
+
+    array: Array
+    transposed: bool = False
+    rows: BlockRange | None = None
+    row: RowIndex = RowIndex.STEP
+
+
+@dataclass(frozen=True)
+class MatMul:
+    """``out = left @ right (+ bias)``, or ``+=`` when ``accumulate``: a projection (``rule``
+    ``"forward"``) or one of its transpose rules (``"source"``: the adjoint sent to what it
+    reads, ``"weight"``: the weight's gradient), all made by :func:`derive.lower.kernels.
+    transpose_rules`. ``per_step``: inside the time loop, on one step's rows; else over every
+    step at once."""
+
+    product: Product
+    rule: str
+    out: Operand
+    left: Operand
+    right: Operand
+    bias: Operand | None = None
+    accumulate: bool = False
+    per_step: bool = False
+
+
+@dataclass(frozen=True)
+class Sum:
+    """``target += source`` summed over ``over``: a bias's gradient (an adjoint's rows over
+    every step, ``ROWS``), a scalar's gradient (its unit sums over the units, ``UNITS``), or
+    (``NONE``) a sum made once added where it is needed. The sum is skipped where ``unless``
+    is empty (a cell declared without biases)."""
+
+    target: Operand
+    source: Operand
+    over: Reduction
+    unless: Array | None = None
+
+
+class EdgeKind(Enum):
+    """State bookkeeping at the edges of a step: how the time loop carries the states and
+    masks the rows past their length."""
+
+    START = "start"  # a state's sequence begins with its initial value
+    CARRY = "carry"  # after a step, a row past its length keeps its state
+    PASS_THROUGH = (
+        "pass_through"  # before a step backward, such a row passes its state's
+    )
+    # gradient to the step before and the step sees zeros
+    HAND_BACK = (
+        "hand_back"  # after a step backward, its state gradients reach the step before
+    )
+    CLEAR = "clear"  # an accumulator set to zero for the step
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One bookkeeping action of ``kind`` on a state's arrays (START: sequence and initial
+    value; CARRY: sequence; PASS_THROUGH, HAND_BACK: incoming and outgoing adjoints) or an
+    accumulator (CLEAR)."""
+
+    kind: EdgeKind
+    arrays: tuple[Array, ...]
+
+
+class Direction(Enum):
+    FORWARD = "forward"  # t = 0 .. T-1
+    BACKWARD = "backward"  # t = T-1 .. 0
+
+
+@dataclass(frozen=True)
+class TimeLoop:
+    """The loop over the steps: ``enter`` and ``leave`` run at each step's edges, ``body`` is
+    the step (products and pointwise loops, in order)."""
+
+    direction: Direction
+    enter: tuple[Edge, ...]
+    body: tuple[Loop | MatMul, ...]
+    leave: tuple[Edge, ...]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One kernel: what runs before the time loop, the loop, and what runs after it."""
+
+    before: tuple[Edge | MatMul, ...]
+    loop: TimeLoop
+    after: tuple[Sum | MatMul, ...] = ()
+
+    @property
+    def nodes(self) -> tuple:
+        """Every node, the time loop's in its place."""
+        loop = self.loop
+        return (*self.before, *loop.enter, *loop.body, *loop.leave, *self.after)
+
+
+@dataclass(frozen=True)
 class Stage:
     """Projections first, then the pointwise loops that read them (forward); backward runs the
     loops, then the projections' transpose rules."""
@@ -284,6 +418,7 @@ class Inference:
     workspaces: tuple[Array, ...]
     returns: tuple[Array, ...]
     output: Array
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)
@@ -314,6 +449,10 @@ class KernelPlan:
     # the forward's array of the outputs: a state's sequence, or the tape
     output: Array | None = None
     inference: Inference | None = None
+    forward: Schedule | None = None
+    backward: Schedule | None = None
+    # the vectors in which a scalar's gradient is summed unit by unit (zeroed before the loop)
+    unit_sums: tuple[Array, ...] = ()
 
     @property
     def products(self) -> tuple[Product, ...]:

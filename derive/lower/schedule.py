@@ -26,6 +26,7 @@ from .plan import (
     Load,
     Loop,
     Product,
+    Reduction,
     Role,
     RowIndex,
     Stage,
@@ -40,6 +41,17 @@ __all__ = ["schedule"]
 #: Values a loop reads without loading them: parameters read in place, the kernel's scalar
 #: arguments, and the sizes (constants of the kernel).
 _IN_PLACE = (Role.VECTOR, Role.SCALAR, Role.HYPER, Role.SIZE)
+
+
+def _over(target: Access) -> Reduction:
+    """What a loop's contribution to an adjoint sums over, by its target: a vector's gradient
+    (one element a unit) takes every row of every step, a scalar's everything, a mean's
+    adjoint (one element a row) every unit of its row."""
+    if target.row == RowIndex.WHOLE:
+        return Reduction.SEQUENCE
+    if target.row == RowIndex.UNIT:
+        return Reduction.ROWS
+    return Reduction.UNITS if target.array.per_row else Reduction.NONE
 
 
 def _loads(symbols, read, values, incoming=None) -> list[Load]:
@@ -68,8 +80,8 @@ def _forward_loop(
     # a mean sums its units' terms into its element of the row, zeroed before the units
     means = [e for e in eqs if e.role == "mean"]
     zero = tuple(storage.kept(e.target) for e in means)
-    body = eliminate([Store(storage.kept(e.target), e.expr, accumulate=True) if e in means
-                      else Assign(e.target, e.expr) for e in eqs], taken)  # fmt: skip
+    body = eliminate([Store(storage.kept(e.target), e.expr, True, Reduction.UNITS)
+                      if e in means else Assign(e.target, e.expr) for e in eqs], taken)  # fmt: skip
     stores = [Store(storage.kept(e.target), e.target) for e in eqs
               if storage.kept(e.target) and e not in means]  # fmt: skip
     # a projection's block on the tape is saved by the first loop that loads it
@@ -108,9 +120,8 @@ def _contributions(stage, size, adjoints: AdjointPlan, values):
             continue
         part = adjoints.part(var, stage, size if shared else None)
         if part != 0:
-            stores.append(
-                Store(adjoints.contribution_target(var), part, accumulate=True)
-            )
+            target = adjoints.contribution_target(var)
+            stores.append(Store(target, part, True, _over(target)))
             derivation.append(Derivation("accumulate", var, part))
     return stores, derivation
 
