@@ -100,7 +100,7 @@ def _toolchain() -> str:
     paths = [
         p for part in ("symbolic", "lower", "emit") for p in (home / part).rglob("*.py")
     ]
-    for path in sorted([*paths, *template_dir().glob("*.j2")]):
+    for path in sorted([*paths, *template_dir().rglob("*.j2")]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -10,16 +10,14 @@ from pathlib import Path
 
 from . import registry
 from .emit.latex import document
-from .emit.templates import (
-    FORMATS,
-    render_catalog,
-    render_derivation,
+from .emit.numba.render import (
     render_interface,
     render_kernel,
     render_package,
     render_runtime,
     runtime_digest,
 )
+from .emit.templates import FORMATS, render_catalog, render_derivation
 from .emit.write import diff_tree, is_generated, locked, prepare_folder, write_tree
 from .lower import lower
 from .symbolic.adjoint import derive_adjoint

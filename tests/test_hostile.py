@@ -228,9 +228,9 @@ def test_the_page_policy_stops_what_the_markup_would_run(tmp_path):
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Bait.requests = []
-    from derive.emit.templates import _environment
+    from derive.emit.templates import environment
 
-    head = _environment().get_template("page.html.j2").module.head("quiet")
+    head = environment().get_template("page.html.j2").module.head("quiet")
     page = tmp_path / "page.html"
     page.write_text(
         f"{head}<body><script>document.title='pwned'</script>"

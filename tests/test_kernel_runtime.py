@@ -15,7 +15,7 @@ from conftest import VARIANTS, load_generated
 
 from derive import pipeline, registry
 from derive.cli import main
-from derive.emit import templates
+from derive.emit.numba import render
 from generated import _runtime
 
 #: Runs the package's ``rnn_tanh`` forward once; prints whether the kernel module may use the
@@ -40,8 +40,8 @@ print(cell.CACHE, hits > 0, repr(float(ys.sum())), len(caught))
 
 
 def test_every_kernel_module_imports_the_one_runtime_and_records_its_digest():
-    assert _runtime.DIGEST == templates.runtime_digest(templates.render_runtime())
-    assert Path(_runtime.__file__).read_text() == templates.render_runtime()
+    assert _runtime.DIGEST == render.runtime_digest(render.render_runtime())
+    assert Path(_runtime.__file__).read_text() == render.render_runtime()
     call = f'CACHE = _runtime.cached("{_runtime.DIGEST}", __name__)'
     for variant in VARIANTS:
         module = load_generated(variant)

@@ -22,12 +22,13 @@ import pytest
 from conftest import ROOT, load_generated
 
 from derive import pipeline, registry
+from derive.backends import reserved
 from derive.cli import main
 from derive.emit.templates import docstring_escape
 from derive.emit.write import WriteError
 from derive.runtime import SGD, Adam, Recurrent, clip_grad_norm
 from derive.symbolic.activations import sigmoid, tanh
-from derive.symbolic.declare import RESERVED, RESERVED_PREFIXES, Cell, DeclarationError
+from derive.symbolic.declare import Cell, DeclarationError
 from derive.verify import import_kernel
 from generated import _runtime
 
@@ -251,7 +252,7 @@ def test_reserved_names_cover_what_the_generated_code_uses():
         unreserved = {
             n
             for n in used - own
-            if n not in RESERVED and not n.startswith(RESERVED_PREFIXES)
+            if n not in reserved()[0] and not n.startswith(reserved()[1])
         }
         # names the kernels compute from the cell's own (its temporaries, its adjoints)
         unreserved -= {n for n in unreserved if any(n.endswith(o) for o in own)}

@@ -230,7 +230,7 @@ def test_every_accumulation_names_its_reduction(variant):
 def test_the_kernel_template_holds_no_schedule():
     """The time loop, the products and their transpose rules and every sum are printed from
     the plan's nodes: the kernel template writes none of them."""
-    template = (ROOT / "templates" / "kernel.py.j2").read_text()
+    template = (ROOT / "templates" / "numba" / "kernel.py.j2").read_text()
     for text in ("range(steps", "np.dot", ".T", "+=", "_product", "add_rows"):
         assert text not in template, text
     assert re.findall(r"_runtime\.\w+(?=\()", template) == ["_runtime.cached"]

@@ -9,7 +9,7 @@ from ..symbolic.adjoint import derive_adjoint
 from ..symbolic.declare import CellSpec
 from .diagram import DiagramError, dot_source, svg
 from .latex import Document, MathLine, document
-from .templates import _environment
+from .templates import environment
 
 __all__ = ["html", "latex"]
 
@@ -30,7 +30,7 @@ def html(spec: CellSpec) -> str | None:
     except DiagramError:  # no Graphviz: the page says so in place of the figure
         figure = ""
     return (
-        _environment()
+        environment()
         .get_template("notebook.html.j2")
         .render(doc=_document(spec), svg=figure)
     )

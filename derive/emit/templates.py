@@ -1,5 +1,7 @@
 """Rendering: Jinja lays out the structure; the maths and the code arrive printed by the
-backends (:mod:`derive.emit.numba`, :mod:`derive.emit.latex`)."""
+backends (:mod:`derive.emit.numba`, :mod:`derive.emit.latex`). The environment, the layout of
+Python statements as the formatter lays them out, stamps and digests, shared by every backend;
+the derivation documents; a user's new declaration."""
 
 from __future__ import annotations
 
@@ -12,24 +14,22 @@ from pathlib import Path
 import jinja2
 import sympy
 
-from ..lower.plan import ArrayRole, Extent, KernelPlan
 from .diagram import UNROLLED
 from .latex import Document, activation_derivatives, markdown_escape, tex_escape
-from .numba import Kernel, Line, array_name, print_kernel
+from .numba.kernel import Line
 
 __all__ = [
     "LINE_LENGTH",
+    "bracket",
     "docstring_escape",
+    "environment",
+    "inputs_digest",
     "render_catalog",
     "render_derivation",
-    "render_interface",
-    "render_kernel",
     "render_new_cell",
-    "render_package",
-    "render_runtime",
-    "runtime_digest",
     "stamp",
     "template_dir",
+    "templates_digest",
 ]
 
 LINE_LENGTH = 88
@@ -40,7 +40,7 @@ def template_dir() -> Path:
     """The templates: inside the installed package, or beside it in a source checkout."""
     here = Path(__file__).resolve().parent.parent  # the derive package
     for candidate in (here / "templates", here.parent / "templates"):
-        if (candidate / "kernel.py.j2").is_file():
+        if (candidate / "numba" / "kernel.py.j2").is_file():
             return candidate
     raise FileNotFoundError(
         f"{TOOL}: the templates folder is missing (looked in {here})"
@@ -56,7 +56,7 @@ def version() -> str:
         return __version__
 
 
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir())),
         undefined=jinja2.StrictUndefined,
@@ -333,7 +333,7 @@ def bracket(items, head: str, tail: str = "", indent: int = 0, hug: bool = True)
     return f"{head}\n{lines}{' ' * indent}{close}{tail[1:]}"
 
 
-def _digest(*parts: str | bytes) -> str:
+def inputs_digest(*parts: str | bytes) -> str:
     h = hashlib.sha256()
     for part in parts:
         h.update(part.encode() if isinstance(part, str) else part)
@@ -352,190 +352,9 @@ def stamp(comment: str, what: str, digest: str, command: str = "generate") -> st
     )
 
 
-def _templates_digest(names: tuple[str, ...]) -> bytes:
+def templates_digest(names: tuple[str, ...]) -> bytes:
     root = template_dir()
     return b"".join((root / name).read_bytes() for name in names)
-
-
-def _formula(formula) -> str:
-    """A shape formula as a Python tuple literal: ``((4, "H"), (1, "I"))``, ``()`` for a scalar."""
-    items = [f'({m}, "{s}")' for m, s in formula]
-    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
-
-
-def _tuple(items, name: str, quote: bool = True) -> str:
-    """``name = (items)``: on one line as the formatter lays out a tuple literal, else the
-    items filled into lines (kept so by ``# fmt: skip``)."""
-    items = [f'"{item}"' if quote else item for item in items]
-    if len(items) == 1:
-        return f"{name} = ({items[0]},)"
-    one = f"{name} = ({', '.join(items)})"
-    if len(one) <= LINE_LENGTH:
-        return one
-    lines, line = [], "   "
-    for item in items:
-        if len(line) + len(item) + 2 > LINE_LENGTH:
-            lines.append(line)
-            line = "   "
-        line += f" {item},"
-    return "\n".join([f"{name} = (", *lines, line, ")  # fmt: skip"])
-
-
-def _init_entry(param) -> str:
-    """``"name": rules,`` of ``PARAM_INIT``: one ``(kind, value, sign)`` per block, repeated
-    where every block starts alike."""
-    rules = [f'("{r.kind}", {r.value!r}, {r.sign})' for r in param.init]
-    head = f'    "{param.name}": '
-    if len(set(rules)) == 1:
-        return (
-            f"{head}({rules[0]},) * {len(rules)},"
-            if len(rules) > 1
-            else f"{head}({rules[0]},),"
-        )
-    return bracket(rules, f"{head}(", "),", 4, hug=False)
-
-
-def _size_name(size: str | None) -> str:
-    """A size in a module constant: its name, or None where a width counts columns."""
-    return "None" if size is None else f'"{size}"'
-
-
-def _saved_shape(array) -> str:
-    """``(initial, ((mult, "size"), ...))``: an array the forward kernel returns has
-    ``(steps + initial) * batch`` rows and the sum of ``mult * size`` columns."""
-    initial = 1 if array.extent is Extent.STEPS_AND_INITIAL else 0
-    width = ", ".join(f"({mult}, {_size_name(size)})" for mult, size in array.width)
-    return (
-        f"({initial}, ({width},))"
-        if len(array.width) == 1
-        else f"({initial}, ({width}))"
-    )
-
-
-def _entry_points(spec) -> dict:
-    """The parameters of the module's ``forward`` and ``step``."""
-    keywords = [
-        *(["masks=None"] if spec.masks else []),
-        *(f"{hp.name}={hp.default!r}" for hp in spec.hypers),
-    ]
-    return {
-        "forward_params": ["x", "initial_states", "params", "lengths=None", "*",
-                           *keywords, "tape=True"],
-        "step_params": ["x", "states", "params", *(["*"] if keywords else []), *keywords],
-    }  # fmt: skip
-
-
-def _runtime_import(kernel: Kernel) -> str:
-    """The kernel module's import of what it calls from the runtime, laid out as the formatter
-    does (one line if it fits, else one name a line)."""
-    names = kernel.helpers
-    if not names:
-        return ""
-    line = f"from ._runtime import {', '.join(sorted(names))}"
-    if len(line) <= LINE_LENGTH:
-        return line
-    return (
-        "from ._runtime import (\n"
-        + "".join(f"    {n},\n" for n in sorted(names))
-        + ")"
-    )
-
-
-def render_kernel(plan: KernelPlan, runtime: str) -> str:
-    """The generated Numba module of one variant, importing the runtime of digest ``runtime``
-    (:func:`runtime_digest`)."""
-    spec = plan.spec
-    env = _environment()
-    digest = _digest(spec.fingerprint(), _templates_digest(("kernel.py.j2",)), runtime)
-    kernel = print_kernel(plan)
-    param_shapes = [(p.name, _formula(p.shape_formula())) for p in spec.params]
-    param_blocks = [
-        (p.name, _tuple(p.blocks, "").removeprefix(" = "), p.kind) for p in spec.params
-    ]
-    sizes_dict = (
-        "{" + ", ".join(f'"{s.name}": "{s.argument}"' for s in spec.sizes) + "}"
-    )
-    state_sizes = "{" + ", ".join(f'"{s.name}": "{s.size}"' for s in spec.states) + "}"
-    constraints = [f'("{a}", "{b}")' for a, b in spec.constraints]
-    saved = [f"({n}, {_size_name(s)})" for n, s in plan.saved_per_step]
-    saved_text = " + ".join(
-        str(n) if s is None else (f"{n} {s}" if n != 1 else s)
-        for n, s in plan.saved_per_step
-    )
-    return env.get_template("kernel.py.j2").render(
-        stamp=stamp("#", f'the declaration of "{spec.name}"', digest),
-        spec=spec,
-        kernel=kernel,
-        runtime_import=_runtime_import(kernel),
-        runtime_digest=runtime,
-        equations=[f"{eq.target} = {eq.expr}" for eq in spec.equations],
-        states_tuple=_tuple(kernel.states, "STATES"),
-        params_tuple=_tuple(kernel.params, "PARAMS"),
-        sizes_dict=sizes_dict,
-        state_sizes_dict=state_sizes,
-        output_array=array_name(plan.output),
-        output_skip=int(plan.output.role == ArrayRole.SEQUENCE),
-        param_shapes=param_shapes,
-        param_blocks=param_blocks,
-        param_init=[_init_entry(p) for p in spec.params if p.init],
-        constraints=_tuple(constraints, "SIZE_CONSTRAINTS", quote=False),
-        saved_per_step=_tuple(saved, "SAVED_PER_STEP", quote=False),
-        saved_text=saved_text,
-        forward_returns=_tuple(kernel.forward_returns, "_FORWARD_RETURNS"),
-        infer_returns=_tuple(kernel.inference_returns, "_INFER_RETURNS"),
-        forward_shapes=_tuple(
-            [_saved_shape(array) for array in plan.forward_returns],
-            "_FORWARD_SHAPES",
-            quote=False,
-        ),
-        backward_tape=_tuple(
-            kernel.backward_args[
-                1 + len(kernel.states) : len(kernel.backward_args) - len(plan.hypers)
-            ],
-            "_BACKWARD_TAPE",
-        ),
-        hypers=[(hp.name, repr(hp.default)) for hp in spec.hypers],
-        masks=spec.masks,
-        dropped_weights=_tuple(spec.recurrent_weights, "DROPPED_WEIGHTS"),
-        **_entry_points(spec),
-        size_args=", ".join(s.argument for s in spec.sizes),
-    )
-
-
-def render_package(variants: tuple[str, ...]) -> str:
-    """The ``__init__.py`` of a generated package: the list of its variants."""
-    env = _environment()
-    digest = _digest(*variants, _templates_digest(("package.py.j2",)))
-    return env.get_template("package.py.j2").render(
-        stamp=stamp("#", "the registered declarations", digest), variants=variants
-    )
-
-
-def _render_shared(name: str, what: str) -> str:
-    """A module every kernel module of a generated package shares, from ``name``'s template."""
-    digest = _digest(_templates_digest((name,)))
-    return (
-        _environment()
-        .get_template(name)
-        .render(stamp=stamp("#", f"the {what} template", digest))
-    )
-
-
-def render_interface() -> str:
-    """The ``_interface.py`` every kernel module of a generated package binds to itself."""
-    return _render_shared("interface.py.j2", "interface")
-
-
-def render_runtime() -> str:
-    """The ``_runtime.py`` every kernel module of a generated package imports: activations,
-    the schedule's bookkeeping and per-step products, defined once."""
-    return _render_shared("runtime.py.j2", "runtime")
-
-
-def runtime_digest(text: str) -> str:
-    """The digest of the runtime's ``text`` (``render_runtime()``) that each kernel module
-    records and ``_runtime.cached`` compares with the file's own."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def render_new_cell(name: str) -> str:
@@ -546,7 +365,7 @@ def render_new_cell(name: str) -> str:
         _check_name(name, "variant", "gatesmith new")
     except DeclarationError as error:
         raise SystemExit(f"gatesmith: {error}") from None
-    return _environment().get_template("new_cell.py.j2").render(name=name)
+    return environment().get_template("new_cell.py.j2").render(name=name)
 
 
 #: Derivation formats: file suffix, then the templates of one variant's document, of the
@@ -574,9 +393,9 @@ def render_derivation(doc: Document, fmt: str = "latex") -> str:
     """One variant's derivation document, in ``fmt`` (``latex`` or ``markdown``)."""
     _, template, _, shared = FORMATS[fmt]
     names = (template, shared) + (("page.html.j2",) if fmt == "html" else ())
-    digest = _digest(doc.spec.fingerprint(), _templates_digest(names))
+    digest = inputs_digest(doc.spec.fingerprint(), templates_digest(names))
     return (
-        _environment()
+        environment()
         .get_template(template)
         .render(
             stamp=_doc_stamp(fmt, f'the declaration of "{doc.spec.name}"', digest),
@@ -592,9 +411,11 @@ def render_catalog(docs: list[Document], fmt: str = "latex") -> str:
     names = (template, shared, "intro.j2") + (
         ("page.html.j2",) if fmt == "html" else ()
     )
-    digest = _digest(*(d.spec.fingerprint() for d in docs), _templates_digest(names))
+    digest = inputs_digest(
+        *(d.spec.fingerprint() for d in docs), templates_digest(names)
+    )
     return (
-        _environment()
+        environment()
         .get_template(template)
         .render(
             stamp=_doc_stamp(fmt, "the registered declarations", digest),

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 
 import sympy
 
+from ..backends import reserved
 from .activations import FUNCTIONS, GATE_ACTIVATIONS, descriptor, relu, tanh
 from .init import APPLIES_TO, Init, ones, zeros
 
@@ -53,24 +54,6 @@ __all__ = [
     "Size",
     "State",
 ]
-
-#: Names the generated modules use for themselves (module globals, the kernels' locals and
-#: arguments, the interface's arguments) and Python's builtins; a declared name may take none,
-#: nor start with a reserved prefix. A test keeps this in step with the generated code.
-RESERVED = frozenset({
-    "t", "b", "j", "unit", "row", "first", "last", "steps", "batch", "real", "grad", "no_bias", "dx",
-    "seq_x", "lengths", "d_seq_y", "x", "params", "initial_states", "dys", "d_final_states",
-    "tape", "dtype", "seed", "np", "njit", "sys", "CACHE", "CellInterface", "VARIANT",
-    "STATES", "PARAMS", "OUTPUT", "HYPERS", "hypers", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS", "PARAM_INIT", "MASKS", "masks", "DROPPED_WEIGHTS",
-    "SIZE_CONSTRAINTS", "SAVED_PER_STEP", "forward", "backward", "forward_kernel",
-    "backward_kernel", "infer_kernel", "states", "init_params", "param_shapes", "saved_bytes_per_step",
-}) | frozenset(dir(builtins))  # fmt: skip
-RESERVED_PREFIXES = (
-    "d_", "tmp", "_", "acc_", "buf_", "save_", "seq_", "step_", "k_", "dk_", "packed_",
-    "sum_", "size_", "const_", "init_", "dfinal_", "dnext_", "dprev_", "row_", "mask_",
-)  # fmt: skip
-#: What a generated package's ``__init__`` defines: a variant may not be named so.
-PACKAGE_NAMES = frozenset({"VARIANTS", "load", "importlib", "retain_freed_memory"})
 
 
 class DeclarationError(ValueError):
@@ -478,10 +461,11 @@ class Cell:
                  conventions: tuple[str, ...] | list[str] = ()):  # fmt: skip
         self._where = _caller()
         _check_name(name, "cell", self._where)
-        if name in PACKAGE_NAMES:
+        packages = reserved()[2]
+        if name in packages:
             raise DeclarationError(
                 f"{self._where}: cell name {name!r} is taken by the generated package itself "
-                f"({sorted(PACKAGE_NAMES)}); choose another."
+                f"({sorted(packages)}); choose another."
             )
         texts = {"title": title, "citation": citation, "description": description}
         for what, text in (*texts.items(), *(("convention", c) for c in conventions)):
@@ -517,7 +501,7 @@ class Cell:
     def size(self, name: str, argument: str, latex: str | None = None) -> str:
         """Declare an extra dimension, given to ``param_shapes`` as ``argument=``."""
         where = _caller()
-        _check_name(name, "size", where, reserved=False)
+        _check_name(name, "size", where, check_reserved=False)
         if name in self._sizes:
             raise DeclarationError(
                 f"{where}: size {name!r} is declared twice; give it another name."
@@ -643,7 +627,7 @@ class Cell:
                 f"{where}: parameter {name!r} has no blocks; name at least one."
             )
         for blk in block_names:  # a block only names the symbols of its projections
-            _check_name(blk, "block", where, reserved=False)
+            _check_name(blk, "block", where, check_reserved=False)
         if len(set(block_names)) != len(block_names):
             raise DeclarationError(
                 f"{where}: parameter {name!r} names a block twice: {blocks!r}."
@@ -726,7 +710,7 @@ class Cell:
         if name is None:
             name = weight.name.removeprefix("weight_")
         # the projection's name only prefixes its blocks' symbols, which must be free names
-        _check_name(name, "dense projection", where, reserved=False)
+        _check_name(name, "dense projection", where, check_reserved=False)
         for block in chosen:
             _check_name(f"{name}_{block}", "projection block", where)
         for d in self._denses.values():
@@ -1259,7 +1243,7 @@ def _check_usage(spec: CellSpec, where: str) -> None:
                 )
 
 
-def _check_name(name: str, what: str, where: str, reserved: bool = True) -> None:
+def _check_name(name: str, what: str, where: str, check_reserved: bool = True) -> None:
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise DeclarationError(
             f"{where}: {what} name {name!r} is not a valid Python identifier; use letters, digits "
@@ -1270,8 +1254,9 @@ def _check_name(name: str, what: str, where: str, reserved: bool = True) -> None
         raise DeclarationError(
             f"{where}: {what} name {name!r} is read by Python as {folded!r}; write {folded!r}."
         )
-    if reserved and (name in RESERVED or name.startswith(RESERVED_PREFIXES)):
-        if name.startswith(RESERVED_PREFIXES):
+    names, prefixes, _ = reserved()
+    if check_reserved and (name in names or name.startswith(prefixes)):
+        if name.startswith(prefixes):
             reason = "it starts with a reserved prefix"
         elif hasattr(builtins, name):
             reason = "it is a Python builtin"
@@ -1279,7 +1264,7 @@ def _check_name(name: str, what: str, where: str, reserved: bool = True) -> None
             reason = "the generated modules use it"
         raise DeclarationError(
             f"{where}: {what} name {name!r} is reserved for the generated code: {reason}; "
-            f"choose another (reserved prefixes: {', '.join(RESERVED_PREFIXES)})."
+            f"choose another (reserved prefixes: {', '.join(prefixes)})."
         )
 
 
