@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,29 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = registry.names()
 PYTORCH_MODULES = {"rnn_tanh", "rnn_relu", "lstm", "gru"}
 DTYPES = (np.float64, np.float32)
+
+
+def pytest_configure(config):
+    """Before a whole-suite run's test processes start (in the controlling process, or the one
+    process without xdist): every generated kernel compiled once into Numba's cache, one
+    process per core (``warm_kernels.py``), so that the test processes load them instead of
+    each compiling all of them. A run of chosen tests, or one without Numba's cache, skips it;
+    a warm-up that fails only costs the tests their compile time (they check everything)."""
+    whole = not config.args or [Path(a).resolve() for a in config.args] == [ROOT / "tests"]
+    if (hasattr(config, "workerinput") or not whole
+            or os.environ.get("GATESMITH_NUMBA_CACHE") == "0"):  # fmt: skip
+        return
+    parts = max(1, min(2, len(os.sched_getaffinity(0))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    script = str(Path(__file__).with_name("warm_kernels.py"))
+    start = time.perf_counter()
+    runs = [subprocess.Popen([sys.executable, script, str(n), str(parts)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for n in range(parts)]  # fmt: skip
+    failed = [err for run in runs if (err := run.communicate()[1]) and run.returncode]
+    what = f"failed ({failed[0].strip().splitlines()[-1]})" if failed else "done"
+    print(f"kernels compiled into Numba's cache: {what} in {time.perf_counter() - start:.0f} s",
+          file=sys.stderr)  # fmt: skip
 
 
 @pytest.fixture

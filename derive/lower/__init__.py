@@ -1,6 +1,6 @@
 """Lowering: one derived cell step scheduled into arrays, loops and products, as plain data.
 
-:func:`lower` runs five passes, each a small function over plain dataclasses:
+:func:`lower` runs six passes, each a small function over plain dataclasses:
 
 1. :func:`~derive.lower.stages.assign_stages`: split the step where a projection reads a value
    computed inside it;
