@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,19 +44,24 @@ def pytest_configure(config):
     process per core (``warm_kernels.py``), so that the test processes load them instead of
     each compiling all of them. A run of chosen tests, or one without Numba's cache, skips it;
     a warm-up that fails only costs the tests their compile time (they check everything)."""
-    whole = not config.args or [Path(a).resolve() for a in config.args] == [ROOT / "tests"]
+    chosen = [Path(a).resolve() for a in config.args]
+    whole = chosen in ([], [ROOT / "tests"])
     if (hasattr(config, "workerinput") or not whole
             or os.environ.get("GATESMITH_NUMBA_CACHE") == "0"):  # fmt: skip
         return
-    parts = max(1, min(2, len(os.sched_getaffinity(0))))
+    # the float32 IR the warm-up compiled, for the test that reads it
+    folder = tempfile.mkdtemp(prefix="gatesmith-ir-")
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    os.environ["GATESMITH_TEST_IR"] = folder  # the test processes inherit it
+    processes = max(1, min(2, len(os.sched_getaffinity(0))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     script = str(Path(__file__).with_name("warm_kernels.py"))
     start = time.perf_counter()
-    runs = [subprocess.Popen([sys.executable, script, str(n), str(parts)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for n in range(parts)]  # fmt: skip
-    failed = [err for run in runs if (err := run.communicate()[1]) and run.returncode]
-    what = f"failed ({failed[0].strip().splitlines()[-1]})" if failed else "done"
+    run = subprocess.run([sys.executable, script, str(processes)], env=env, check=False,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    what = "done"
+    if run.returncode:
+        what = f"failed ({(run.stderr.strip().splitlines() or ['?'])[-1]})"
     print(f"kernels compiled into Numba's cache: {what} in {time.perf_counter() - start:.0f} s",
           file=sys.stderr)  # fmt: skip
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -188,6 +190,19 @@ def test_extreme_pre_activations_do_not_overflow(cell, dtype):
     )
 
 
+def _float32_ir(cell, kernel, args) -> str:
+    """The LLVM IR of ``kernel`` for float32: as the suite's warm-up compiled it
+    (``warm_kernels.py``, into ``GATESMITH_TEST_IR``), else compiled here by a fresh dispatcher
+    (code loaded from Numba's cache cannot be inspected)."""
+    folder = os.environ.get("GATESMITH_TEST_IR")
+    path = Path(folder or ".") / f"{cell.VARIANT}.{kernel.__name__}.ll"
+    if folder and path.is_file():
+        return path.read_text()
+    fresh = numba.njit(error_model="numpy")(kernel.py_func)
+    fresh(*args)
+    return fresh.inspect_llvm(fresh.signatures[0])
+
+
 def test_float32_kernels_stay_float32(cell):
     problem = Problem(cell, np.float32)
     ys, finals, tape = cell.forward(problem.x, problem.states, problem.params)
@@ -208,10 +223,7 @@ def test_float32_kernels_stay_float32(cell):
         (cell.infer_kernel, forward_args),
         (cell.backward_kernel, backward_args),
     ):
-        # a fresh dispatcher: code loaded from Numba's cache cannot be inspected
-        fresh = numba.njit(error_model="numpy")(kernel.py_func)
-        fresh(*args)
-        ir = fresh.inspect_llvm(fresh.signatures[0])
+        ir = _float32_ir(cell, kernel, args)
         # the kernel's own functions: the CPython wrapper reads any scalar argument as a
         # double (PyFloat_AsDouble) and truncates it to the argument's type
         ir = "\n".join(

@@ -17,6 +17,14 @@ from jax.test_util import check_grads  # noqa: E402
 from derive.jax import recurrent  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _forget_compiled_functions():
+    """JAX keeps what it traced and compiled for the life of the process (over a gigabyte for
+    every variant's check); each test's goes when the test ends."""
+    yield
+    jax.clear_caches()
+
+
 def _problem(variant, dtype, seed=0, steps=4, batch=3):
     cell = load_generated(variant)
     kwargs = sizes_for(cell, input_size=3, hidden_size=4, extra=2)
