@@ -56,6 +56,8 @@ def pytest_configure(config):
     processes = max(1, min(2, len(os.sched_getaffinity(0))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     script = str(Path(__file__).with_name("warm_kernels.py"))
+    print("compiling every generated kernel into Numba's cache before the tests (minutes when"
+          " the cache is cold)", file=sys.stderr)  # fmt: skip
     start = time.perf_counter()
     run = subprocess.run([sys.executable, script, str(processes)], env=env, check=False,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
