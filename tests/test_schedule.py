@@ -234,3 +234,51 @@ def test_the_kernel_template_holds_no_schedule():
     for text in ("range(steps", "np.dot", ".T", "+=", "_product", "add_rows"):
         assert text not in template, text
     assert re.findall(r"_runtime\.\w+(?=\()", template) == ["_runtime.cached"]
+
+
+# -- the backend as a unit ---------------------------------------------------------------------
+
+
+def test_the_backend_reserves_the_prefixes_of_the_arrays_it_names():
+    from derive.emit.numba import kernel, names
+
+    for role, pattern in kernel._NAMES.items():
+        prefix = pattern.split("{}")[0]
+        if "{}" in pattern:
+            assert prefix.startswith(names.RESERVED_PREFIXES) or prefix == "", role
+        else:
+            assert pattern in names.RESERVED, role
+
+
+def test_a_declaration_may_take_no_name_an_enabled_backend_reserves(monkeypatch):
+    """The names a declaration may not take are the union of what the enabled backends
+    reserve: a second backend's names and prefixes are refused beside the Numba backend's."""
+    import sys
+    import types
+
+    from derive import backends
+    from derive.symbolic.declare import Cell, DeclarationError
+
+    other = types.SimpleNamespace(
+        RESERVED=frozenset({"gain_table"}), RESERVED_PREFIXES=("gpu_",),
+        PACKAGE_NAMES=frozenset({"devices"}),
+    )  # fmt: skip
+    monkeypatch.setitem(sys.modules, "derive.emit.other.names", other)
+    monkeypatch.setattr(backends, "ENABLED", ("numba", "other"))
+    backends.reserved.cache_clear()
+    try:
+        names, prefixes, packages = backends.reserved()
+        assert {"gain_table", "lengths"} <= names and {"gpu_", "seq_"} <= set(prefixes)
+        cell = Cell("mine", title="t", citation="c")
+        for name in ("gain_table", "gpu_state", "lengths", "seq_h"):
+            with pytest.raises(
+                DeclarationError, match="reserved for the generated code"
+            ):
+                cell.state(name)
+        cell.state("h")  # a name no backend reserves
+        with pytest.raises(DeclarationError, match="taken by the generated package"):
+            Cell("devices", title="t", citation="c")
+    finally:
+        monkeypatch.undo()
+        backends.reserved.cache_clear()
+    assert "gain_table" not in backends.reserved()[0]
