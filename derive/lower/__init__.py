@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ..symbolic.adjoint import Adjoint
 from .adjoints import plan_adjoints
-from .kernels import backward_schedule, forward_schedule
+from .kernels import backward_schedule, forward_schedule, state_arrays
 from .plan import Array, ArrayRole, Extent, Inference, KernelPlan, SizeSource
 from .schedule import schedule
 from .stages import assign_stages
@@ -93,10 +93,6 @@ def _inference(adjoint, stages, values, adjoints) -> Inference:
     )
 
 
-def _state_arrays(spec, role) -> tuple[Array, ...]:
-    return tuple(Array(role, s.name, Extent.BATCH, ((1, s.size),)) for s in spec.states)
-
-
 def _signature(spec, sequences, tape, masks) -> dict:
     x = Array(ArrayRole.INPUT, "x", Extent.STEPS, ((1, spec.input_size),))
     lengths = Array(ArrayRole.LENGTHS, "lengths", Extent.NONE)
@@ -112,13 +108,13 @@ def _signature(spec, sequences, tape, masks) -> dict:
     output = spec.output_size
     dys = Array(ArrayRole.OUTPUT_ADJOINT, "y", Extent.STEPS, ((1, output),))
     return {
-        "forward_args": (x, lengths, *_state_arrays(spec, ArrayRole.INITIAL), *params,
+        "forward_args": (x, lengths, *state_arrays(spec, ArrayRole.INITIAL), *params,
                          *masks),
         "forward_returns": returns,
-        "backward_args": (dys, *_state_arrays(spec, ArrayRole.FINAL_ADJOINT), x, lengths,
+        "backward_args": (dys, *state_arrays(spec, ArrayRole.FINAL_ADJOINT), x, lengths,
                           *params, *returns, *masks),
         "backward_returns": (Array(ArrayRole.INPUT_ADJOINT, "x", Extent.STEPS),
-                             *_state_arrays(spec, ArrayRole.NEXT_ADJOINT), *gradients),
+                             *state_arrays(spec, ArrayRole.NEXT_ADJOINT), *gradients),
     }  # fmt: skip
 
 

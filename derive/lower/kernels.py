@@ -38,7 +38,14 @@ from .plan import (
     TimeLoop,
 )
 
-__all__ = ["backward_schedule", "forward_schedule", "projection", "transpose_rules"]
+__all__ = [
+    "backward_schedule",
+    "forward_schedule",
+    "projection",
+    "source_operand",
+    "state_arrays",
+    "transpose_rules",
+]
 
 
 def _gradient(param: Array) -> Array:
@@ -49,13 +56,17 @@ def _rows(p: Product):
     return None if p.rows.whole else p.rows
 
 
+def source_operand(p: Product) -> Operand:
+    """What a product reads, where the step reads it (a state's sequence one step on)."""
+    return Operand(p.source.array, row=p.source.row)
+
+
 def projection(p: Product) -> MatMul:
     """The product itself, in rows of the batch: ``a = v @ W[rows].T + b[rows]`` (``v @ W``
     for a transposed read)."""
     weight = Operand(p.weight, not p.dense.transposed, _rows(p))
     bias = Operand(p.bias, rows=_rows(p)) if p.bias else None
-    source = Operand(p.source.array, row=p.source.row)
-    return MatMul(p, "forward", Operand(p.result), source, weight, bias,
+    return MatMul(p, "forward", Operand(p.result), source_operand(p), weight, bias,
                   per_step=not p.hoisted)  # fmt: skip
 
 
@@ -66,8 +77,7 @@ def transpose_rules(
     ``δv += Wᵀ δa`` per step (once over every step for the input), ``δW += Σ_t δa vᵀ``
     (``Σ_t v δaᵀ``) and ``δb += Σ_t δa``, in rows of the batch. ``to_weight`` and
     ``to_source`` say whether each adds to its array (else it writes it whole)."""
-    adjoint = Operand(p.adjoint)
-    source = Operand(p.source.array, row=p.source.row)
+    adjoint, source = Operand(p.adjoint), source_operand(p)
     weight = Operand(p.weight, p.dense.transposed, _rows(p))
     gradient = Operand(_gradient(p.weight), rows=_rows(p))
     if p.dense.transposed:
@@ -83,14 +93,15 @@ def transpose_rules(
     return back, grad, bias
 
 
-def _states(spec: CellSpec, role: ArrayRole) -> tuple[Array, ...]:
+def state_arrays(spec: CellSpec, role: ArrayRole) -> tuple[Array, ...]:
+    """One array of ``role`` a state, ``(B, size)``: its initial value, its adjoints."""
     return tuple(Array(role, s.name, Extent.BATCH, ((1, s.size),)) for s in spec.states)
 
 
 def forward_schedule(spec: CellSpec, stages: tuple[Stage, ...], sequences) -> Schedule:
     """A forward kernel: the sequences start with the initial states, the input projections
     run over every step, then the time loop."""
-    initial = _states(spec, ArrayRole.INITIAL)
+    initial = state_arrays(spec, ArrayRole.INITIAL)
     start = tuple(
         Edge(EdgeKind.START, pair) for pair in zip(sequences, initial, strict=True)
     )
@@ -149,8 +160,8 @@ def backward_schedule(spec: CellSpec, stages: tuple[Stage, ...], accumulators):
         body.insert(0, [*stage_loops, *(r for r in stage_rules if r.per_step)])
     body = [node for part in body for node in part]
     first, second = (
-        _states(spec, ArrayRole.NEXT_ADJOINT),
-        _states(spec, ArrayRole.PREVIOUS_ADJOINT),
+        state_arrays(spec, ArrayRole.NEXT_ADJOINT),
+        state_arrays(spec, ArrayRole.PREVIOUS_ADJOINT),
     )
     pairs = tuple(zip(first, second, strict=True))
     enter = (*(Edge(EdgeKind.CLEAR, (a,)) for a in accumulators),

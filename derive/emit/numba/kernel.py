@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ...lower.kernels import source_operand
 from ...lower.plan import (
     POINTWISE_ROWS,
     Access,
@@ -329,8 +330,8 @@ def _matmul(mm: MatMul) -> PrintedNode:
         if mm.rule == "forward":
             bias = _operand(mm.bias, True) if mm.bias else "no_bias"
             return PrintedNode((_call("_product", left, packed, bias, out),))
-        source = Operand(mm.product.source.array, row=mm.product.source.row)
-        comment = f"transpose rule of {right} @ {_operand(source, True)}"
+        source = _operand(source_operand(mm.product), True)
+        comment = f"transpose rule of {right} @ {source}"
         return PrintedNode((_call("_product_add", left, packed, out),), comment=comment)
     if mm.rule == "forward":
         lines = [Line(out, "=", f"np.dot({left}, {right})")]
