@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import textwrap
 from importlib import metadata
 from itertools import pairwise
 from pathlib import Path
@@ -219,16 +220,15 @@ def docstring_escape(text: str) -> str:
 
 def comment(text: str, indent: int) -> str:
     """``# text``, filled into lines that fit at ``indent``."""
-    import textwrap
-
     lines = textwrap.wrap(text, LINE_LENGTH - indent - 2)
     return ("\n" + " " * indent).join(f"# {line}" for line in lines)
 
 
 def statement(line: Line, indent: int) -> str:
-    """``target op value`` (a call where ``op`` is empty), laid out as the formatter lays it out when it is too long for one
-    line: with one operator or none, split inside the brackets that close it; else the value
-    in brackets of its own, split at its operators."""
+    """``target op value`` (a call where ``op`` is empty), laid out as the formatter lays it
+    out when it is too long for one line: a call, or a value with one operator or none, split
+    inside the brackets that close it; else the value in brackets of its own, split at its
+    operators."""
     text = f"{line.target} {line.op} {line.value}" if line.op else line.target
     if indent + len(text) <= LINE_LENGTH:
         return text

@@ -137,7 +137,7 @@ class Kernel:
     forward_returns: tuple[str, ...]
     backward_args: tuple[str, ...]
     backward_returns: tuple[str, ...]
-    #: the runtime's functions the kernels call by name: activation helpers and products
+    #: the runtime's functions the printed kernels call by name (activations, products)
     helpers: frozenset[str] = frozenset()
     #: the forward that keeps no tape: the arrays it keeps (name, shape), its workspaces and
     #: what it returns
@@ -216,7 +216,7 @@ def _operand(op: Operand, per_step: bool) -> str:
         text = array_name(a) + _rows(op.rows)
     elif (
         a.extent == Extent.BATCH
-    ):  # a workspace or a state's adjoint: the step's rows alone
+    ):  # a workspace, a state's adjoint: the step's rows alone
         text = array_name(a)
     else:
         name = array_name(a)
@@ -320,7 +320,13 @@ def _key(mm: MatMul) -> str:
     return array_name(mm.product.result).removeprefix("k_")
 
 
-def _matmul(mm: MatMul) -> PrintedNode:
+def _runtime_call(printer: NumbaPrinter, name: str, *args: str) -> Line:
+    """A call of the runtime's function ``name``, which the module then imports."""
+    printer.helpers.add(name)
+    return _call(name, *args)
+
+
+def _matmul(printer: NumbaPrinter, mm: MatMul) -> PrintedNode:
     """A product: one step's rows through the runtime's packed product, or every step's
     through one ``np.dot`` (into the array when it writes it whole)."""
     left, right = _operand(mm.left, mm.per_step), _operand(mm.right, mm.per_step)
@@ -329,14 +335,19 @@ def _matmul(mm: MatMul) -> PrintedNode:
         packed = f"packed_{_key(mm)}"
         if mm.rule == "forward":
             bias = _operand(mm.bias, True) if mm.bias else "no_bias"
-            return PrintedNode((_call("_product", left, packed, bias, out),))
+            return PrintedNode(
+                (_runtime_call(printer, "_product", left, packed, bias, out),)
+            )
         source = _operand(source_operand(mm.product), True)
         comment = f"transpose rule of {right} @ {source}"
-        return PrintedNode((_call("_product_add", left, packed, out),), comment=comment)
+        add = _runtime_call(printer, "_product_add", left, packed, out)
+        return PrintedNode((add,), comment=comment)
     if mm.rule == "forward":
         lines = [Line(out, "=", f"np.dot({left}, {right})")]
         if mm.bias:
-            lines.append(_call("_add_bias", out, _operand(mm.bias, False)))
+            lines.append(
+                _runtime_call(printer, "_add_bias", out, _operand(mm.bias, False))
+            )
         return PrintedNode(
             tuple(lines), comment="the input projection of every step at once"
         )
@@ -393,13 +404,13 @@ def _nodes(printer: NumbaPrinter, nodes) -> tuple[PrintedNode, ...]:
         if isinstance(node, Loop):
             out.append(PrintedNode(loop=_loop(printer, node)))
         elif isinstance(node, MatMul):
-            out.append(_matmul(node))
+            out.append(_matmul(printer, node))
         else:
             out.append(_sum(node))
     return tuple(out)
 
 
-def _setup(schedule: Schedule) -> tuple[Line, ...]:
+def _setup(printer: NumbaPrinter, schedule: Schedule) -> tuple[Line, ...]:
     """What the schedule's products and sums need before its time loop: a per-step product's
     result workspace and its weight packed once, an empty bias, the unit sums zeroed."""
     lines = []
@@ -408,9 +419,13 @@ def _setup(schedule: Schedule) -> tuple[Line, ...]:
         packed = _operand(replace(mm.right, transposed=not mm.right.transposed), True)
         if mm.rule == "forward":
             width = _multiple(len(mm.product.dense.blocks), mm.product.dense.block_size)
-            what = f"the workspace of the per-step product with {packed}, and the weight packed once"
+            what = (
+                f"the workspace of the per-step product with {packed}, and the weight"
+                " packed once"
+            )
             empty = f"np.empty((batch, {width}), seq_x.dtype)"
             lines.append(Line(_operand(mm.out, True), "=", empty, what))
+        printer.helpers.add("_pack")
         lines.append(Line(f"packed_{_key(mm)}", "=", f"_pack({packed}, batch, steps)"))
     if any(mm.rule == "forward" and mm.bias is None for mm in per_step):
         lines.append(Line("no_bias", "=", "np.empty(0, seq_x.dtype)"))
@@ -438,7 +453,7 @@ def _schedule(printer: NumbaPrinter, schedule: Schedule) -> PrintedSchedule:
     dx = any(isinstance(n, MatMul) and not n.accumulate
              and n.out.array.role == ArrayRole.INPUT_ADJOINT for n in schedule.after)  # fmt: skip
     return PrintedSchedule(
-        setup=_setup(schedule), before=_nodes(printer, schedule.before), header=header,
+        setup=_setup(printer, schedule), before=_nodes(printer, schedule.before), header=header,
         step_rows=_step_rows(loop), enter=_nodes(printer, loop.enter),
         body=_nodes(printer, loop.body), leave=_nodes(printer, loop.leave),
         after=_nodes(printer, schedule.after), dx_written=dx,
@@ -471,17 +486,6 @@ def _constant_lines(printer: NumbaPrinter) -> tuple[Line, ...]:
 
 def _allocations(arrays) -> tuple[tuple[str, str], ...]:
     return tuple((array_name(a), _shape(a)) for a in arrays)
-
-
-def _runtime_names(plan: KernelPlan) -> set[str]:
-    """The runtime's products the kernels call."""
-    nodes = [n for s in (plan.forward, plan.backward) for n in s.nodes]
-    names = set()
-    if any(isinstance(n, MatMul) and not n.per_step and n.bias for n in nodes):
-        names.add("_add_bias")
-    if any(isinstance(n, MatMul) and n.per_step for n in nodes):
-        names.update(("_pack", "_product", "_product_add"))
-    return names
 
 
 def print_kernel(plan: KernelPlan) -> Kernel:
@@ -518,5 +522,5 @@ def print_kernel(plan: KernelPlan) -> Kernel:
         inference_saves=_allocations(inference.tape),
         inference_workspaces=_allocations(inference.workspaces),
         inference_returns=names(inference.returns),
-        helpers=frozenset(forward.helpers | backward.helpers | _runtime_names(plan)),
+        helpers=frozenset(forward.helpers | backward.helpers),
     )  # fmt: skip
