@@ -188,7 +188,7 @@ def test_kernels_are_scheduled_around_the_step(variant):
     assert not written or written[0] is sources[0]
 
 
-def _reduction(store, loop) -> Reduction:
+def _reduction(store) -> Reduction:
     """What an accumulating store must reduce over, read off its target alone."""
     target = store.target
     if target.row == RowIndex.WHOLE:
@@ -212,7 +212,7 @@ def test_every_accumulation_names_its_reduction(variant):
             if not st.accumulate:
                 assert st.over is Reduction.NONE, st
                 continue
-            expected = _reduction(st, loop)
+            expected = _reduction(st)
             if st.target.array.role == ArrayRole.UNIT_SUM:
                 assert loop in plan.backward.loop.body
             assert st.over is expected, (variant, st.target, st.over, expected)

@@ -68,8 +68,7 @@ def warm(name: str) -> None:
         problem.infer()
     if os.environ.get("GATESMITH_TEST_IR"):
         _float32_ir(name, module, Path(os.environ["GATESMITH_TEST_IR"]))
-    if not module.MASKS:
-        _jax(name, module)
+    _jax(name, module)
 
 
 if __name__ == "__main__":
