@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import registry
+from .cache import RUNTIME_MODULE
 from .emit.latex import document
 from .emit.numba.render import (
     render_interface,
@@ -43,7 +44,7 @@ CATALOG = "gatesmith"
 #: The module of a generated package that holds the interface its kernel modules share.
 INTERFACE = "_interface.py"
 #: The module of a generated package that holds the runtime its kernels call.
-RUNTIME = "_runtime.py"
+RUNTIME = f"{RUNTIME_MODULE}.py"
 #: The modules every generated package holds beside its variants.
 SHARED = (INTERFACE, RUNTIME)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import VARIANTS, load_generated
 
-from derive import pipeline, registry
+from derive import build, pipeline, registry
 from derive.cli import main
 from derive.emit.numba import render
+from derive.verify import import_kernel
 from generated import _runtime
 
 #: Runs the package's ``rnn_tanh`` forward once; prints whether the kernel module may use the
@@ -72,6 +73,35 @@ def test_cached_refuses_the_cache_for_another_runtime_and_warns_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _runtime.cached("0" * 16, "test_module_b") is False
+
+
+def test_a_package_with_the_installed_runtime_runs_that_module(tmp_path):
+    """A package verified or built in the process whose runtime is byte for byte the installed
+    one runs the installed module, whose functions compile once a process; a runtime one byte
+    apart is the package's own."""
+    spec = registry.get("rnn_tanh")
+    files = pipeline.kernel_files([spec], pipeline.Run(), package=False)
+    same = import_kernel(tmp_path / "same", files, "rnn_tanh")
+    assert same._runtime is _runtime
+    assert sys.modules[f"{same.__package__}._runtime"] is _runtime
+    assert build(spec, cache=tmp_path / "built")._runtime is _runtime
+    changed = {**files, "_runtime.py": files["_runtime.py"] + "\n"}
+    with pytest.warns(RuntimeWarning, match="generated with another _runtime.py"):
+        other = import_kernel(tmp_path / "other", changed, "rnn_tanh")
+    assert other._runtime is not _runtime
+    assert other._runtime.__name__ == f"{other.__package__}._runtime"
+    assert other._runtime.__file__ == str(
+        tmp_path / "other" / other.__package__ / "_runtime.py"
+    )
+
+
+def test_a_package_that_fails_to_import_leaves_nothing_imported(tmp_path):
+    spec = registry.get("rnn_tanh")
+    files = pipeline.kernel_files([spec], pipeline.Run(), package=False)
+    files["rnn_tanh.py"] += "\nraise ImportError('the kernel module fails')\n"
+    with pytest.raises(ImportError, match="the kernel module fails"):
+        import_kernel(tmp_path, files, "rnn_tanh")
+    assert not [k for k in sys.modules if k.startswith("_gatesmith_kernels_rnn_tanh")]
 
 
 def _run(folder: Path, cache: Path, *flags: str) -> list[str]:

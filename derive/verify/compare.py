@@ -10,14 +10,13 @@ Needs ``torch`` (a test dependency, not a runtime one); the kernels themselves d
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
+from ..cache import import_package
 from ..symbolic.declare import CellSpec, operations
 from .twin import _torch, twin_forward
 
@@ -317,18 +316,11 @@ def verify(
 
 def import_kernel(folder: Path, files: dict[str, str], name: str):
     """Write the generated package ``files`` into a new folder under ``folder`` and import its
-    module ``name``, under a private package name (importing again gives fresh modules)."""
+    module ``name``, under a private package name (importing again gives fresh modules; a
+    runtime that is the installed one's is shared: :func:`derive.cache.import_package`)."""
     package = f"_gatesmith_kernels_{name}"
     root = Path(folder) / package
     root.mkdir(parents=True)
     for relative, text in {"__init__.py": "", **files}.items():
         (root / relative).write_text(text, encoding="utf-8")
-    for key in [k for k in sys.modules if k == package or k.startswith(package + ".")]:
-        del sys.modules[key]
-    spec = importlib.util.spec_from_file_location(
-        package, root / "__init__.py", submodule_search_locations=[str(root)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[package] = module
-    spec.loader.exec_module(module)
-    return importlib.import_module(f"{package}.{name}")
+    return import_package(root, package, name)
