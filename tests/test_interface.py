@@ -367,6 +367,31 @@ def test_a_tape_rebuilt_from_its_arrays_gives_the_same_backward(cell):
         interface.restore_tape(x, problem.params, lengths, [saved[0][1:], *saved[1:]])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_the_kernels_never_write_their_inputs(cell, dtype):
+    """What lets ``derive.jax`` hand the kernels JAX's read-only buffers as writable arrays,
+    without a copy and without a read-only signature compiled beside each one: every input of
+    the forward (with a tape and without), of a tape rebuilt from its arrays and of the
+    backward is, byte for byte, as it was."""
+    interface = cell._interface
+    problem = Problem(cell, dtype)
+    lengths = np.array([4, 1, 3])
+    inputs = [problem.x, *problem.states, *problem.params.values(), lengths]
+    before = [a.copy() for a in inputs]
+    ys, finals, tape = cell.forward(problem.x, problem.states, problem.params, lengths)
+    cell.forward(problem.x, problem.states, problem.params, lengths, tape=False)
+    saved = interface.saved_arrays(tape)
+    rebuilt = interface.restore_tape(problem.x, problem.params, lengths, saved)
+    kept = [a.copy() for a in saved]
+    given = [problem.dys, *problem.dfinal]
+    given_before = [a.copy() for a in given]
+    cell.backward(problem.dys, problem.dfinal, rebuilt)
+    for got, want in zip(
+        [*inputs, *saved, *given], [*before, *kept, *given_before], strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_hyperparameters_are_checked_and_kept_on_the_tape():
     """A hyperparameter is a keyword of ``forward``; a bad one is refused naming it; the
     backward differentiates the step the forward ran (the tape keeps the values)."""

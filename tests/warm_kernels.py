@@ -1,8 +1,8 @@
 """Every generated kernel compiled once into Numba's cache, before the suite's test processes
 start: ``python tests/warm_kernels.py PROCESSES`` compiles each variant's kernels, in both
-dtypes, with a tape and without, and as JAX calls them (read-only arrays are a signature of
-their own), the variants shared out one at a time among PROCESSES processes. ``conftest.py``
-runs it from the controlling process of a whole-suite run; each test process then loads the
+dtypes, with a tape and without (``derive.jax`` calls the same signatures), the variants
+shared out one at a time among PROCESSES processes. ``conftest.py`` runs it from the
+controlling process of a whole-suite run; each test process then loads the
 kernels from the cache (a few seconds and a few hundred MB for all of them) where it would
 compile each one again (minutes, and gigabytes that stay with the process). Where
 ``GATESMITH_TEST_IR`` names a folder, the LLVM IR of each kernel it compiled for float32 is
@@ -22,27 +22,6 @@ import numba
 import numpy as np
 
 from derive.verify import Problem
-
-
-def _jax(name: str, module) -> None:
-    """The kernels as ``derive.jax`` calls them, in float64 (the JAX suite's every-variant
-    check): the forward without a tape, and with one and the backward under ``vjp``."""
-    try:
-        import jax
-    except ImportError:  # the JAX tests skip too
-        return
-    jax.config.update("jax_enable_x64", True)
-    from derive.jax import recurrent
-
-    problem = Problem(module, np.float64)
-    lengths = np.full(problem.x.shape[1], problem.x.shape[0])
-
-    def run(params, x, states):
-        return recurrent(name, params, x, states, lengths)
-
-    run(problem.params, problem.x, problem.states)
-    primal, vjp = jax.vjp(run, problem.params, problem.x, problem.states)
-    vjp(primal)
 
 
 def _float32_ir(name: str, module, folder: Path) -> None:
@@ -68,7 +47,6 @@ def warm(name: str) -> None:
         problem.infer()
     if os.environ.get("GATESMITH_TEST_IR"):
         _float32_ir(name, module, Path(os.environ["GATESMITH_TEST_IR"]))
-    _jax(name, module)
 
 
 if __name__ == "__main__":
