@@ -52,8 +52,10 @@ def _host(array):
     own: every kernel a second time in each dtype (seconds a variant, and its memory), for
     code that never writes its inputs (the interface tests hold every kernel to that)."""
     host = np.require(np.asarray(array), requirements="C")
-    if host.flags.writeable or host.size == 0:
-        return host if host.flags.writeable else host.copy()
+    if host.flags.writeable:
+        return host
+    if host.size == 0:  # no memory to offer
+        return host.copy()
     return np.asarray(_Memory(host))
 
 
