@@ -32,31 +32,13 @@ __all__ = ["init_params", "recurrent"]
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-class _Memory:
-    """A read-only array's memory offered as writable (NumPy's array interface), holding the
-    array: what :func:`_host` wraps."""
-
-    __slots__ = ("__array_interface__", "array")
-
-    def __init__(self, array):
-        interface = dict(array.__array_interface__)
-        interface["data"] = (interface["data"][0], False)  # (address, read-only)
-        self.__array_interface__, self.array = interface, array
-
-
 def _host(array):
-    """``array`` (a JAX array, or the NumPy array a callback is given) as the kernels take
-    it: C-contiguous, a zero-dimensional (scalar) parameter kept zero-dimensional (which
-    np.ascontiguousarray would make (1,)), and writable without a copy. JAX hands callbacks
-    read-only views of its buffers, and Numba compiles a read-only array as a signature of its
-    own: every kernel a second time in each dtype (seconds a variant, and its memory), for
-    code that never writes its inputs (the interface tests hold every kernel to that)."""
-    host = np.require(np.asarray(array), requirements="C")
-    if host.flags.writeable:
-        return host
-    if host.size == 0:  # no memory to offer
-        return host.copy()
-    return np.asarray(_Memory(host))
+    """``array`` (a JAX array, or the NumPy array a callback is given) C-contiguous, a
+    zero-dimensional (scalar) parameter kept zero-dimensional (which np.ascontiguousarray
+    would make (1,)). JAX's buffers come read-only; the generated interface hands the kernels
+    a writable view of them (``check_array``), so the kernels run the signatures NumPy
+    callers compile."""
+    return np.require(np.asarray(array), requirements="C")
 
 
 def _struct(shape, dtype):

@@ -392,6 +392,51 @@ def test_the_kernels_never_write_their_inputs(cell, dtype):
         np.testing.assert_array_equal(got, want)
 
 
+def _read_only(value):
+    if isinstance(value, dict):
+        return {k: _read_only(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_read_only(v) for v in value)
+    view = value.view()
+    view.flags.writeable = False
+    return view
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru", "fastgrnn", "lstm_layernorm"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_read_only_arrays_run_the_kernels_compiled_for_writable_ones(variant, dtype):
+    """A read-only input (a memory map, a forward's ``ys``, JAX's buffers) reaches the
+    kernels as a writable view of its memory: the same results, and no kernel compiled again
+    for it."""
+    cell = load_generated(variant)
+    interface = cell._interface
+    problem = Problem(cell, dtype)
+    lengths = np.array([4, 1, 3])
+    args = (problem.x, problem.states, problem.params, lengths)
+    want = cell.forward(*args)
+    want_infer = cell.forward(*args, tape=False)
+    want_step = cell.step(problem.x[0], problem.states, problem.params)
+    saved = interface.saved_arrays(want[2])
+    want_grads = cell.backward(problem.dys, problem.dfinal, want[2])
+    kernels = (cell.forward_kernel, cell.infer_kernel, cell.backward_kernel)
+    compiled = [list(k.signatures) for k in kernels]
+    frozen = _read_only(args)
+    got = cell.forward(*frozen)
+    got_infer = cell.forward(*frozen, tape=False)
+    got_step = cell.step(*_read_only((problem.x[0], problem.states, problem.params)))
+    rebuilt = interface.restore_tape(*_read_only((args[0], args[2], lengths, saved)))
+    got_grads = cell.backward(*_read_only((problem.dys, problem.dfinal)), rebuilt)
+    pairs = [(got[0], want[0]), (got_infer[0], want_infer[0]), (got_step[0], want_step[0])]
+    pairs += list(zip(got[1] + got_infer[1] + got_step[1],
+                      want[1] + want_infer[1] + want_step[1], strict=True))  # fmt: skip
+    pairs += list(zip(got_grads[0:1] + got_grads[1], want_grads[0:1] + want_grads[1],
+                      strict=True))  # fmt: skip
+    pairs += [(got_grads[2][n], want_grads[2][n]) for n in cell.PARAMS]
+    for a, b in pairs:
+        np.testing.assert_array_equal(a, b)
+    assert [list(k.signatures) for k in kernels] == compiled
+
+
 def test_hyperparameters_are_checked_and_kept_on_the_tape():
     """A hyperparameter is a keyword of ``forward``; a bad one is refused naming it; the
     backward differentiates the step the forward ran (the tape keeps the values)."""
