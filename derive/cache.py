@@ -43,6 +43,9 @@ __all__ = [
 CACHE_ENVIRONMENT = "GATESMITH_CACHE_DIR"
 #: Built packages are imported as ``<prefix><digest>``; their module is ``.<variant>``.
 PACKAGE_PREFIX = "gatesmith_cell_"
+#: The module of a generated package that holds its runtime (``pipeline.RUNTIME``, named here
+#: so that importing a built module does not import the pipeline).
+RUNTIME_MODULE = "_runtime"
 
 #: The declaration of every module built in this process, by the module's import name.
 _SPECS: dict = {}
@@ -160,11 +163,6 @@ def _import(folder: Path, package: str, variant: str) -> types.ModuleType:
     if package not in sys.modules:
         return import_package(folder, package, variant)
     return importlib.import_module(f"{package}.{variant}")
-
-
-#: The module of a generated package that holds its runtime (``pipeline.RUNTIME``, named here
-#: so that importing a built module does not import the pipeline).
-RUNTIME_MODULE = "_runtime"
 
 
 @functools.cache
