@@ -373,17 +373,15 @@ def _sum(node: Sum) -> PrintedNode:
              Line(f"{target}[()]", "+=", f"{source}[j]", depth=1)),
             comment=f"{target}: its terms, summed unit by unit in the loops, added up",
         )  # fmt: skip
-    if node.over is Reduction.ROWS and node.target.array.role == ArrayRole.ROW_SUM:
+    if node.over is Reduction.ROWS:
+        add = _call("_runtime.add_rows", target, source, "steps * batch")
+        if node.target.array.role != ArrayRole.ROW_SUM:
+            return PrintedNode((add,))
         width = f"{source}.shape[1] if {array_name(node.unless)}.shape[0] else 0"
         return PrintedNode(
-            (Line(target, "=", f"np.zeros({width}, seq_x.dtype)"),
-             _call("_runtime.add_rows", target, source, "steps * batch")),
+            (Line(target, "=", f"np.zeros({width}, seq_x.dtype)"), add),
             comment=f"{source} summed over the rows once, for every bias it is the "
             "gradient of (none without biases)",
-        )  # fmt: skip
-    if node.over is Reduction.ROWS:
-        return PrintedNode(
-            (_call("_runtime.add_rows", target, source, "steps * batch"),)
         )
     return PrintedNode(
         (Line("grad", "=", target), Line("if grad.shape[0]:", "", ""),
