@@ -16,7 +16,7 @@ from functools import cache
 __all__ = ["ENABLED", "reserved"]
 
 #: The backends every declaration is generated for.
-ENABLED = ("numba",)
+ENABLED = ("numba", "cuda")
 
 
 @cache

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import registry
 from .cache import RUNTIME_MODULE
+from .emit.cuda import render as cuda_render
 from .emit.latex import document
 from .emit.numba.render import (
     render_interface,
@@ -45,8 +46,14 @@ CATALOG = "gatesmith"
 INTERFACE = "_interface.py"
 #: The module of a generated package that holds the runtime its kernels call.
 RUNTIME = f"{RUNTIME_MODULE}.py"
+#: The subpackage of a generated package that holds the CUDA backend's modules, and its runtime.
+CUDA = cuda_render.FOLDER
+CUDA_RUNTIME = f"{CUDA}/{RUNTIME}"
 #: The modules every generated package holds beside its variants.
 SHARED = (INTERFACE, RUNTIME)
+
+#: The generated modules a pruning write removes where no declaration makes them.
+_STALE = "**/*.py"
 
 STAGES = ("declare", "derive", "lower", "render", "write")
 
@@ -121,15 +128,18 @@ def kernel_files(
     """Derive, lower and render every spec: relative path -> file text. The package's shared
     interface and runtime are always among them; ``package`` adds its ``__init__.py``."""
     with run.stage("render"):
-        files = {RUNTIME: render_runtime()}
+        files = {RUNTIME: render_runtime(), CUDA_RUNTIME: cuda_render.render_runtime()}
         runtime = runtime_digest(files[RUNTIME])
+        cuda_runtime = runtime_digest(files[CUDA_RUNTIME])
     for plan in _plans(specs, run):
         with run.stage("render"):
-            files[f"{plan.spec.name}.py"] = render_kernel(plan, runtime)
+            name = plan.spec.name
+            files[f"{name}.py"] = render_kernel(plan, runtime)
+            files[f"{CUDA}/{name}.py"] = cuda_render.render_kernel(plan, cuda_runtime)
     with run.stage("render"):
         files[INTERFACE] = render_interface()
         if package:
-            files["__init__.py"] = render_package(tuple(s.name for s in specs))
+            files.update(_index_files(tuple(s.name for s in specs)))
     return files
 
 
@@ -174,10 +184,18 @@ def package_index(out: Path, written: Iterable[str]) -> tuple[str, ...]:
     return (*registered, *sorted(held - set(registered)))
 
 
-def _index_file(out: Path, specs: list[CellSpec], complete: bool) -> str:
-    """The package's ``__init__.py``: ``specs`` alone when they are the whole package."""
+def _index_files(variants: tuple[str, ...]) -> dict[str, str]:
+    """The ``__init__.py`` of the package and of its CUDA subpackage, listing ``variants``."""
+    return {
+        "__init__.py": render_package(variants),
+        f"{CUDA}/__init__.py": cuda_render.render_package(variants),
+    }
+
+
+def _index(out: Path, specs: list[CellSpec], complete: bool) -> dict[str, str]:
+    """The packages' ``__init__.py``: ``specs`` alone when they are the whole package."""
     names = [s.name for s in specs]
-    return render_package(tuple(names) if complete else package_index(out, names))
+    return _index_files(tuple(names) if complete else package_index(out, names))
 
 
 def generate(out: Path, specs: list[CellSpec], run: Run, prune: bool = True) -> Run:
@@ -187,8 +205,8 @@ def generate(out: Path, specs: list[CellSpec], run: Run, prune: bool = True) -> 
     with run.stage("write"):
         prepare_folder(out)
         with locked(out):
-            files["__init__.py"] = _index_file(out, specs, prune)
-            run.written, run.removed = write_tree(files, out, "*.py" if prune else None)
+            files.update(_index(out, specs, prune))
+            run.written, run.removed = write_tree(files, out, _STALE if prune else None)
     return run
 
 
@@ -204,9 +222,9 @@ def check(
     no declaration counts as stale."""
     files = kernel_files(specs, run, package=False)
     with run.stage("write"):
-        files["__init__.py"] = _index_file(out, specs, prune)
+        files.update(_index(out, specs, prune))
         run.diffs = [
-            ("generate", d) for d in diff_tree(files, out, "*.py" if prune else None)
+            ("generate", d) for d in diff_tree(files, out, _STALE if prune else None)
         ]
     if docs is not None:
         check_docs(docs, specs, run)

@@ -11,6 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# the CUDA modules run on Numba's CUDA simulator unless the run says otherwise (set before
+# Numba is imported; NUMBA_ENABLE_CUDASIM=0 tests them on a GPU)
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 import numpy as np
 import pytest
 

@@ -38,14 +38,24 @@ from ...symbolic.declare import size_symbol
 from .printer import NumbaPrinter, constant_name, count_name
 
 __all__ = [
+    "EDGE_COMMENTS",
     "Kernel",
     "Line",
     "PrintedNode",
     "PrintedSchedule",
     "access",
+    "allocations",
     "array_name",
+    "array_shape",
     "block_views",
+    "constant_lines",
+    "edge_call",
+    "element",
+    "operand",
     "print_kernel",
+    "size_lines",
+    "size_name",
+    "step_rows",
 ]
 
 
@@ -150,7 +160,7 @@ def array_name(array: Array) -> str:
     return _NAMES[array.role].format(array.owner)
 
 
-def _size(name: str) -> str:
+def size_name(name: str) -> str:
     return f"size_{name}"
 
 
@@ -161,14 +171,14 @@ def _multiple(count: int, size: str | None) -> str:
         return ""
     if size is None:
         return str(count)
-    return _size(size) if count == 1 else f"{count} * {_size(size)}"
+    return size_name(size) if count == 1 else f"{count} * {size_name(size)}"
 
 
 def _width(width) -> str:
     return " + ".join(_multiple(mult, size) for mult, size in width)
 
 
-def _shape(array: Array) -> str:
+def array_shape(array: Array) -> str:
     return f"({_EXTENTS[array.extent]}, {_width(array.width)})"
 
 
@@ -176,18 +186,24 @@ def _offset(block: int, size: str) -> str:
     return "j" if block == 0 else f"{_multiple(block, size)} + j"
 
 
+def element(a: Access) -> tuple[str, str]:
+    """``(array, index)``: the array ``a`` touches and the index of its element, printed."""
+    name = array_name(a.array)
+    if a.row == RowIndex.UNIT:
+        return name, _offset(a.block, a.block_size)
+    if a.row == RowIndex.WHOLE:
+        return name, "()"
+    if a.array.per_row:  # one number per row: the same element for every unit
+        return name, f"{_ROWS[a.row]}, 0"
+    return name, f"{_ROWS[a.row]}, {_offset(a.block, a.block_size)}"
+
+
 def access(a: Access, views: dict[tuple[Array, RowIndex], str] | None = None) -> str:
     """``a`` as printed; an access of a viewed row (``views``) reads its block's view."""
-    name = array_name(a.array)
     if views and (a.array, a.row) in views:
         return f"{views[a.array, a.row]}_{a.block}[j]"
-    if a.row == RowIndex.UNIT:
-        return f"{name}[{_offset(a.block, a.block_size)}]"
-    if a.row == RowIndex.WHOLE:
-        return f"{name}[()]"
-    if a.array.per_row:  # one number per row: the same element for every unit
-        return f"{name}[{_ROWS[a.row]}, 0]"
-    return f"{name}[{_ROWS[a.row]}, {_offset(a.block, a.block_size)}]"
+    name, index = element(a)
+    return f"{name}[{index}]"
 
 
 def _rows(rows) -> str:
@@ -208,7 +224,7 @@ def _slice(start: str, stop: str) -> str:
     return f"{start}{sep}{stop}"
 
 
-def _operand(op: Operand, per_step: bool) -> str:
+def operand(op: Operand, per_step: bool) -> str:
     """An operand as printed: a parameter's rows; an array of the steps at step t (rows
     ``first:last``, a workspace whole) or over every step; ``.T`` when transposed."""
     a = op.array
@@ -290,13 +306,13 @@ def _view_lines(loop: Loop, views) -> tuple[Line, ...]:
 
 def _loop(printer: NumbaPrinter, loop: Loop) -> PrintedLoop:
     views = block_views(loop)
-    return PrintedLoop(_size(loop.size),
+    return PrintedLoop(size_name(loop.size),
                        tuple(_statement(printer, st, views) for st in loop.body),
                        tuple(access(a) for a in loop.zero), _view_lines(loop, views))  # fmt: skip
 
 
 #: The comment heading a run of one kind of edge.
-_EDGE_COMMENTS = {
+EDGE_COMMENTS = {
     EdgeKind.START: "the sequences start with the initial states",
     EdgeKind.CARRY: "a row past its length carries its states through unchanged",
     EdgeKind.PASS_THROUGH: "a row past its length passes its state gradients through; the "
@@ -311,7 +327,7 @@ _EDGE_STEP = {
 }
 
 
-def _edge(edge: Edge) -> Line:
+def edge_call(edge: Edge) -> Line:
     args = (*map(array_name, edge.arrays), *_EDGE_STEP.get(edge.kind, ()))
     return _call(f"_runtime.{edge.kind.value}", *args)
 
@@ -329,16 +345,16 @@ def _runtime_call(printer: NumbaPrinter, name: str, *args: str) -> Line:
 def _matmul(printer: NumbaPrinter, mm: MatMul) -> PrintedNode:
     """A product: one step's rows through the runtime's packed product, or every step's
     through one ``np.dot`` (into the array when it writes it whole)."""
-    left, right = _operand(mm.left, mm.per_step), _operand(mm.right, mm.per_step)
-    out = _operand(mm.out, mm.per_step)
+    left, right = operand(mm.left, mm.per_step), operand(mm.right, mm.per_step)
+    out = operand(mm.out, mm.per_step)
     if mm.per_step:
         packed = f"packed_{_key(mm)}"
         if mm.rule == "forward":
-            bias = _operand(mm.bias, True) if mm.bias else "no_bias"
+            bias = operand(mm.bias, True) if mm.bias else "no_bias"
             return PrintedNode(
                 (_runtime_call(printer, "_product", left, packed, bias, out),)
             )
-        source = _operand(source_operand(mm.product), True)
+        source = operand(source_operand(mm.product), True)
         comment = f"transpose rule of {right} @ {source}"
         add = _runtime_call(printer, "_product_add", left, packed, out)
         return PrintedNode((add,), comment=comment)
@@ -346,7 +362,7 @@ def _matmul(printer: NumbaPrinter, mm: MatMul) -> PrintedNode:
         lines = [Line(out, "=", f"np.dot({left}, {right})")]
         if mm.bias:
             lines.append(
-                _runtime_call(printer, "_add_bias", out, _operand(mm.bias, False))
+                _runtime_call(printer, "_add_bias", out, operand(mm.bias, False))
             )
         return PrintedNode(
             tuple(lines), comment="the input projection of every step at once"
@@ -365,9 +381,9 @@ def _matmul(printer: NumbaPrinter, mm: MatMul) -> PrintedNode:
 def _sum(node: Sum) -> PrintedNode:
     """A sum over units (a loop), over every row (the runtime's ``add_rows``), or a sum made
     once added (skipped where the cell has no biases)."""
-    target, source = _operand(node.target, False), _operand(node.source, False)
+    target, source = operand(node.target, False), operand(node.source, False)
     if node.over is Reduction.UNITS:
-        size = _size(node.source.array.width[0][1])
+        size = size_name(node.source.array.width[0][1])
         return PrintedNode(
             (Line(f"for j in range({size}):", "", ""),
              Line(f"{target}[()]", "+=", f"{source}[j]", depth=1)),
@@ -394,8 +410,8 @@ def _nodes(printer: NumbaPrinter, nodes) -> tuple[PrintedNode, ...]:
     out, previous = [], None
     for node in nodes:
         if isinstance(node, Edge):
-            comment = _EDGE_COMMENTS[node.kind] if node.kind != previous else ""
-            out.append(PrintedNode((_edge(node),), comment=comment))
+            comment = EDGE_COMMENTS[node.kind] if node.kind != previous else ""
+            out.append(PrintedNode((edge_call(node),), comment=comment))
             previous = node.kind
             continue
         previous = None
@@ -414,7 +430,7 @@ def _setup(printer: NumbaPrinter, schedule: Schedule) -> tuple[Line, ...]:
     lines = []
     per_step = [mm for mm in schedule.loop.body if isinstance(mm, MatMul)]
     for mm in per_step:
-        packed = _operand(replace(mm.right, transposed=not mm.right.transposed), True)
+        packed = operand(replace(mm.right, transposed=not mm.right.transposed), True)
         if mm.rule == "forward":
             width = _multiple(len(mm.product.dense.blocks), mm.product.dense.block_size)
             what = (
@@ -422,7 +438,7 @@ def _setup(printer: NumbaPrinter, schedule: Schedule) -> tuple[Line, ...]:
                 " packed once"
             )
             empty = f"np.empty((batch, {width}), seq_x.dtype)"
-            lines.append(Line(_operand(mm.out, True), "=", empty, what))
+            lines.append(Line(operand(mm.out, True), "=", empty, what))
         printer.helpers.add("_pack")
         lines.append(Line(f"packed_{_key(mm)}", "=", f"_pack({packed}, batch, steps)"))
     if any(mm.rule == "forward" and mm.bias is None for mm in per_step):
@@ -432,13 +448,15 @@ def _setup(printer: NumbaPrinter, schedule: Schedule) -> tuple[Line, ...]:
             a = node.source.array
             lines.append(
                 Line(
-                    array_name(a), "=", f"np.zeros({_size(a.width[0][1])}, seq_x.dtype)"
+                    array_name(a),
+                    "=",
+                    f"np.zeros({size_name(a.width[0][1])}, seq_x.dtype)",
                 )
             )
     return tuple(lines)
 
 
-def _step_rows(loop) -> bool:
+def step_rows(loop) -> bool:
     return any(op.array.extent in (Extent.STEPS, Extent.STEPS_AND_INITIAL)
                for mm in loop.body if isinstance(mm, MatMul)
                for op in (mm.left, mm.out))  # fmt: skip
@@ -452,24 +470,26 @@ def _schedule(printer: NumbaPrinter, schedule: Schedule) -> PrintedSchedule:
              and n.out.array.role == ArrayRole.INPUT_ADJOINT for n in schedule.after)  # fmt: skip
     return PrintedSchedule(
         setup=_setup(printer, schedule), before=_nodes(printer, schedule.before), header=header,
-        step_rows=_step_rows(loop), enter=_nodes(printer, loop.enter),
+        step_rows=step_rows(loop), enter=_nodes(printer, loop.enter),
         body=_nodes(printer, loop.body), leave=_nodes(printer, loop.leave),
         after=_nodes(printer, schedule.after), dx_written=dx,
     )  # fmt: skip
 
 
-def _size_lines(sources: tuple[SizeSource, ...], batch_from: str) -> tuple[Line, ...]:
+def size_lines(sources: tuple[SizeSource, ...], batch_from: str) -> tuple[Line, ...]:
     lines = [Line("batch", "=", f"{batch_from}.shape[0]"),
              Line("steps", "=", "seq_x.shape[0] // batch")]  # fmt: skip
     for s in sources:
         divide = f" // {s.divisor}" if s.divisor != 1 else ""
         lines.append(
-            Line(_size(s.size), "=", f"{array_name(s.array)}.shape[{s.axis}]{divide}")
+            Line(
+                size_name(s.size), "=", f"{array_name(s.array)}.shape[{s.axis}]{divide}"
+            )
         )
     return tuple(lines)
 
 
-def _constant_lines(printer: NumbaPrinter) -> tuple[Line, ...]:
+def constant_lines(printer: NumbaPrinter) -> tuple[Line, ...]:
     """Typed constants of a kernel: ``real`` is the kernel's float type."""
     numbers = [
         Line(
@@ -477,13 +497,13 @@ def _constant_lines(printer: NumbaPrinter) -> tuple[Line, ...]:
         )
         for c in sorted(printer.constants)
     ]
-    counts = [Line(count_name(size), "=", f"real({_size(size)})")
+    counts = [Line(count_name(size), "=", f"real({size_name(size)})")
               for size in sorted(printer.counts)]  # fmt: skip
     return tuple(numbers + counts)
 
 
-def _allocations(arrays) -> tuple[tuple[str, str], ...]:
-    return tuple((array_name(a), _shape(a)) for a in arrays)
+def allocations(arrays) -> tuple[tuple[str, str], ...]:
+    return tuple((array_name(a), array_shape(a)) for a in arrays)
 
 
 def print_kernel(plan: KernelPlan) -> Kernel:
@@ -506,19 +526,19 @@ def print_kernel(plan: KernelPlan) -> Kernel:
 
     return Kernel(
         states=plan.spec.state_names, params=plan.spec.param_names,
-        forward_sizes=_size_lines(plan.forward_sizes, f"init_{first}"),
-        backward_sizes=_size_lines(plan.backward_sizes, f"dfinal_{first}"),
-        forward_constants=_constant_lines(forward), backward_constants=_constant_lines(backward),
+        forward_sizes=size_lines(plan.forward_sizes, f"init_{first}"),
+        backward_sizes=size_lines(plan.backward_sizes, f"dfinal_{first}"),
+        forward_constants=constant_lines(forward), backward_constants=constant_lines(backward),
         forward=printed[0], infer=printed[1], backward=printed[2],
-        sequences=_allocations(plan.sequences), saves=_allocations(plan.tape),
-        workspaces=_allocations(plan.workspaces), adjoints=_allocations(plan.adjoints),
-        accumulators=_allocations(plan.accumulators),
+        sequences=allocations(plan.sequences), saves=allocations(plan.tape),
+        workspaces=allocations(plan.workspaces), adjoints=allocations(plan.adjoints),
+        accumulators=allocations(plan.accumulators),
         forward_args=names(plan.forward_args) + plan.hypers,
         forward_returns=names(plan.forward_returns),
         backward_args=names(plan.backward_args) + plan.hypers,
         backward_returns=names(plan.backward_returns),
-        inference_saves=_allocations(inference.tape),
-        inference_workspaces=_allocations(inference.workspaces),
+        inference_saves=allocations(inference.tape),
+        inference_workspaces=allocations(inference.workspaces),
         inference_returns=names(inference.returns),
         helpers=frozenset(forward.helpers | backward.helpers),
     )  # fmt: skip

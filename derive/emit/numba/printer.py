@@ -22,7 +22,6 @@ __all__ = [
     "NumbaPrinter",
     "constant_name",
     "count_name",
-    "kernel_form",
 ]
 
 
@@ -90,12 +89,6 @@ KERNEL_FORMS: dict[str, str | Conditional] = {
 missing_forms(KERNEL_FORMS, "Numba backend")
 
 
-def kernel_form(expr) -> str | Conditional | None:
-    """The Numba form of an activation's application (None for anything else)."""
-    activation = descriptor(expr)
-    return None if activation is None else KERNEL_FORMS[activation.name]
-
-
 def constant_name(value: sympy.Number) -> str:
     """The name of a typed constant (``const_1``, ``const_1_2`` for 1/2)."""
     if value.is_Integer:
@@ -124,6 +117,10 @@ class NumbaPrinter(PythonCodePrinter):
     """
 
     printmethod = "_numbacode"
+    #: how each activation is printed (a backend's own printer names its own table)
+    forms: dict[str, str | Conditional] = KERNEL_FORMS
+    #: the function a square root is printed as
+    sqrt = "np.sqrt"
 
     def __init__(
         self, indexed: dict[str, str] | None = None, sizes: dict[str, str] | None = None
@@ -202,7 +199,7 @@ class NumbaPrinter(PythonCodePrinter):
         if exponent.is_Rational and exponent.is_negative:
             return self._print_Mul(sympy.Mul(1, expr, evaluate=False))
         if exponent == sympy.Rational(1, 2):
-            return f"np.sqrt({self._print(base)})"
+            return f"{self.sqrt}({self._print(base)})"
         prec = precedence(expr)
         base, exponent = (
             self.parenthesize(base, prec, strict=True),
@@ -214,19 +211,24 @@ class NumbaPrinter(PythonCodePrinter):
         hug = _SIMPLE.fullmatch(base) and _SIMPLE.fullmatch(exponent)
         return f"{base}**{exponent}" if hug else f"{base} ** {exponent}"
 
+    def form(self, expr) -> str | Conditional | None:
+        """How this printer prints an activation's application (None for anything else)."""
+        activation = descriptor(expr)
+        return None if activation is None else self.forms[activation.name]
+
     def statement(self, expr) -> str:
         """``expr`` printed as the whole right-hand side of an assignment."""
-        if isinstance(kernel_form(expr), Conditional):
+        if isinstance(self.form(expr), Conditional):
             return self._conditional(expr)
         return self.doprint(expr)
 
     def _conditional(self, expr) -> str:
-        form = kernel_form(expr)
+        form = self.form(expr)
         self.helpers.update(form.helpers)
         return form.rule(self._print(expr.args[0]), self._constant)
 
     def _print_activation(self, expr, exp=None):
-        form = kernel_form(expr)
+        form = self.form(expr)
         if isinstance(form, Conditional):
             return f"({self._conditional(expr)})"
         self.helpers.add(form)

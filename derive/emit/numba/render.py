@@ -18,11 +18,13 @@ from ..templates import (
 from .kernel import Kernel, array_name, print_kernel
 
 __all__ = [
+    "entry_points",
     "render_interface",
     "render_kernel",
     "render_package",
     "render_runtime",
     "runtime_digest",
+    "runtime_import",
 ]
 
 
@@ -81,7 +83,7 @@ def _saved_shape(array) -> str:
     )
 
 
-def _entry_points(spec) -> dict:
+def entry_points(spec) -> dict:
     """The parameters of the module's ``forward`` and ``step``."""
     keywords = [
         *(["masks=None"] if spec.masks else []),
@@ -94,7 +96,7 @@ def _entry_points(spec) -> dict:
     }  # fmt: skip
 
 
-def _runtime_import(kernel: Kernel) -> str:
+def runtime_import(kernel: Kernel) -> str:
     """The kernel module's import of what it calls from the runtime, laid out as the formatter
     does (one line if it fits, else one name a line)."""
     names = kernel.helpers
@@ -110,14 +112,16 @@ def _runtime_import(kernel: Kernel) -> str:
     )
 
 
+#: The templates a kernel module is rendered from.
+_TEMPLATES = ("numba/kernel.py.j2", "numba/schedule.j2", "numba/bindings.py.j2")
+
+
 def render_kernel(plan: KernelPlan, runtime: str) -> str:
     """The generated Numba module of one variant, importing the runtime of digest ``runtime``
     (:func:`runtime_digest`)."""
     spec = plan.spec
     env = environment()
-    digest = inputs_digest(
-        spec.fingerprint(), templates_digest(("numba/kernel.py.j2",)), runtime
-    )
+    digest = inputs_digest(spec.fingerprint(), templates_digest(_TEMPLATES), runtime)
     kernel = print_kernel(plan)
     param_shapes = [(p.name, _formula(p.shape_formula())) for p in spec.params]
     param_blocks = [
@@ -137,7 +141,7 @@ def render_kernel(plan: KernelPlan, runtime: str) -> str:
         stamp=stamp("#", f'the declaration of "{spec.name}"', digest),
         spec=spec,
         kernel=kernel,
-        runtime_import=_runtime_import(kernel),
+        runtime_import=runtime_import(kernel),
         runtime_digest=runtime,
         equations=[f"{eq.target} = {eq.expr}" for eq in spec.equations],
         states_tuple=_tuple(kernel.states, "STATES"),
@@ -168,7 +172,7 @@ def render_kernel(plan: KernelPlan, runtime: str) -> str:
         hypers=[(hp.name, repr(hp.default)) for hp in spec.hypers],
         masks=spec.masks,
         dropped_weights=_tuple(spec.recurrent_weights, "DROPPED_WEIGHTS"),
-        **_entry_points(spec),
+        **entry_points(spec),
         size_args=", ".join(s.argument for s in spec.sizes),
     )
 
