@@ -4,8 +4,10 @@ against autograd in float64 and float32), and everything else refused at the dec
 from __future__ import annotations
 
 import ast
+import importlib
 import math
 
+import numpy as np
 import pytest
 import sympy
 from conftest import assert_verifies, build_kernel
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from derive import pipeline
+from derive.emit.cuda import CUDA_FORMS
 from derive.emit.latex import LATEX_FORMS, DerivationPrinter
 from derive.emit.numba import KERNEL_FORMS, Conditional, NumbaPrinter, constant_name
 from derive.symbolic.activations import (
@@ -31,6 +34,7 @@ from derive.symbolic.activations import (
     tanh,
 )
 from derive.symbolic.declare import Cell, DeclarationError
+from derive.verify import Problem, relative_error
 from derive.verify.twin import TORCH_FORMS
 from derive.verify.twin import _evaluate as twin
 
@@ -82,7 +86,7 @@ def test_a_new_activation_is_one_core_entry_and_one_line_per_backend(
     monkeypatch, tmp_path
 ):
     """SiLU added as users would add it: its mathematics in the core, and a line in the
-    table of each backend (the Numba kernels, the documents, the PyTorch twin)."""
+    table of each backend (the Numba and CUDA kernels, the documents, the PyTorch twin)."""
 
     def derivative(y):  # d(a s)/da = s + a s (1 - s), s = sigmoid(a), through y = a s
         s = sigmoid(y.args[0])
@@ -93,6 +97,7 @@ def test_a_new_activation_is_one_core_entry_and_one_line_per_backend(
 
     monkeypatch.setitem(FUNCTIONS, "silu", Activation("silu", silu, derivative))
     monkeypatch.setitem(KERNEL_FORMS, "silu", Conditional(kernel, ("_sigmoid",)))
+    monkeypatch.setitem(CUDA_FORMS, "silu", Conditional(kernel, ("_sigmoid",)))
     monkeypatch.setitem(LATEX_FORMS, "silu", (r"\operatorname{SiLU}",))
     monkeypatch.setitem(TORCH_FORMS, "silu", "nn.functional.silu")
     spec = _cell("silu", silu)
@@ -101,6 +106,14 @@ def test_a_new_activation_is_one_core_entry_and_one_line_per_backend(
     assert_verifies(spec, module)
     (document,) = pipeline.doc_files([spec], pipeline.Run(), catalog=False).values()
     assert r"\operatorname{SiLU}" in document
+    package = module.__name__.rpartition(".")[0]
+    on_gpu = importlib.import_module(f"{package}.cuda.{spec.name}")
+    got, want = (
+        Problem(c, np.float64, steps=2, batch=2).run() for c in (on_gpu, module)
+    )
+    assert relative_error(got[0], want[0]) <= 1e-9  # the outputs
+    assert relative_error(got[2], want[2]) <= 1e-9  # the input's gradient
+    assert all(relative_error(got[4][k], v) <= 1e-9 for k, v in want[4].items())
 
 
 def test_the_kernel_imports_only_the_helpers_it_calls_from_the_one_runtime():

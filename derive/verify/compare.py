@@ -322,5 +322,6 @@ def import_kernel(folder: Path, files: dict[str, str], name: str):
     root = Path(folder) / package
     root.mkdir(parents=True)
     for relative, text in {"__init__.py": "", **files}.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text, encoding="utf-8")
     return import_package(root, package, name)
