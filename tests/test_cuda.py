@@ -167,3 +167,22 @@ def test_the_cuda_templates_hold_no_schedule_and_the_package_lists_every_variant
     assert package.load("mgu").VARIANT == "mgu"
     with pytest.raises(ValueError, match="unknown variant"):
         package.load("nope")
+
+
+def test_the_device_script_runs_under_the_simulator(tmp_path):
+    """``benchmarks/cuda_device.py``, ready for a GPU: its checks against autograd and its
+    table, run under the simulator at a small size."""
+    pytest.importorskip("torch")
+    import importlib.util
+
+    path = ROOT / "benchmarks" / "cuda_device.py"
+    spec = importlib.util.spec_from_file_location("cuda_device", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "table.md"
+    assert script.main(["--simulate", "--variants", "lstm,mgu", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == [
+        "| lstm", "| gru", "| lstm_peephole", "| mgu"
+    ]  # fmt: skip
+    assert all(float(row.split(" | ")[2]) > 0 for row in rows[1:])
