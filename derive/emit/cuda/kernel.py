@@ -15,13 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...lower.plan import (
-    POINTWISE_ROWS,
-    Access,
-    Array,
     ArrayRole,
     Assign,
-    Direction,
-    Edge,
     KernelPlan,
     Load,
     Loop,
@@ -32,24 +27,23 @@ from ...lower.plan import (
     Store,
     Sum,
 )
-from ...symbolic.declare import size_symbol
 from ..numba.kernel import (
-    EDGE_COMMENTS,
     Kernel,
     Line,
     PrintedNode,
     PrintedSchedule,
     access,
-    allocations,
+    accesses,
     array_name,
     array_shape,
-    constant_lines,
-    edge_call,
     element,
+    host_kernel,
     operand,
+    pointwise_reads,
+    print_schedule,
+    printer_sizes,
     size_lines,
     size_name,
-    step_rows,
 )
 from ..numba.printer import constant_name, count_name
 from .printer import CudaPrinter
@@ -103,20 +97,13 @@ class _Context:
 
     def _printer(self) -> CudaPrinter:
         spec = self.plan.spec
-        indexed = {}
-        for sym, (p, block) in spec.pointwise.items():
-            a = Access(Array(ArrayRole.PARAMETER, p.name), POINTWISE_ROWS[p.kind], block,
-                       p.block_size)  # fmt: skip
-            indexed[sym.name] = access(a)
-        sizes = {size_symbol(s.name).name: s.name for s in spec.sizes}
-        return CudaPrinter(indexed, sizes)
+        return CudaPrinter(pointwise_reads(spec), printer_sizes(spec))
 
     def loop(self, loop: Loop) -> PrintedNode:
         """The loop's kernel, added to :attr:`loops`, and the host lines that launch it."""
         printer = self._printer()
         lines = tuple(line for st in loop.body for line in _statement(printer, st))
-        for name in ("constants", "counts", "helpers"):
-            getattr(self.printer, name).update(getattr(printer, name))
+        _absorb(self.printer, printer)
         arrays, hypers = _reads(self.plan, loop)
         numbers = sorted(constant_name(c) for c in printer.constants)
         numbers += sorted(count_name(s) for s in printer.counts)
@@ -124,7 +111,7 @@ class _Context:
         name = f"_{self.prefix}_{len(self.loops)}"
         zero = tuple(access(a) for a in loop.zero)
         zero_params = tuple(sorted({array_name(a.array) for a in loop.zero}))
-        touched = [*loop.zero, *(a for st in loop.body for a in _accesses(st))]
+        touched = [*loop.zero, *(a for st in loop.body for a in accesses(st))]
         printed = CudaLoop(name, params, size_name(loop.size), lines, zero, zero_params,
                            _step_row(touched), _step_row(loop.zero))  # fmt: skip
         self.loops.append(printed)
@@ -135,6 +122,12 @@ class _Context:
         grid = f"_runtime.grid({size_name(loop.size)}, batch)"
         launches.append(_launch(name, grid, printed.signature))
         return PrintedNode(tuple(launches))
+
+
+def _absorb(into: CudaPrinter, printer: CudaPrinter) -> None:
+    """``printer``'s constants, counts and helpers added to ``into``'s."""
+    for name in ("constants", "counts", "helpers"):
+        getattr(into, name).update(getattr(printer, name))
 
 
 def _launch(name: str, grid: str, signature) -> Line:
@@ -164,12 +157,6 @@ def _statement(printer: CudaPrinter, st) -> tuple[Line, ...]:
 
 def _step_row(accesses) -> bool:
     return any(a.row in (RowIndex.STEP, RowIndex.NEXT) for a in accesses)
-
-
-def _accesses(st) -> tuple[Access, ...]:
-    if isinstance(st, Load):
-        return st.sources
-    return (st.target,) if isinstance(st, Store) else ()
 
 
 def _reads(plan: KernelPlan, loop: Loop) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -224,22 +211,12 @@ def _sum(node: Sum) -> PrintedNode:
     return PrintedNode((Line(f"_runtime.add({target}, {source})", "", ""),))
 
 
-def _nodes(context: _Context, nodes) -> tuple[PrintedNode, ...]:
-    out, previous = [], None
-    for node in nodes:
-        if isinstance(node, Edge):
-            comment = EDGE_COMMENTS[node.kind] if node.kind != previous else ""
-            out.append(PrintedNode((edge_call(node),), comment=comment))
-            previous = node.kind
-            continue
-        previous = None
-        if isinstance(node, Loop):
-            out.append(context.loop(node))
-        elif isinstance(node, MatMul):
-            out.append(_matmul(node))
-        else:
-            out.append(_sum(node))
-    return tuple(out)
+def _node(context: _Context, node) -> PrintedNode:
+    if isinstance(node, Loop):
+        return context.loop(node)
+    if isinstance(node, MatMul):
+        return _matmul(node)
+    return _sum(node)
 
 
 def _setup(schedule: Schedule) -> tuple[Line, ...]:
@@ -264,58 +241,23 @@ def _setup(schedule: Schedule) -> tuple[Line, ...]:
 
 
 def _schedule(context: _Context, schedule: Schedule) -> PrintedSchedule:
-    loop = schedule.loop
-    header = ("for t in range(steps):" if loop.direction is Direction.FORWARD
-              else "for t in range(steps - 1, -1, -1):")  # fmt: skip
-    dx = any(isinstance(n, MatMul) and not n.accumulate
-             and n.out.array.role == ArrayRole.INPUT_ADJOINT for n in schedule.after)  # fmt: skip
-    return PrintedSchedule(
-        setup=_setup(schedule), before=_nodes(context, schedule.before), header=header,
-        step_rows=step_rows(loop), enter=_nodes(context, loop.enter),
-        body=_nodes(context, loop.body), leave=_nodes(context, loop.leave),
-        after=_nodes(context, schedule.after), dx_written=dx,
-    )  # fmt: skip
+    return print_schedule(schedule, _setup(schedule), lambda node: _node(context, node))
 
 
 def print_module(plan: KernelPlan) -> CudaModule:
     """Print ``plan`` for the CUDA kernel template."""
-    forward_sizes = size_lines(plan.forward_sizes, f"init_{plan.spec.states[0].name}")
-    backward_sizes = size_lines(
-        plan.backward_sizes, f"dfinal_{plan.spec.states[0].name}"
-    )
+    first = plan.spec.states[0].name
 
-    def named(lines):
+    def sizes(sources, batch_from):
+        lines = size_lines(sources, batch_from)
         return tuple(line.target for line in lines if line.target.startswith("size_"))
 
-    forward = _Context(plan, "forward", named(forward_sizes))
-    infer = _Context(plan, "infer", named(forward_sizes))
-    backward = _Context(plan, "backward", named(backward_sizes))
+    forward_sizes = sizes(plan.forward_sizes, f"init_{first}")
+    forward = _Context(plan, "forward", forward_sizes)
+    infer = _Context(plan, "infer", forward_sizes)
+    backward = _Context(plan, "backward", sizes(plan.backward_sizes, f"dfinal_{first}"))
     printed = (_schedule(forward, plan.forward), _schedule(infer, plan.inference.schedule),
                _schedule(backward, plan.backward))  # fmt: skip
-    forward.printer.constants |= infer.printer.constants
-    forward.printer.counts |= infer.printer.counts
-    inference = plan.inference
-
-    def names(arrays):
-        return tuple(array_name(a) for a in arrays)
-
-    host = Kernel(
-        states=plan.spec.state_names, params=plan.spec.param_names,
-        forward_sizes=forward_sizes, backward_sizes=backward_sizes,
-        forward_constants=constant_lines(forward.printer),
-        backward_constants=constant_lines(backward.printer),
-        forward=printed[0], infer=printed[1], backward=printed[2],
-        sequences=allocations(plan.sequences), saves=allocations(plan.tape),
-        workspaces=allocations(plan.workspaces), adjoints=allocations(plan.adjoints),
-        accumulators=allocations(plan.accumulators),
-        forward_args=names(plan.forward_args) + plan.hypers,
-        forward_returns=names(plan.forward_returns),
-        backward_args=names(plan.backward_args) + plan.hypers,
-        backward_returns=names(plan.backward_returns),
-        inference_saves=allocations(inference.tape),
-        inference_workspaces=allocations(inference.workspaces),
-        inference_returns=names(inference.returns),
-        helpers=frozenset(forward.printer.helpers | infer.printer.helpers
-                          | backward.printer.helpers),
-    )  # fmt: skip
+    _absorb(forward.printer, infer.printer)  # the host defines both forwards' constants
+    host = host_kernel(plan, forward.printer, backward.printer, printed)
     return CudaModule(host, (*forward.loops, *infer.loops, *backward.loops))

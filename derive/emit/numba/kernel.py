@@ -44,6 +44,7 @@ __all__ = [
     "PrintedNode",
     "PrintedSchedule",
     "access",
+    "accesses",
     "allocations",
     "array_name",
     "array_shape",
@@ -51,8 +52,13 @@ __all__ = [
     "constant_lines",
     "edge_call",
     "element",
+    "host_kernel",
     "operand",
+    "pointwise_reads",
     "print_kernel",
+    "print_nodes",
+    "print_schedule",
+    "printer_sizes",
     "size_lines",
     "size_name",
     "step_rows",
@@ -269,7 +275,7 @@ def _statement(printer: NumbaPrinter, st, views) -> Line:
     )
 
 
-def _accesses(st) -> tuple[Access, ...]:
+def accesses(st) -> tuple[Access, ...]:
     if isinstance(st, Load):
         return st.sources
     return (st.target,) if isinstance(st, Store) else ()
@@ -284,7 +290,7 @@ def block_views(loop: Loop) -> dict[tuple[Array, RowIndex], str]:
     scalar. Through a view of each block taken before the row's units (``row_dk_2 =
     dk[row, 2 * size_H : 3 * size_H]``) every access is ``view[j]``, and the loop vectorises.
     """
-    touched = [a for st in loop.body for a in _accesses(st)
+    touched = [a for st in loop.body for a in accesses(st)
                if a.row in _ROWS and not a.array.per_row]  # fmt: skip
     blocked = {(a.array, a.row) for a in touched if a.block}
     return {
@@ -294,7 +300,7 @@ def block_views(loop: Loop) -> dict[tuple[Array, RowIndex], str]:
 
 
 def _view_lines(loop: Loop, views) -> tuple[Line, ...]:
-    blocks = {(views[a.array, a.row], a.block): a for st in loop.body for a in _accesses(st)
+    blocks = {(views[a.array, a.row], a.block): a for st in loop.body for a in accesses(st)
               if (a.array, a.row) in views}  # fmt: skip
     lines = []
     for (stem, block), a in sorted(blocks.items(), key=lambda item: item[0]):
@@ -405,8 +411,9 @@ def _sum(node: Sum) -> PrintedNode:
     )  # fmt: skip
 
 
-def _nodes(printer: NumbaPrinter, nodes) -> tuple[PrintedNode, ...]:
-    """Nodes printed in order; a run of edges of one kind under one comment."""
+def print_nodes(nodes, other) -> tuple[PrintedNode, ...]:
+    """Nodes printed in order, ``other(node)`` printing each that is not an edge; a run of
+    edges of one kind under one comment."""
     out, previous = [], None
     for node in nodes:
         if isinstance(node, Edge):
@@ -415,13 +422,16 @@ def _nodes(printer: NumbaPrinter, nodes) -> tuple[PrintedNode, ...]:
             previous = node.kind
             continue
         previous = None
-        if isinstance(node, Loop):
-            out.append(PrintedNode(loop=_loop(printer, node)))
-        elif isinstance(node, MatMul):
-            out.append(_matmul(printer, node))
-        else:
-            out.append(_sum(node))
+        out.append(other(node))
     return tuple(out)
+
+
+def _node(printer: NumbaPrinter, node) -> PrintedNode:
+    if isinstance(node, Loop):
+        return PrintedNode(loop=_loop(printer, node))
+    if isinstance(node, MatMul):
+        return _matmul(printer, node)
+    return _sum(node)
 
 
 def _setup(printer: NumbaPrinter, schedule: Schedule) -> tuple[Line, ...]:
@@ -462,18 +472,29 @@ def step_rows(loop) -> bool:
                for op in (mm.left, mm.out))  # fmt: skip
 
 
-def _schedule(printer: NumbaPrinter, schedule: Schedule) -> PrintedSchedule:
+def print_schedule(schedule: Schedule, setup, other) -> PrintedSchedule:
+    """``schedule`` printed: ``setup`` its lines before the time loop, ``other(node)`` each of
+    its nodes that is not an edge."""
     loop = schedule.loop
     header = ("for t in range(steps):" if loop.direction is Direction.FORWARD
               else "for t in range(steps - 1, -1, -1):")  # fmt: skip
     dx = any(isinstance(n, MatMul) and not n.accumulate
              and n.out.array.role == ArrayRole.INPUT_ADJOINT for n in schedule.after)  # fmt: skip
+
+    def nodes(run):
+        return print_nodes(run, other)
+
     return PrintedSchedule(
-        setup=_setup(printer, schedule), before=_nodes(printer, schedule.before), header=header,
-        step_rows=step_rows(loop), enter=_nodes(printer, loop.enter),
-        body=_nodes(printer, loop.body), leave=_nodes(printer, loop.leave),
-        after=_nodes(printer, schedule.after), dx_written=dx,
+        setup=tuple(setup), before=nodes(schedule.before), header=header,
+        step_rows=step_rows(loop), enter=nodes(loop.enter), body=nodes(loop.body),
+        leave=nodes(loop.leave), after=nodes(schedule.after), dx_written=dx,
     )  # fmt: skip
+
+
+def _schedule(printer: NumbaPrinter, schedule: Schedule) -> PrintedSchedule:
+    return print_schedule(
+        schedule, _setup(printer, schedule), lambda node: _node(printer, node)
+    )
 
 
 def size_lines(sources: tuple[SizeSource, ...], batch_from: str) -> tuple[Line, ...]:
@@ -506,18 +527,25 @@ def allocations(arrays) -> tuple[tuple[str, str], ...]:
     return tuple((array_name(a), array_shape(a)) for a in arrays)
 
 
-def print_kernel(plan: KernelPlan) -> Kernel:
-    """Print ``plan`` for the kernel template."""
-    indexed = {  # vector and scalar parameters are read in place
+def pointwise_reads(spec) -> dict[str, str]:
+    """How a loop reads each vector and scalar parameter the pointwise equations use: in place,
+    by its name in the equations."""
+    return {
         sym.name: access(Access(Array(ArrayRole.PARAMETER, p.name), POINTWISE_ROWS[p.kind], block,
                                 p.block_size))
-        for sym, (p, block) in plan.spec.pointwise.items()
+        for sym, (p, block) in spec.pointwise.items()
     }  # fmt: skip
-    sizes = {size_symbol(s.name).name: s.name for s in plan.spec.sizes}
-    forward, backward = NumbaPrinter(indexed, sizes), NumbaPrinter(indexed, sizes)
-    # every schedule printed before the constants are listed
-    printed = (_schedule(forward, plan.forward), _schedule(forward, plan.inference.schedule),
-               _schedule(backward, plan.backward))  # fmt: skip
+
+
+def printer_sizes(spec) -> dict[str, str]:
+    """A size's symbol -> the size, for a printer."""
+    return {size_symbol(s.name).name: s.name for s in spec.sizes}
+
+
+def host_kernel(plan: KernelPlan, forward, backward, printed) -> Kernel:
+    """The :class:`Kernel` of ``plan`` whose schedules are ``printed`` (forward, inference,
+    backward), with the constants and helpers of the printers ``forward`` (the forward's and
+    the inference's) and ``backward``."""
     inference = plan.inference
     first = plan.spec.states[0].name
 
@@ -542,3 +570,13 @@ def print_kernel(plan: KernelPlan) -> Kernel:
         inference_returns=names(inference.returns),
         helpers=frozenset(forward.helpers | backward.helpers),
     )  # fmt: skip
+
+
+def print_kernel(plan: KernelPlan) -> Kernel:
+    """Print ``plan`` for the kernel template."""
+    reads, sizes = pointwise_reads(plan.spec), printer_sizes(plan.spec)
+    forward, backward = NumbaPrinter(reads, sizes), NumbaPrinter(reads, sizes)
+    # every schedule printed before the constants are listed
+    printed = (_schedule(forward, plan.forward), _schedule(forward, plan.inference.schedule),
+               _schedule(backward, plan.backward))  # fmt: skip
+    return host_kernel(plan, forward, backward, printed)
