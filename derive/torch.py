@@ -745,13 +745,13 @@ class _Layers:
         no tape, on NumPy views of the parameters checked once for their shapes, dtypes and
         storage (:meth:`_inference_params`)."""
         seq, _, _, batched = self._sequence(input)
-        slots = self._inference_params(seq.dtype)
+        slots, units = self._inference_params(seq.dtype)
         interface = self.cell._interface
         x = np.ascontiguousarray(seq.detach().numpy())
         if hx is None:  # zeros, as _initial_states gives them
-            held = [None] * len(self.cell.STATES)
+            held = [None] * len(units)
         else:
-            states = self._initial_states(hx, seq, batched)
+            states = self._held_states(hx, seq, batched, units)
             held = [np.ascontiguousarray(s.detach().numpy()) for s in states]
         finals = [[] for _ in held]
         for layer in range(self.num_layers):
@@ -761,10 +761,8 @@ class _Layers:
                 params, sizes, values = slots[slot]
                 src = x if direction == 0 else np.ascontiguousarray(x[::-1])
                 initial = tuple(
-                    np.zeros((x.shape[1], sizes[size]), x.dtype)
-                    if s is None
-                    else s[slot]
-                    for s, size in zip(held, self._state_sizes, strict=True)
+                    np.zeros((x.shape[1], size), x.dtype) if s is None else s[slot]
+                    for s, size in zip(held, units, strict=True)
                 )
                 ys, last = interface.infer_checked(src, initial, params, sizes, values)
                 outs.append(ys if direction == 0 else ys[::-1])
@@ -781,11 +779,25 @@ class _Layers:
             out = out.transpose(0, 1)
         return out, (h_n[0] if len(h_n) == 1 else tuple(h_n))
 
+    def _held_states(self, hx, seq, batched, units):
+        """``hx`` (tensors, :meth:`_inferring` saw) when each is the batched state of the
+        shape (``units`` its last dimension), dtype and device the call needs; else
+        :meth:`_initial_states`, which checks it whole (and names what is wrong)."""
+        given = (hx,) if isinstance(hx, torch.Tensor) else hx
+        leading = (self.directions * self.num_layers, seq.shape[1])
+        if batched and len(given) == len(units) and all(
+            h.shape == (*leading, size) and h.dtype == seq.dtype and h.device == seq.device
+            for h, size in zip(given, units, strict=True)
+        ):  # fmt: skip
+            return given
+        return self._initial_states(hx, seq, batched)
+
     def _inference_params(self, dtype):
-        """For each layer and direction: its parameters as checked NumPy views, its sizes and
-        its hyperparameters' values; kept while every parameter keeps its storage, shape and
-        layout (an optimiser's in-place step keeps them; ``load_state_dict`` copies in
-        place; ``.to()`` and a new Parameter change them)."""
+        """``(slots, units)``: for each layer and direction, its parameters as checked NumPy
+        views, its sizes and its hyperparameters' values; and the units of each state. Kept
+        while every parameter keeps its storage, shape and layout (an optimiser's in-place
+        step keeps them; ``load_state_dict`` copies in place; ``.to()`` and a new Parameter
+        change them)."""
         tensors = self._flat_weights_tensors()
         hypers = getattr(self, "hypers", None)
         key = (dtype, hypers and tuple(hypers.items()),
@@ -810,9 +822,10 @@ class _Layers:
                     caller, params, width, numpy_dtype
                 )
                 slots.append((params, sizes, values))
+        kept = (slots, [self._size(size) for size in self._state_sizes])
         if all(t.is_contiguous() for t in tensors):  # else copies, which go stale
-            _INFERENCE_PARAMS[self] = (key, slots)
-        return slots
+            _INFERENCE_PARAMS[self] = (key, kept)
+        return kept
 
     def _layer(self, layer, direction, src, initial, lengths):
         """One layer and direction over ``src``: ``(ys, final_states)``."""
