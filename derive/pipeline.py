@@ -126,7 +126,8 @@ def kernel_files(
     specs: list[CellSpec], run: Run, package: bool = True
 ) -> dict[str, str]:
     """Derive, lower and render every spec: relative path -> file text. The package's shared
-    interface and runtime are always among them; ``package`` adds its ``__init__.py``."""
+    interface and runtime are always among them, and each spec's CUDA module with the CUDA
+    runtime (in the subpackage ``cuda/``); ``package`` adds the two ``__init__.py``."""
     with run.stage("render"):
         files = {RUNTIME: render_runtime(), CUDA_RUNTIME: cuda_render.render_runtime()}
         runtime = runtime_digest(files[RUNTIME])
