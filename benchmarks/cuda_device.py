@@ -76,7 +76,7 @@ def _ours(cell, x, params, device):
             return cuda.as_cuda_array(tensor.detach())
         return cuda.to_device(tensor.detach().numpy())
 
-    hidden = params[cell.PARAMS[1]].shape[1]
+    hidden = params["weight_hh"].shape[1]
     states = [torch.zeros(batch, hidden, device=device) for _ in cell.STATES]
     arrays = {
         "seq_x": on_device(flat),
@@ -98,13 +98,14 @@ def _ours(cell, x, params, device):
     return run
 
 
-def _theirs(variant, kind, x, params, device):
+def _theirs(cell, kind, x, params, device):
     """A forward and backward through PyTorch: cuDNN's module, or the cell by hand (eager, or
     under ``torch.compile``)."""
     import torch
 
     from derive import by_hand
 
+    variant = cell.VARIANT
     if kind == "cudnn":
         module = getattr(torch.nn, CUDNN[variant])(x.shape[2], x.shape[2]).to(device)
 
@@ -118,9 +119,7 @@ def _theirs(variant, kind, x, params, device):
         loop = torch.compile(loop)
     leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
     hidden = leaves["weight_hh"].shape[1]
-    states = [
-        x.new_zeros(x.shape[1], hidden) for _ in range(2 if variant != "mgu" else 1)
-    ]
+    states = [x.new_zeros(x.shape[1], hidden) for _ in cell.STATES]
 
     def run():
         loop(x, *states, *leaves.values()).sum().backward()
@@ -149,7 +148,7 @@ def timings(simulate: bool, repeats: int) -> list[tuple]:
             ours = _median(_ours(cell, x, params, device), repeats, synchronize)
             kinds = ["cudnn"] if variant in CUDNN else ["eager", "compile"]
             for kind in kinds[:1] if simulate else kinds:
-                theirs = _median(_theirs(variant, kind, x, params, device), repeats,
+                theirs = _median(_theirs(cell, kind, x, params, device), repeats,
                                  synchronize)  # fmt: skip
                 label = f"nn.{CUDNN[variant]}" if kind == "cudnn" else kind
                 rows.append((variant, (steps, batch, size, size), ours, label, theirs))

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from ...lower.plan import (
     ArrayRole,
-    Assign,
     KernelPlan,
     Load,
     Loop,
@@ -38,11 +37,11 @@ from ..numba.kernel import (
     array_shape,
     element,
     host_kernel,
+    loop_statement,
     operand,
     pointwise_reads,
     print_schedule,
     printer_sizes,
-    size_lines,
     size_name,
 )
 from ..numba.printer import constant_name, count_name
@@ -135,18 +134,10 @@ def _launch(name: str, grid: str, signature) -> Line:
 
 
 def _statement(printer: CudaPrinter, st) -> tuple[Line, ...]:
-    """A statement of a loop as lines of its kernel; an addition to an element that other
-    threads add to is atomic."""
-    if isinstance(st, Load):
-        return (Line(st.target.name, "=", " + ".join(access(a) for a in st.sources)),)
-    if isinstance(st, Assign):
-        comment = ""
-        if st.equation is not None:
-            comment = f"adjoint of {st.equation.target} = {st.equation.expr}"
-        return (Line(st.target.name, "=", printer.statement(st.expr), comment),)
-    if st.over is Reduction.NONE:
-        op = "+=" if st.accumulate else "="
-        return (Line(access(st.target), op, printer.statement(st.expr)),)
+    """A statement of a loop as lines of its kernel, as the Numba backend prints it; an
+    addition to an element that other threads add to is atomic."""
+    if not isinstance(st, Store) or st.over is Reduction.NONE:
+        return (loop_statement(printer, st, None),)
     name, index = element(st.target)
     index = f"({index})" if "," in index else index
     return (
@@ -246,16 +237,13 @@ def _schedule(context: _Context, schedule: Schedule) -> PrintedSchedule:
 
 def print_module(plan: KernelPlan) -> CudaModule:
     """Print ``plan`` for the CUDA kernel template."""
-    first = plan.spec.states[0].name
 
-    def sizes(sources, batch_from):
-        lines = size_lines(sources, batch_from)
-        return tuple(line.target for line in lines if line.target.startswith("size_"))
+    def sizes(sources):  # the sizes the host function reads (size_lines prints them)
+        return tuple(size_name(s.size) for s in sources)
 
-    forward_sizes = sizes(plan.forward_sizes, f"init_{first}")
-    forward = _Context(plan, "forward", forward_sizes)
-    infer = _Context(plan, "infer", forward_sizes)
-    backward = _Context(plan, "backward", sizes(plan.backward_sizes, f"dfinal_{first}"))
+    forward = _Context(plan, "forward", sizes(plan.forward_sizes))
+    infer = _Context(plan, "infer", sizes(plan.forward_sizes))
+    backward = _Context(plan, "backward", sizes(plan.backward_sizes))
     printed = (_schedule(forward, plan.forward), _schedule(infer, plan.inference.schedule),
                _schedule(backward, plan.backward))  # fmt: skip
     _absorb(forward.printer, infer.printer)  # the host defines both forwards' constants

@@ -53,6 +53,7 @@ __all__ = [
     "edge_call",
     "element",
     "host_kernel",
+    "loop_statement",
     "operand",
     "pointwise_reads",
     "print_kernel",
@@ -260,7 +261,7 @@ def _line(printer: NumbaPrinter, target: str, op: str, expr, comment: str = "") 
     return Line(target, op, printer.statement(expr), comment)
 
 
-def _statement(printer: NumbaPrinter, st, views) -> Line:
+def loop_statement(printer: NumbaPrinter, st, views) -> Line:
     if isinstance(st, Load):
         return Line(
             st.target.name, "=", " + ".join(access(a, views) for a in st.sources)
@@ -313,7 +314,7 @@ def _view_lines(loop: Loop, views) -> tuple[Line, ...]:
 def _loop(printer: NumbaPrinter, loop: Loop) -> PrintedLoop:
     views = block_views(loop)
     return PrintedLoop(size_name(loop.size),
-                       tuple(_statement(printer, st, views) for st in loop.body),
+                       tuple(loop_statement(printer, st, views) for st in loop.body),
                        tuple(access(a) for a in loop.zero), _view_lines(loop, views))  # fmt: skip
 
 
