@@ -1,9 +1,13 @@
 """Shards of the batch on threads: the numbers of one piece for every variant, autograd's
 gradients, the standard tape layout for the framework bindings, the policy, BLAS held to one
-thread while shards run, and errors raised only once every shard has finished."""
+thread while shards run, and errors raised only once every shard has finished; shards on
+the team of the OpenMP runtime PyTorch loads, or on a pool of the interface's own."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -21,9 +25,15 @@ from derive import registry
 from generated import _interface
 
 
-@pytest.fixture
-def sharded(monkeypatch):
-    """Every call split over three threads, however small."""
+@pytest.fixture(params=["team", "pool"])
+def sharded(request, monkeypatch):
+    """Every call split over three threads, however small: on the team of the OpenMP runtime
+    PyTorch loads, or on the interface's own pool where no such runtime is loaded."""
+    if request.param == "team":
+        pytest.importorskip("torch")
+        assert _interface._TEAM.region() is not None
+    else:
+        monkeypatch.setattr(_interface._TEAM, "region", lambda: None)
     monkeypatch.setattr(_interface, "SHARD_WORK", 0)
     generated.set_threads(3)
     yield 3
@@ -127,7 +137,7 @@ def _blas_threads(threadpoolctl):
             if i["user_api"] == "blas"]  # fmt: skip
 
 
-def test_shards_run_on_threads_of_their_own_with_blas_on_one(sharded, monkeypatch):
+def test_shards_run_on_three_threads_at_once_with_blas_on_one(sharded, monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     cell = load_generated("gru")
     kernel, seen = cell.forward_kernel, []
@@ -136,17 +146,50 @@ def test_shards_run_on_threads_of_their_own_with_blas_on_one(sharded, monkeypatc
     together = threading.Barrier(3, timeout=60)
 
     def watched(*args):
-        seen.append((threading.get_ident(), _blas_threads(threadpoolctl)))
+        name = threading.current_thread().name
+        seen.append((threading.get_ident(), _blas_threads(threadpoolctl), name))
         together.wait()
         return kernel(*args)
 
+    assert _interface._ONE_BLAS_THREAD.available()  # loads the BLAS the kernels call
     before = _blas_threads(threadpoolctl)
     monkeypatch.setattr(cell, "forward_kernel", watched)
     problem = Problem(cell, np.float32, batch=6)
     cell.forward(problem.x, problem.states, problem.params)
-    assert len(seen) == 3 and len({ident for ident, _ in seen}) == 3
-    assert all(blas and set(blas) == {1} for _, blas in seen)
+    assert len(seen) == 3 and len({ident for ident, _, _ in seen}) == 3
+    assert all(blas and set(blas) == {1} for _, blas, _ in seen)
     assert _blas_threads(threadpoolctl) == before
+    # the team's threads are the runtime's, which Python meets as foreign threads
+    pool = [name.startswith("gatesmith-shard") for _, _, name in seen]
+    assert sum(pool) == (2 if _interface._TEAM.region() is None else 0)
+
+
+def test_jobs_a_smaller_team_left_run_on_the_calling_thread(monkeypatch):
+    """A team of one thread (nested regions, a thread limit): every job still runs, once."""
+    cell = load_generated("lstm")
+    kernel, seen = cell.forward_kernel, []
+
+    def watched(*args):
+        seen.append(threading.get_ident())
+        return kernel(*args)
+
+    def region_of_one(key, threads):
+        _interface._TEAM._enter(key)  # the calling thread alone, as thread 0
+
+    monkeypatch.setattr(_interface._TEAM, "region", lambda: region_of_one)
+    monkeypatch.setattr(_interface, "SHARD_WORK", 0)
+    monkeypatch.setattr(cell, "forward_kernel", watched)
+    generated.set_threads(3)
+    try:
+        problem = Problem(cell, np.float64, batch=6)
+        ys, _, _ = cell.forward(problem.x, problem.states, problem.params)
+        generated.set_threads(1)
+        want, _, _ = cell.forward(problem.x, problem.states, problem.params)
+    finally:
+        generated.set_threads(None)
+    assert seen[:3] == [threading.get_ident()] * 3 and len(seen) == 4
+    assert relative_error(ys, want) < 1e-13
+    assert not _interface._TEAM._calls  # nothing of the call is kept
 
 
 def test_an_error_in_one_shard_is_raised_once_every_shard_has_finished(
@@ -168,3 +211,38 @@ def test_an_error_in_one_shard_is_raised_once_every_shard_has_finished(
         cell.forward(problem.x, problem.states, problem.params)
     assert finished == [4 * 2, 4 * 2]  # the two other shards ran to their end first
     assert _interface._ONE_BLAS_THREAD._entered == 0  # the BLAS limit is given back
+
+
+_FORKED = """
+import os, sys
+import numpy as np
+import torch
+import generated
+import generated.lstm as cell
+from generated import _interface
+
+_interface.SHARD_WORK = 0
+generated.set_threads(2)
+torch.tanh(torch.ones(1 << 20)).sum()  # torch's team exists, and spins
+params = cell.init_params(8, 8)
+x = np.ones((5, 4, 8), np.float32)
+states = [np.zeros((4, 8), np.float32)] * 2
+want, _, tape = cell.forward(x, states, params)
+assert _interface._TEAM.region() is not None and len(tape["shards"]) == 2
+child = os.fork()
+if child == 0:
+    ys, _, tape = cell.forward(x, states, params)
+    os._exit(0 if len(tape["shards"]) == 2 and np.array_equal(ys, want) else 3)
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_process_runs_its_shards_on_a_pool_not_the_parents_team():
+    """GNU's OpenMP runtime hangs in a child forked after a parallel region: there, shards
+    run on the interface's pool, and the same numbers come out."""
+    pytest.importorskip("torch")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", _FORKED], timeout=120, env=env)
+    assert done.returncode == 0
