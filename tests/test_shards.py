@@ -164,6 +164,17 @@ def test_shards_run_on_three_threads_at_once_with_blas_on_one(sharded, monkeypat
     assert sum(pool) == (2 if _interface._TEAM.region() is None else 0)
 
 
+def test_calls_on_other_threads_run_their_shards_on_the_pool():
+    """The team is the main thread's: another thread would start a team of its own."""
+    pytest.importorskip("torch")
+    assert _interface._TEAM.region() is not None
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(_interface._TEAM.region()))
+    thread.start()
+    thread.join()
+    assert seen == [None]
+
+
 def test_jobs_a_smaller_team_left_run_on_the_calling_thread(monkeypatch):
     """A team of one thread (nested regions, a thread limit): every job still runs, once."""
     cell = load_generated("lstm")
