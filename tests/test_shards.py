@@ -6,6 +6,7 @@ the team of the OpenMP runtime PyTorch loads, or on a pool of the interface's ow
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -255,5 +256,13 @@ def test_a_forked_process_runs_its_shards_on_a_pool_not_the_parents_team():
     run on the interface's pool, and the same numbers come out."""
     pytest.importorskip("torch")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    done = subprocess.run([sys.executable, "-c", _FORKED], timeout=120, env=env)
-    assert done.returncode == 0
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FORKED], env=env, start_new_session=True
+    )
+    try:
+        code = process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the hung child with its parent
+        process.wait()
+        pytest.fail("the forked child waited on its parent's OpenMP team")
+    assert code == 0
