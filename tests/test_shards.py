@@ -165,6 +165,38 @@ def test_shards_run_on_three_threads_at_once_with_blas_on_one(sharded, monkeypat
     assert sum(pool) == (2 if _interface._TEAM.region() is None else 0)
 
 
+def test_blas_is_held_to_one_thread_for_a_call_on_another_thread(monkeypatch):
+    """threadpoolctl lets only the thread that last set OpenBLAS's limit set it again: the
+    main thread, here, as after any limit set there. A call on another thread still holds
+    BLAS to one thread while its shards run, and gives the limit back after."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    assert _interface._ONE_BLAS_THREAD.available()
+    controller = _interface._ONE_BLAS_THREAD._controller
+    controller.limit(limits=1).restore_original_limits()  # the main thread in control
+    cell = load_generated("lstm")
+    kernel, seen = cell.forward_kernel, []
+
+    def watched(*args):
+        seen.append(_blas_threads(threadpoolctl))
+        return kernel(*args)
+
+    monkeypatch.setattr(_interface, "SHARD_WORK", 0)
+    monkeypatch.setattr(cell, "forward_kernel", watched)
+    before = _blas_threads(threadpoolctl)
+    problem = Problem(cell, np.float32, batch=4)
+    generated.set_threads(2)
+    try:
+        thread = threading.Thread(
+            target=cell.forward, args=(problem.x, problem.states, problem.params)
+        )
+        thread.start()
+        thread.join()
+    finally:
+        generated.set_threads(None)
+    assert len(seen) == 2 and all(blas and set(blas) == {1} for blas in seen)
+    assert _blas_threads(threadpoolctl) == before
+
+
 def test_calls_on_other_threads_run_their_shards_on_the_pool():
     """The team is the main thread's: another thread would start a team of its own."""
     pytest.importorskip("torch")
