@@ -73,6 +73,9 @@ def test_torch_module_info_samples(dtype, training):
     """Every sample input torch's ModuleInfo gives nn.RNN, nn.LSTM and nn.GRU: the drop-in's
     outputs, input gradients and parameter gradients match torch's."""
     tolerance = 1e-10 if dtype == torch.float64 else 2e-5
+    # the samples are drawn from torch's generator: the same ones every run (unseeded, one
+    # float32 gradient element in a few runs cancelled down to 2.2e-5 apart)
+    torch.manual_seed(0)
     count = 0
     for info in _module_db():
         samples = info.module_inputs_func(
