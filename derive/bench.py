@@ -188,6 +188,8 @@ def _work(task: dict):
         return fma_rate(np.dtype(task["dtype"]), task["threads"], task["repeats"])
     if task["kind"] == "blas":
         return _blas()
+    if task.get("retain"):  # every contender's process alike, torch's own included
+        generated.retain_freed_memory()
     if task["kind"] == "inside":
         from .inside import work
 
@@ -196,8 +198,6 @@ def _work(task: dict):
     if task["kind"] == "check":
         small = lambda dtype: Problem(cell, (6, 3, 4, 5), dtype)  # noqa: E731
         return _contenders.check(small, task["names"])
-    if task["retain"]:
-        generated.retain_freed_memory()
     problem = Problem(cell, tuple(task["shape"]), np.dtype(task["dtype"]))
     step = _contenders.build(task["name"], problem, task["threads"])
     # warm: compiled (TorchScript profiles its first calls, then optimises), every pool awake
@@ -486,7 +486,9 @@ def _run_inside(args, variants, out) -> int:
         return _child(task, args.threads, args.native_blas)
 
     environment = _environment(args.threads, args.native_blas)
-    report = inside.run(variants, rounds, repeats, child, environment)
+    report = inside.run(
+        variants, rounds, repeats, child, environment, args.retain_memory
+    )
     report.update(machine=machine, rounds=rounds, repeats=repeats,
                   versions=_versions(True, False))  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)

@@ -128,9 +128,10 @@ def _startup(name: str, variant: str, environment) -> float:
     return float(done.stdout.split()[-1])
 
 
-def run(variants, rounds, repeats, child, environment) -> dict:
+def run(variants, rounds, repeats, child, environment, retain=True) -> dict:
     """Every case of every variant, each contender in ``rounds`` processes alternated with
-    the others' (``child(task)``: a task's answer from a fresh process); start-up last."""
+    the others' (``child(task)``: a task's answer from a fresh process), with freed memory
+    retained in each (``generated.retain_freed_memory``) where ``retain``; start-up last."""
     rows = []
     for variant in variants:
         for case in CASES:
@@ -138,7 +139,8 @@ def run(variants, rounds, repeats, child, environment) -> dict:
             for _ in range(rounds):
                 for name in CONTENDERS:
                     task = {"kind": "inside", "name": name, "variant": variant,
-                            "case": list(case), "repeats": repeats}  # fmt: skip
+                            "case": list(case), "repeats": repeats,
+                            "retain": retain}  # fmt: skip
                     medians[name].append(statistics.median(child(task)))
             row = {"variant": variant, "case": list(case),
                    "ms": {n: [1e3 * t for t in sorted(m)] for n, m in medians.items()}}  # fmt: skip
@@ -151,7 +153,7 @@ def run(variants, rounds, repeats, child, environment) -> dict:
             times = [_startup(name, variant, environment) for _ in range(rounds)]
             startup[f"{variant} {name}"] = statistics.median(times)
     print(json.dumps({"startup_seconds": startup}))
-    return {"rows": rows, "startup_seconds": startup}
+    return {"rows": rows, "startup_seconds": startup, "freed_memory_retained": retain}
 
 
 def _median(values):
@@ -187,9 +189,11 @@ def markdown(report) -> str:
             f"{ours / theirs:.2f} | {kernels:.3g} | {ours / kernels:.2f} |"
         )
     start = report["startup_seconds"]
+    kept = "retained" if report.get("freed_memory_retained", True) else "returned"
     lines.append("")
     lines.append(
-        "Import torch + build + first forward and backward, warm Numba cache (seconds): "
+        f"Freed memory {kept} in every contender's process. Import torch + build + first "
+        "forward and backward, warm Numba cache (seconds): "
         + ", ".join(f"{k} {v:.2f}" for k, v in start.items())
     )
     return "\n".join(lines)

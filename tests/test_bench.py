@@ -203,6 +203,8 @@ def test_inside_times_each_case_in_processes_of_its_own(monkeypatch):
 
     report = inside.run(["lstm"], 1, 2, child, bench._environment(2))
     assert [t["name"] for t in tasks] == list(inside.CONTENDERS) * len(_TINY)
+    # every contender's process alike: torch's own keeps freed memory as the kernels' do
+    assert all(t["retain"] is True for t in tasks) and report["freed_memory_retained"]
     assert [row["case"] for row in report["rows"]] == [list(c) for c in _TINY]
     for row in report["rows"]:
         assert sorted(row["ms"]) == sorted(inside.CONTENDERS)
@@ -228,13 +230,15 @@ def test_inside_writes_its_json_and_its_own_block_of_the_report(
         f"{bench.BEGIN}\nmain table\n{bench.END}\n{begin}\nold\n{end}\nafter\n"
     )
     argv = ["gru", "mgu", "--inside", "--rounds", "1", "--repeats", "1",
-            "--out", str(tmp_path), "--report", str(report)]  # fmt: skip
+            "--no-retain-memory", "--out", str(tmp_path), "--report", str(report)]  # fmt: skip
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
     assert "processor:" in out and "| gru | step | (1, 2, 5, 5) |" in out
     result = json.loads((tmp_path / "inside.json").read_text())
     assert [r["variant"] for r in result["rows"]] == ["gru"] * 3  # mgu: not in PyTorch
     assert result["startup_seconds"] == {"gru gatesmith": 1.5, "gru torch": 1.5}
+    assert result["freed_memory_retained"] is False
+    assert "Freed memory returned in every contender's process" in out
     text = report.read_text()
     assert "main table" in text and "old" not in text and text.endswith("after\n")
     assert "Processor: " in text and "| gru | train | (3, 2, 4, 5) |" in text
