@@ -74,7 +74,10 @@ _MODULES = {}
 
 
 def _np(tensor):
-    return tensor.detach().contiguous().numpy()
+    """A tensor's values as a C-contiguous NumPy array (its own memory where it can)."""
+    if tensor.requires_grad:
+        tensor = tensor.detach()
+    return tensor.contiguous().numpy()
 
 
 def _hypers(module, values):
@@ -615,6 +618,10 @@ class _Layers:
 
     #: the name errors give (the torch class's for the drop-ins)
     _caller = "Recurrent"
+    #: a drop-in's hyperparameters and regularisation: none (:class:`Recurrent` sets its
+    #: own; read on every call, where nn.Module's lookup of a missing one raises inside)
+    hypers = None
+    regularisation = None
 
     @property
     def cell(self):
@@ -703,18 +710,18 @@ class _Layers:
         """Whether a call takes the inference path (:meth:`_infer`): no gradient wanted, a
         plain CPU tensor of the weights' dtype, no lengths, masks or dropout between layers,
         and nothing tracing or transforming the call."""
-        if type(input) is not torch.Tensor or input.device.type != "cpu":
+        if type(input) is not torch.Tensor or not input.is_cpu:
             return False
-        weight = getattr(self, self._flat_weights_names[0])
+        weight = self._flat_weight(self._flat_weights_names[0])
         plain = (
-            weight.device.type == "cpu"
+            weight.is_cpu
             and input.dtype == weight.dtype
             and input.dtype in _DTYPES
             and input.dim() in (2, 3)
             and 0 not in input.shape
             and input.shape[-1] == self.input_size
         )
-        regular = getattr(self, "regularisation", None)
+        regular = self.regularisation
         masked = bool(self.cell.MASKS) or (regular is not None and regular.active)
         dropped = bool(self.dropout) and self.training and self.num_layers > 1
         traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
@@ -725,14 +732,18 @@ class _Layers:
             isinstance(h, torch.Tensor) for h in hx
         ):
             return False  # the other path names what is wrong
-        return not _wants_gradient(input, tuple(hx), self._flat_weights_tensors())
+        # (map: the weights are read only where grad mode is on)
+        weights = map(self._flat_weight, self._flat_weights_names)
+        return not _wants_gradient(input, tuple(hx), weights)
+
+    def _flat_weight(self, name):
+        """The weight or bias ``name`` (from ``_parameters`` where it is one: ``getattr``
+        takes nn.Module's slower way there)."""
+        parameters = self._parameters
+        return parameters[name] if name in parameters else getattr(self, name)
 
     def _flat_weights_tensors(self):
-        parameters = self._parameters
-        return [
-            parameters.get(name) if name in parameters else getattr(self, name)
-            for name in self._flat_weights_names
-        ]
+        return [self._flat_weight(name) for name in self._flat_weights_names]
 
     @property
     def _state_sizes(self):
@@ -747,28 +758,30 @@ class _Layers:
         seq, _, _, batched = self._sequence(input)
         slots, units = self._inference_params(seq.dtype)
         interface = self.cell._interface
-        x = np.ascontiguousarray(seq.detach().numpy())
+        x = _np(seq)
         if hx is None:  # zeros, as _initial_states gives them
             held = [None] * len(units)
         else:
-            states = self._held_states(hx, seq, batched, units)
-            held = [np.ascontiguousarray(s.detach().numpy()) for s in states]
+            held = [_np(s) for s in self._held_states(hx, seq, batched, units)]
         finals = [[] for _ in held]
-        for layer in range(self.num_layers):
-            outs = []
-            for direction in range(self.directions):
-                slot = layer * self.directions + direction
-                params, sizes, values = slots[slot]
-                src = x if direction == 0 else np.ascontiguousarray(x[::-1])
-                initial = tuple(
-                    np.zeros((x.shape[1], size), x.dtype) if s is None else s[slot]
-                    for s, size in zip(held, units, strict=True)
-                )
-                ys, last = interface.infer_checked(src, initial, params, sizes, values)
-                outs.append(ys if direction == 0 else ys[::-1])
-                for final, value in zip(finals, last, strict=True):
-                    final.append(value)
-            x = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+        with interface.beside_framework(x.shape[0], x.shape[1], slots[0][1]):
+            for layer in range(self.num_layers):
+                outs = []
+                for direction in range(self.directions):
+                    slot = layer * self.directions + direction
+                    params, sizes, values = slots[slot]
+                    src = x if direction == 0 else np.ascontiguousarray(x[::-1])
+                    initial = tuple(
+                        np.zeros((x.shape[1], size), x.dtype) if s is None else s[slot]
+                        for s, size in zip(held, units, strict=True)
+                    )
+                    ys, last = interface.infer_checked(
+                        src, initial, params, sizes, values
+                    )
+                    outs.append(ys if direction == 0 else ys[::-1])
+                    for final, value in zip(finals, last, strict=True):
+                        final.append(value)
+                x = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
         out = torch.from_numpy(np.ascontiguousarray(x))
         h_n = [
             torch.from_numpy(f[0][None] if len(f) == 1 else np.stack(f)) for f in finals
@@ -799,7 +812,7 @@ class _Layers:
         step keeps them; ``load_state_dict`` copies in place; ``.to()`` and a new Parameter
         change them)."""
         tensors = self._flat_weights_tensors()
-        hypers = getattr(self, "hypers", None)
+        hypers = self.hypers
         key = (dtype, hypers and tuple(hypers.items()),
                *((t.data_ptr(), t.shape, t.stride()) for t in tensors))  # fmt: skip
         cached = _INFERENCE_PARAMS.get(self)
@@ -831,7 +844,7 @@ class _Layers:
         """One layer and direction over ``src``: ``(ys, final_states)``."""
         return recurrent(
             self.cell, self.layer_params(layer, direction), src, initial, lengths,
-            getattr(self, "hypers", None),
+            self.hypers,
         )  # fmt: skip
 
     def _sequence(self, input):

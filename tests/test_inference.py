@@ -133,6 +133,62 @@ def test_bad_steps_are_clear_errors(call, error, words):
         call(cell, params)
 
 
+@pytest.mark.parametrize("variant", ["lstm", "mgu3", "cornn", "gru"])
+def test_a_step_like_one_checked_before_goes_the_short_way_to_the_same_numbers(
+    variant, monkeypatch
+):
+    """A step on parameters checked before, with plain arrays and no hyperparameters or
+    masks given, skips the full checks (``_known_step``) and gives their numbers to the bit
+    (hyperparameters at their defaults); every other call takes the full checks. (A module's
+    own ``step`` passes a cell's hyperparameters always: the interface's is called here.)"""
+    cell = load_generated(variant)
+    interface = cell._interface
+    problem = Problem(cell, np.float64, steps=1, batch=3)
+    x, states, params = problem.x[0], tuple(problem.states), problem.params
+    want_y, want_states = interface.step(x, states, params, {})  # the full checks
+    full = []
+    run = interface._run
+    monkeypatch.setattr(interface, "_run", lambda *a: full.append(a) or run(*a))
+    y, new_states = interface.step(x, states, params)
+    assert not full  # the short way
+    np.testing.assert_array_equal(y, want_y)
+    for got, want in zip(new_states, want_states, strict=True):
+        np.testing.assert_array_equal(got, want)
+        assert got.flags.writeable and got.base is None  # the caller's own
+    read_only = x.copy()
+    read_only.flags.writeable = False
+    others = [
+        (read_only, states, params),  # a read-only array: viewed by the full checks
+        (x, list(states), params),  # a list of states
+        (x, (states[0][:, ::-1], *states[1:]), params),  # a state not C-contiguous
+        (x, tuple(s.astype(np.float32) for s in states), params),  # another dtype
+        (x[:, :-1].copy(), states, params),  # another input size: parameters not checked so
+        (x.astype(np.float32), states, params),  # nor for this dtype
+    ]
+    for n, args in enumerate(others):
+        try:
+            interface.step(*args)
+        except (TypeError, ValueError):
+            pass  # the full checks' error
+        assert len(full) == n + 1, n
+
+
+def test_a_step_without_biases_or_with_masks_takes_the_full_checks(monkeypatch):
+    cell = load_generated("lstm")
+    params = cell.init_params(3, 4, dtype=np.float64)
+    without = {k: v for k, v in params.items() if not k.startswith("bias")}
+    x = np.ones((2, 3))
+    cell.step(x, None, without)  # checked once
+    full = []
+    run = cell._interface._run
+    monkeypatch.setattr(cell._interface, "_run", lambda *a: full.append(a) or run(*a))
+    for _ in range(2):
+        cell.step(x, (np.zeros((2, 4)), np.zeros((2, 4))), without)
+    assert len(full) == 2  # the biases of length 0 are the full checks' to add
+    zoneout = _regularised("lstm_zoneout")
+    assert zoneout._interface._known_step(x, None, without) is None  # masks to check
+
+
 def test_a_check_passed_before_hides_no_later_error():
     """``check_params`` takes a checked call's result for a call alike; a parameter of another
     shape or dtype, a missing one or one too many is still refused."""
@@ -297,6 +353,30 @@ def test_one_step_at_a_time_through_the_module_under_no_grad(no_kernels_for_grad
     torch.testing.assert_close(torch.cat(outs), want, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(state[0], h, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(state[1], c, rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_through_the_module_holds_blas_to_one_thread_beside_torch(monkeypatch):
+    """Under ``no_grad`` a small call of several rows runs with BLAS on one thread (two
+    BLAS threads meet torch's spinning ones at every step); a call of one row keeps BLAS's
+    threads; the count comes back after each."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    cell = load_generated("gru")
+    kernel, seen = cell.infer_kernel, []
+
+    def watched(*args):
+        seen.append({i["num_threads"] for i in threadpoolctl.threadpool_info()
+                     if i["user_api"] == "blas"})  # fmt: skip
+        return kernel(*args)
+
+    rnn = gtorch.GRU(8, 16)
+    monkeypatch.setattr(cell, "infer_kernel", watched)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        with torch.no_grad():
+            rnn(torch.randn(1, 4, 8))
+            rnn(torch.randn(1, 1, 8))
+        after = {i["num_threads"] for i in threadpoolctl.threadpool_info()
+                 if i["user_api"] == "blas"}  # fmt: skip
+    assert seen == [{1}, {2}] and after == {2}
 
 
 def test_inputs_that_need_a_gradient_take_the_autograd_path():

@@ -119,7 +119,7 @@ def test_the_policy_shards_large_calls_over_the_threads_set(monkeypatch):
 
         assert generated.get_threads() == numba.config.NUMBA_NUM_THREADS
         generated.set_threads(2)
-        monkeypatch.setattr(_interface._ONE_BLAS_THREAD, "_controller", False)
+        monkeypatch.setattr(_interface._ONE_BLAS_THREAD, "_libraries", False)
         assert interface.shard_count(1000, 8, sizes) == 1  # no threadpoolctl: one piece
     finally:
         generated.set_threads(None)
@@ -171,7 +171,7 @@ def test_blas_is_held_to_one_thread_for_a_call_on_another_thread(monkeypatch):
     BLAS to one thread while its shards run, and gives the limit back after."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     assert _interface._ONE_BLAS_THREAD.available()
-    controller = _interface._ONE_BLAS_THREAD._controller
+    controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
     controller.limit(limits=1).restore_original_limits()  # the main thread in control
     cell = load_generated("lstm")
     kernel, seen = cell.forward_kernel, []
@@ -195,6 +195,40 @@ def test_blas_is_held_to_one_thread_for_a_call_on_another_thread(monkeypatch):
         generated.set_threads(None)
     assert len(seen) == 2 and all(blas and set(blas) == {1} for blas in seen)
     assert _blas_threads(threadpoolctl) == before
+
+
+def test_openblas_is_held_by_its_own_functions_which_threadpoolctl_sees():
+    """An OpenBLAS with its own threads is held through its own ``openblas_set_num_threads``
+    (a ctypes call, where threadpoolctl's limit costs tens of microseconds): what
+    threadpoolctl reads is what was set, and the first count comes back after."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    assert _interface._ONE_BLAS_THREAD.available()
+    libraries = _interface._blas_libraries()
+    info = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert len(libraries) == len(info)
+    for (get, _), lib in zip(libraries, info, strict=True):
+        if lib["internal_api"] == "openblas" and lib["threading_layer"] == "pthreads":
+            assert type(get).__name__ == "_FuncPtr"  # the library's own function
+    before = _blas_threads(threadpoolctl)
+    with _interface._ONE_BLAS_THREAD:
+        assert set(_blas_threads(threadpoolctl)) == {1}
+        assert [get() for get, _ in libraries] == [1] * len(libraries)
+    assert _blas_threads(threadpoolctl) == before
+
+
+def test_beside_a_framework_blas_is_held_for_small_products_of_several_rows():
+    """``beside_framework``: BLAS on one thread for a product of several rows below
+    ``SHARD_WORK``; a product of one row, or a large one, keeps BLAS's threads."""
+    pytest.importorskip("threadpoolctl")
+    interface = load_generated("lstm")._interface
+    small, large = {"I": 256, "H": 256}, {"I": 1024, "H": 1024}
+    assert interface.beside_framework(1, 16, small) is interface.one_blas_thread()
+    assert interface.beside_framework(2, 8, small) is interface.one_blas_thread()
+    for steps, batch, sizes in [(1, 1, small), (1, 16, large), (4, 16, small)]:
+        context = interface.beside_framework(steps, batch, sizes)
+        assert context is not interface.one_blas_thread(), (steps, batch, sizes)
+        with context:  # nothing
+            assert _interface._ONE_BLAS_THREAD._entered == 0
 
 
 def test_calls_on_other_threads_run_their_shards_on_the_pool():
