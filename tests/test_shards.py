@@ -210,7 +210,8 @@ def test_openblas_is_held_by_its_own_functions_which_threadpoolctl_sees():
         if lib["internal_api"] == "openblas" and lib["threading_layer"] == "pthreads":
             assert type(get).__name__ == "_FuncPtr"  # the library's own function
     before = _blas_threads(threadpoolctl)
-    with _interface._ONE_BLAS_THREAD:
+    hold = _interface._OneBlasThread()  # entered before anything asked for its libraries
+    with hold:
         assert set(_blas_threads(threadpoolctl)) == {1}
         assert [get() for get, _ in libraries] == [1] * len(libraries)
     assert _blas_threads(threadpoolctl) == before
