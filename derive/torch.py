@@ -17,6 +17,7 @@ Needs PyTorch (the ``torch`` extra); the generated modules themselves do not.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import math
 import sys
@@ -751,40 +752,73 @@ class _Layers:
         cell = self.cell
         return [cell.STATE_SIZES[s] for s in cell.STATES]
 
-    def _infer(self, input, hx):
+    def _infer(self, input, hx, key):
         """The forward of :meth:`forward` when no gradient is wanted: the kernels that keep
         no tape, on NumPy views of the parameters checked once for their shapes, dtypes and
-        storage (:meth:`_inference_params`)."""
+        storage (:meth:`_inference_params`). The plan of the call is kept for the next
+        call of its ``key`` (:meth:`_call_key`), which skips every check but the key's."""
         seq, _, _, batched = self._sequence(input)
-        slots, units = self._inference_params(seq.dtype)
-        interface = self.cell._interface
+        slots, units, lasting = self._inference_params(seq.dtype)
+        direct = hx is None or self._states_direct(hx, seq, batched, units)
+        if not direct:
+            self._initial_states(hx, seq, batched)  # raises where hx is wrong
+        interface, (steps, batch) = self.cell._interface, seq.shape[:2]
+        runs = [interface.inference(steps, batch, *slot) for slot in slots]
+        context = interface.beside_framework(steps, batch, slots[0][1])
+        plan = _Plan(runs, units, direct, context)
+        if lasting and key is not None:
+            _INFERENCE_PLANS[self] = (key, plan)
+        return self._run_plan(plan, input, hx)
+
+    def _call_key(self, input, hx):
+        """What the inference of a call depends on beyond what :meth:`_inferring` judged: its
+        shapes, dtypes and devices, the module's mode and hyperparameters, and each
+        parameter's storage, shape and strides; None for a call that cannot take a kept
+        plan (grad mode on, a subclass of Tensor, a ``torch.func`` transform, a compiler or
+        an exporter tracing it)."""
+        if (
+            torch.is_grad_enabled()
+            or type(input) is not torch.Tensor
+            or torch._C._are_functorch_transforms_active()
+            or torch.compiler.is_compiling()
+            or _exporting()
+        ):
+            return None
+        if hx is None or type(hx) is torch.Tensor:
+            given = () if hx is None else (hx,)
+        elif type(hx) in (tuple, list):
+            given = hx
+        else:
+            return None
+        states = []
+        for h in given:
+            if type(h) is not torch.Tensor:
+                return None
+            states.append((h.shape, h.dtype, h.is_cpu))
+        regular, hypers = self.regularisation, self.hypers
+        return (
+            input.shape, input.dtype, input.is_cpu, hx is None, *states, self.training,
+            self.batch_first, regular is not None and regular.active,
+            *self._weights_key(hypers),
+        )  # fmt: skip
+
+    def _run_plan(self, plan, input, hx):
+        """The inference of a call by ``plan`` (:meth:`_infer`'s)."""
+        runs, units, direct, context = plan
+        seq, _, _, batched = self._sequence(input)
         x = _np(seq)
         if hx is None:  # zeros, as _initial_states gives them
             held = [None] * len(units)
         else:
-            held = [_np(s) for s in self._held_states(hx, seq, batched, units)]
-        finals = [[] for _ in held]
-        with interface.beside_framework(x.shape[0], x.shape[1], slots[0][1]):
-            for layer in range(self.num_layers):
-                outs = []
-                for direction in range(self.directions):
-                    slot = layer * self.directions + direction
-                    params, sizes, values = slots[slot]
-                    src = x if direction == 0 else np.ascontiguousarray(x[::-1])
-                    initial = tuple(
-                        np.zeros((x.shape[1], size), x.dtype) if s is None else s[slot]
-                        for s, size in zip(held, units, strict=True)
-                    )
-                    ys, last = interface.infer_checked(
-                        src, initial, params, sizes, values
-                    )
-                    outs.append(ys if direction == 0 else ys[::-1])
-                    for final, value in zip(finals, last, strict=True):
-                        final.append(value)
-                x = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
-        out = torch.from_numpy(np.ascontiguousarray(x))
+            given = (hx,) if type(hx) is torch.Tensor else hx
+            if not direct:
+                given = self._initial_states(hx, seq, batched)
+            held = [_np(s) for s in given]
+        with context:
+            x, finals = self._run_layers(runs, x, held, units)
+        out = torch.from_numpy(x)
         h_n = [
-            torch.from_numpy(f[0][None] if len(f) == 1 else np.stack(f)) for f in finals
+            torch.from_numpy(np.stack(f) if len(f) > 1 else f[0][None]) for f in finals
         ]
         if not batched:
             out, h_n = out.squeeze(1), [h.squeeze(1) for h in h_n]
@@ -792,29 +826,48 @@ class _Layers:
             out = out.transpose(0, 1)
         return out, (h_n[0] if len(h_n) == 1 else tuple(h_n))
 
-    def _held_states(self, hx, seq, batched, units):
-        """``hx`` (tensors, :meth:`_inferring` saw) when each is the batched state of the
-        shape (``units`` its last dimension), dtype and device the call needs; else
-        :meth:`_initial_states`, which checks it whole (and names what is wrong)."""
+    def _run_layers(self, runs, x, held, units):
+        """``(ys, finals)``: every layer and direction over ``x`` (``runs``, one for each, from
+        :meth:`CellInterface.inference`) from the states ``held`` (None for zeros), and each
+        state's final value of every layer and direction."""
+        batch, dtype, directions = x.shape[1], x.dtype, self.directions
+        finals = [[] for _ in held]
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(directions):
+                slot = layer * directions + direction
+                src = x if direction == 0 else np.ascontiguousarray(x[::-1])
+                initial = [
+                    np.zeros((batch, size), dtype) if s is None else s[slot]
+                    for s, size in zip(held, units, strict=True)
+                ]
+                ys, last = runs[slot](src, initial)
+                outs.append(ys if direction == 0 else ys[::-1])
+                for final, value in zip(finals, last, strict=True):
+                    final.append(value)
+            x = outs[0] if directions == 1 else np.concatenate(outs, axis=2)
+        return np.ascontiguousarray(x), finals
+
+    def _states_direct(self, hx, seq, batched, units):
+        """Whether ``hx`` (tensors, :meth:`_inferring` saw) are each the batched state of the
+        shape (``units`` its last dimension), dtype and device the call needs, as they are;
+        else :meth:`_initial_states` checks them whole (and names what is wrong)."""
         given = (hx,) if isinstance(hx, torch.Tensor) else hx
         leading = (self.directions * self.num_layers, seq.shape[1])
-        if batched and len(given) == len(units) and all(
+        return batched and len(given) == len(units) and all(
             h.shape == (*leading, size) and h.dtype == seq.dtype and h.device == seq.device
             for h, size in zip(given, units, strict=True)
-        ):  # fmt: skip
-            return given
-        return self._initial_states(hx, seq, batched)
+        )  # fmt: skip
 
     def _inference_params(self, dtype):
-        """``(slots, units)``: for each layer and direction, its parameters as checked NumPy
-        views, its sizes and its hyperparameters' values; and the units of each state. Kept
-        while every parameter keeps its storage, shape and layout (an optimiser's in-place
-        step keeps them; ``load_state_dict`` copies in place; ``.to()`` and a new Parameter
-        change them)."""
-        tensors = self._flat_weights_tensors()
+        """``(slots, units, lasting)``: for each layer and direction, its parameters as
+        checked NumPy views, its sizes and its hyperparameters' values; the units of each
+        state; and whether the views last (not copies of a parameter that is not
+        contiguous, which go stale). Kept while every parameter keeps its storage, shape and
+        layout (an optimiser's in-place step keeps them; ``load_state_dict`` copies in
+        place; ``.to()`` and a new Parameter change them)."""
         hypers = self.hypers
-        key = (dtype, hypers and tuple(hypers.items()),
-               *((t.data_ptr(), t.shape, t.stride()) for t in tensors))  # fmt: skip
+        key = (dtype, *self._weights_key(hypers))
         cached = _INFERENCE_PARAMS.get(self)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -835,10 +888,23 @@ class _Layers:
                     caller, params, width, numpy_dtype
                 )
                 slots.append((params, sizes, values))
-        kept = (slots, [self._size(size) for size in self._state_sizes])
-        if all(t.is_contiguous() for t in tensors):  # else copies, which go stale
+        lasting = all(t.is_contiguous() for t in self._flat_weights_tensors())
+        kept = (slots, [self._size(size) for size in self._state_sizes], lasting)
+        if lasting:
             _INFERENCE_PARAMS[self] = (key, kept)
         return kept
+
+    def _weights_key(self, hypers):
+        """The hyperparameters and each parameter's storage, shape and strides: while they
+        stay, the parameters' checked NumPy views hold."""
+        parameters = self._parameters
+        return hypers and tuple(hypers.items()), *[
+            (t.data_ptr(), t.shape, t.stride())
+            for t in (
+                parameters[name] if name in parameters else getattr(self, name)
+                for name in self._flat_weights_names
+            )
+        ]
 
     def _layer(self, layer, direction, src, initial, lengths):
         """One layer and direction over ``src``: ``(ys, final_states)``."""
@@ -878,8 +944,14 @@ class _Layers:
         if _exporting() and isinstance(self, _DropIn):
             # torch's own forward, which the exporters turn into ONNX's LSTM, GRU and RNN
             return super().forward(input, hx)
+        # (the key first: where it is None, a compiler may be tracing, and the plans, which
+        # come and go, are not to be guarded on)
+        key = self._call_key(input, hx)
+        known = None if key is None else _INFERENCE_PLANS.get(self)
+        if known is not None and known[0] == key:
+            return self._run_plan(known[1], input, hx)
         if self._inferring(input, hx):
-            return self._infer(input, hx)
+            return self._infer(input, hx, key)
         # (each parameter is read by name below: _flat_weights, which torch's own forward
         # refreshes first, is not needed)
         seq, lengths, packed, batched = self._sequence(input)
@@ -936,6 +1008,16 @@ class _Layers:
 #: that keeps them valid (:meth:`_Layers._inference_params`); beside the module, not in it, so
 #: that neither ``torch.save`` nor ``copy.deepcopy`` carries them.
 _INFERENCE_PARAMS = weakref.WeakKeyDictionary()
+
+#: Each module's plan of its last inference call, by the key of that call
+#: (:meth:`_Layers._call_key`): what :meth:`_Layers._infer` decided and checked, for the next
+#: call like it.
+_INFERENCE_PLANS = weakref.WeakKeyDictionary()
+
+#: An inference call's plan: the kernels' call of each layer and direction
+#: (:meth:`CellInterface.inference`), the units of each state, whether ``hx`` is taken as it
+#: is, and the context the kernels run in beside torch's threads.
+_Plan = collections.namedtuple("_Plan", "runs units direct context")
 
 
 def _check_int(caller, name, value, positive=True):

@@ -299,25 +299,39 @@ def _assert_same(got, want):
         torch.testing.assert_close(g, w.detach(), rtol=0, atol=0)
 
 
-def test_inference_follows_the_parameters(no_kernels_for_gradients):
-    """The checked NumPy views follow an in-place step and a loaded state dict, and are taken
-    again after ``.to(float64)`` or a new Parameter."""
+@pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "no_grad"])
+def test_inference_follows_the_parameters(no_kernels_for_gradients, frozen):
+    """The checked NumPy views, and the plan of a call like the one before under
+    ``no_grad``, follow an in-place step and a loaded state dict, and are taken again after
+    ``.to(float64)``, ``.data`` set or a new Parameter."""
     torch.manual_seed(0)
-    rnn = gtorch.LSTM(4, 5).requires_grad_(False)
+    rnn = gtorch.LSTM(4, 5).requires_grad_(not frozen)
     reference = torch.nn.LSTM(4, 5).requires_grad_(False)
     reference.load_state_dict(rnn.state_dict())
     x = torch.randn(3, 2, 4)
 
     def check():
-        out, (h, c) = rnn(x)
+        with torch.set_grad_enabled(frozen):
+            out, (h, c) = rnn(x)
+            out_again, _ = rnn(x)
         want, (h_want, c_want) = reference(x)
+        torch.testing.assert_close(out_again, out, rtol=0, atol=0)
         for got, wanted in [(out, want), (h, h_want), (c, c_want)]:
             assert got.dtype == wanted.dtype
             torch.testing.assert_close(got, wanted, rtol=1e-5, atol=1e-6)
 
     check()
-    for module in (rnn, reference):
-        module.weight_hh_l0.mul_(0.5)  # an optimiser's step
+    with torch.no_grad():
+        for module in (rnn, reference):
+            module.weight_hh_l0.mul_(0.5)  # an optimiser's step
+    check()
+    data = torch.randn(20, 4)
+    rnn.weight_ih_l0.data = data  # new storage under the same Parameter
+    reference.weight_ih_l0.data = data.clone()
+    check()
+    with torch.no_grad():  # a view of its own storage, of another shape
+        rnn.bias_hh_l0.data = torch.randn(40)[::2]
+        reference.bias_hh_l0.data = rnn.bias_hh_l0.data.clone()
     check()
     state = {k: torch.randn_like(v) for k, v in rnn.state_dict().items()}
     rnn.load_state_dict(state)
@@ -328,15 +342,62 @@ def test_inference_follows_the_parameters(no_kernels_for_gradients):
     x = x.double()
     check()
     clone = copy.deepcopy(rnn)  # its own parameters, its own views of them
-    clone.weight_hh_l0.mul_(2)
-    assert not torch.equal(clone(x)[0], rnn(x)[0])
+    with torch.no_grad():
+        clone.weight_hh_l0.mul_(2)
+        assert not torch.equal(clone(x)[0], rnn(x)[0])
     check()
     new = torch.nn.Parameter(
-        torch.randn(20, 5, dtype=torch.float64), requires_grad=False
+        torch.randn(20, 5, dtype=torch.float64), requires_grad=not frozen
     )
     rnn.weight_hh_l0 = new
     reference.weight_hh_l0 = torch.nn.Parameter(new.clone(), requires_grad=False)
     check()
+
+
+def test_a_call_like_the_one_before_takes_its_plan(monkeypatch, no_kernels_for_gradients):
+    """Under ``no_grad`` a call like the one before (its key: shapes, dtypes, states given or
+    not, mode, parameters) skips the checks and gives that call's numbers to the bit; a call
+    that differs plans again, with torch's numbers; training mode with dropout between the
+    layers takes no plan."""
+    torch.manual_seed(0)
+    rnn = gtorch.LSTM(4, 5, num_layers=2, dropout=0.5).eval()
+    reference = torch.nn.LSTM(4, 5, num_layers=2, dropout=0.5).eval()
+    reference.load_state_dict(rnn.state_dict())
+    planned, infer = [], gtorch._Layers._infer
+
+    def counted(self, *args):
+        planned.append(args[0].shape)
+        return infer(self, *args)
+
+    monkeypatch.setattr(gtorch._Layers, "_infer", counted)
+    x = torch.randn(3, 2, 4)
+    hx = (torch.randn(2, 2, 5), torch.randn(2, 2, 5))
+    calls = [
+        (x, hx), (x, None), (x[:, :1], tuple(h[:, :1] for h in hx)),
+        (x[:, 0], tuple(h[:, 0] for h in hx)), (x[:1], hx), (x.double(), None),
+    ]  # fmt: skip
+    with torch.no_grad():
+        for n, (given, states) in enumerate(calls):
+            if given.dtype == torch.float64:
+                rnn.double(), reference.double()
+            first = rnn(given, states)
+            again = rnn(given.clone(), states and tuple(h.clone() for h in states))
+            assert len(planned) == n + 1, (n, planned)
+            _assert_same(again, first)
+            _assert_close_to(first, reference(given, states))
+        rnn.batch_first = reference.batch_first = True
+        _assert_close_to(rnn(x.double()), reference(x.double()))
+        assert len(planned) == len(calls) + 1
+        rnn.train()  # dropout between the layers: neither the plan nor the inference path
+        monkeypatch.setattr(gtorch._Layers, "_run_plan", None)
+        monkeypatch.setattr(gtorch._Layers, "_infer", None)
+        assert not torch.equal(rnn(x.double())[0], rnn(x.double())[0])
+
+
+def _assert_close_to(got, want):
+    for a, b in zip((got[0], *got[1]), (want[0], *want[1]), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_one_step_at_a_time_through_the_module_under_no_grad(no_kernels_for_gradients):
