@@ -65,6 +65,20 @@ def test_products_match_numpy_for_any_sizes(
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_few_rows_and_many_times_a_transposed_matrix_match_numpy(dtype):
+    """``rows @ matrix.T`` in the order BLAS runs faster on either side of ``_FEW_ROWS``
+    (few as the transpose of ``matrix @ rows.T``): C-contiguous, the product's numbers."""
+    rng = np.random.default_rng(3)
+    matrix = rng.standard_normal((37, 19)).astype(dtype)
+    for count in (0, 1, 2, module._FEW_ROWS, module._FEW_ROWS + 1):
+        rows = rng.standard_normal((count + 4, 19)).astype(dtype)[2:-2]  # a row slice
+        got = module._times_transpose(rows, matrix)
+        assert got.shape == (count, 37) and got.flags.c_contiguous
+        scale = 1 + np.abs(rows).sum(axis=1, initial=0).max(initial=0)
+        _close(dtype, got, rows.astype(np.float64) @ matrix.T.astype(np.float64), scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_packing_puts_each_panel_of_rows_transposed_and_zero_past_the_end(dtype):
     matrix = np.arange(37 * 5, dtype=dtype).reshape(37, 5)
     packed, dense = module._pack(matrix, 2, 3)

@@ -366,7 +366,12 @@ def _matmul(printer: NumbaPrinter, mm: MatMul) -> PrintedNode:
         add = _runtime_call(printer, "_product_add", left, packed, out)
         return PrintedNode((add,), comment=comment)
     if mm.rule == "forward":
-        lines = [Line(out, "=", f"np.dot({left}, {right})")]
+        product = f"np.dot({left}, {right})"
+        if mm.right.transposed:  # the runtime's, in BLAS's faster order for few rows
+            printer.helpers.add("_times_transpose")
+            matrix = operand(replace(mm.right, transposed=False), False)
+            product = f"_times_transpose({left}, {matrix})"
+        lines = [Line(out, "=", product)]
         if mm.bias:
             lines.append(
                 _runtime_call(printer, "_add_bias", out, operand(mm.bias, False))
