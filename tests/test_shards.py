@@ -333,3 +333,19 @@ def test_a_forked_process_runs_its_shards_on_a_pool_not_the_parents_team():
         process.wait()
         pytest.fail("the forked child waited on its parent's OpenMP team")
     assert code == 0
+
+
+def test_no_team_is_looked_for_again_until_more_modules_are_imported(monkeypatch):
+    """Where no OpenMP runtime is loaded (JAX alone, NumPy alone), each sharded call looked
+    for one again, a failed dlopen of every name; now only once more modules are loaded."""
+    import types
+
+    looks = []
+    monkeypatch.setattr(
+        _interface, "_openmp_region", lambda enter: looks.append(enter) or False
+    )
+    team = _interface._Team()
+    assert team.region() is None and team.region() is None
+    assert len(looks) == 1
+    monkeypatch.setitem(sys.modules, "_imported_since", types.ModuleType("_imported"))
+    assert team.region() is None and len(looks) == 2
