@@ -54,7 +54,10 @@ def _host_arguments(cell, x, lengths, params, hypers):
 
 
 def _shapes(cell, x, states, params):
-    """The shapes of the forward's outputs ``(ys, finals)`` and of the tape's arrays."""
+    """The shapes of the forward's outputs ``(ys, finals)`` and of the tape's arrays, piece
+    after piece, and the batch rows of each piece the kernels run in (their shards, decided
+    as the call is traced: the tape's arrays stay as each shard made them, and the backward
+    runs in the same shards)."""
     steps, batch, size = x.shape
     sizes = param_sizes(cell, size, [p.shape for p in params])
     out = sizes[cell.OUTPUT_SIZE]
@@ -62,35 +65,72 @@ def _shapes(cell, x, states, params):
         _struct((steps, batch, out), x.dtype),
         tuple(_struct(s.shape, x.dtype) for s in states),
     )
+    interface = cell._interface
+    bounds = interface.pieces(steps, batch, sizes)
     saved = tuple(
-        _struct(s, x.dtype) for s in cell._interface.saved_shapes(steps, batch, sizes)
+        _struct(shape, x.dtype)
+        for first, last in bounds
+        for shape in interface.saved_shapes(steps, last - first, sizes)
     )
-    return primal, saved
+    return primal, saved, bounds
 
 
 def _host_masks(cell, masks):
     return dict(zip(cell.MASKS, map(_host, masks), strict=True)) or None
 
 
-def _host_forward(cell, tape, x, lengths, states, params, hypers, masks):
-    """The kernels' forward on host arrays: ``((ys, finals), saved)`` with a ``tape``,
-    ``(ys, finals)`` without one (the kernels that keep none)."""
+def _host_forward(cell, bounds, x, lengths, states, params, hypers, masks):
+    """The kernels' forward on host arrays: ``((ys, finals), saved)``, ``saved`` the tape's
+    arrays in the pieces ``bounds``, with a tape (``bounds`` not None); ``(ys, finals)``
+    without one (the kernels that keep none)."""
     x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
     states = tuple(map(_host, states))
-    ys, finals, kept = cell._interface.forward(
-        x, states, arrays, lengths, given, _host_masks(cell, masks), tape
+    interface = cell._interface
+    ys, finals, kept = interface.forward(
+        x, states, arrays, lengths, given, _host_masks(cell, masks), bounds is not None
     )
-    if not tape:
+    if bounds is None:
         return ys, finals
-    return (ys, finals), cell._interface.saved_arrays(kept)
+    ran, saved = interface.saved_pieces(kept)
+    if ran != bounds:  # the threads set since the call was traced: pieces as traced
+        saved = _split(cell, interface.saved_arrays(kept), x.shape[0], bounds)
+    return (ys, finals), saved
+
+
+def _split(cell, joined, steps, bounds):
+    """The arrays of one piece's tape ``joined`` as the pieces ``bounds`` would have made
+    them, piece after piece."""
+    batch = bounds[-1][1]
+    wholes = [
+        array.reshape(steps + initial, batch, array.shape[1])
+        for array, (initial, _) in zip(joined, cell._FORWARD_SHAPES, strict=True)
+    ]
+    return tuple(
+        np.ascontiguousarray(whole[:, first:last]).reshape(-1, whole.shape[2])
+        for first, last in bounds
+        for whole in wholes
+    )
+
+
+def _bounds_of(cell, saved, steps):
+    """The batch rows ``(first, last)`` of each piece of the tape's arrays ``saved``, read
+    from the rows of each piece's first array."""
+    names, initial = len(cell._FORWARD_RETURNS), cell._FORWARD_SHAPES[0][0]
+    bounds, first = [], 0
+    for piece in saved[::names]:
+        last = first + piece.shape[0] // (steps + initial)
+        bounds.append((first, last))
+        first = last
+    return bounds
 
 
 def _host_backward(cell, x, lengths, params, hypers, masks, saved, dys, d_finals):
     x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
     saved = [_host(s) for s in saved]
     tape = cell._interface.restore_tape(
-        x, arrays, lengths, saved, given, _host_masks(cell, masks)
-    )
+        x, arrays, lengths, saved, given, _host_masks(cell, masks),
+        _bounds_of(cell, saved, x.shape[0]),
+    )  # fmt: skip
     dx, d_initial, d_params = cell.backward(
         _host(dys), tuple(map(_host, d_finals)), tape
     )
@@ -106,18 +146,18 @@ def _function(name):
     cell = sys.modules[name]
 
     def run(x, lengths, states, params, hypers, masks):
-        primal, saved = _shapes(cell, x, states, params)
+        primal, saved, bounds = _shapes(cell, x, states, params)
         return jax.pure_callback(
-            functools.partial(_host_forward, cell, True), (primal, saved), x, lengths,
+            functools.partial(_host_forward, cell, bounds), (primal, saved), x, lengths,
             states, params, hypers, masks, vmap_method="sequential",
         )  # fmt: skip
 
     @jax.custom_vjp
     def function(x, lengths, states, params, hypers, masks):
         # not differentiated: the kernels that keep no tape
-        primal, _ = _shapes(cell, x, states, params)
+        primal, _, _ = _shapes(cell, x, states, params)
         return jax.pure_callback(
-            functools.partial(_host_forward, cell, False), primal, x, lengths, states,
+            functools.partial(_host_forward, cell, None), primal, x, lengths, states,
             params, hypers, masks, vmap_method="sequential",
         )  # fmt: skip
 

@@ -183,3 +183,41 @@ def test_biases_left_out_are_zero_biases(variant):
     assert abs(float(got_value) - float(want_value)) <= 1e-12 * abs(float(want_value))
     for name in without:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("traced", "run"), [(2, 2), (2, 1), (1, 2)])
+def test_a_forward_in_shards_keeps_its_pieces_for_the_backward(monkeypatch, traced, run):
+    """The tape's arrays pass through JAX as each shard made them and the backward runs in
+    the pieces the call was traced for; a call run with other threads than it was traced
+    with has its tape split as traced. The gradients are one piece's to rounding."""
+    import generated
+    from generated import _interface
+
+    monkeypatch.setattr(_interface, "SHARD_WORK", 0)
+    cell, params, x, states, lengths = _problem("gru", np.float64, seed=3)
+    d_ys = np.random.default_rng(4).standard_normal((x.shape[0], x.shape[1], 4))
+    generated.set_threads(1)
+    try:
+        ys, _, tape = cell.forward(x, states, params, lengths)
+        want = cell.backward(d_ys, None, tape)
+        seen, restore = [], cell._interface.restore_tape
+        monkeypatch.setattr(
+            cell._interface, "restore_tape",
+            lambda *args: seen.append(args[-1]) or restore(*args),
+        )  # fmt: skip
+
+        def loss(params, x, states):
+            return (recurrent("gru", params, x, states, lengths)[0] * d_ys).sum()
+
+        grad = jax.jit(jax.grad(loss, argnums=(1, 2, 0)))
+        generated.set_threads(traced)
+        grad(params, x, states)  # traced with this many threads
+        generated.set_threads(run)
+        dx, d_states, d_params = grad(params, x, states)
+    finally:
+        generated.set_threads(None)
+    assert [len(bounds) for bounds in seen] == [traced, traced]
+    assert relative_error(np.asarray(dx), want[0]) <= 1e-12
+    assert relative_error(np.asarray(d_states[0]), want[1][0]) <= 1e-12
+    for name in cell.PARAMS:
+        assert relative_error(np.asarray(d_params[name]), want[2][name]) <= 1e-12
