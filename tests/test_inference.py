@@ -329,7 +329,7 @@ def test_inference_follows_the_parameters(no_kernels_for_gradients, frozen):
     rnn.weight_ih_l0.data = data  # new storage under the same Parameter
     reference.weight_ih_l0.data = data.clone()
     check()
-    with torch.no_grad():  # a view of its own storage, of another shape
+    with torch.no_grad():  # new storage again, strided: copied at every call, no plan kept
         rnn.bias_hh_l0.data = torch.randn(40)[::2]
         reference.bias_hh_l0.data = rnn.bias_hh_l0.data.clone()
     check()
