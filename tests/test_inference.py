@@ -394,6 +394,28 @@ def test_a_call_like_the_one_before_takes_its_plan(monkeypatch, no_kernels_for_g
         assert not torch.equal(rnn(x.double())[0], rnn(x.double())[0])
 
 
+def test_inference_mode_takes_the_plan_with_torchs_numbers(
+    monkeypatch, no_kernels_for_gradients
+):
+    """Under ``torch.inference_mode`` too: inference tensors out, the second call by the
+    first's plan, torch's numbers."""
+    planned, infer = [], gtorch._Layers._infer
+    monkeypatch.setattr(
+        gtorch._Layers, "_infer", lambda *args: planned.append(1) or infer(*args)
+    )
+    torch.manual_seed(0)
+    rnn = gtorch.GRU(4, 5, num_layers=2, bidirectional=True)
+    reference = torch.nn.GRU(4, 5, num_layers=2, bidirectional=True)
+    reference.load_state_dict(rnn.state_dict())
+    x = torch.randn(3, 2, 4)
+    with torch.inference_mode():
+        first, again, want = rnn(x), rnn(x), reference(x)
+    assert first[0].is_inference() and first[1].is_inference() and planned == [1]
+    _assert_same(again, first)
+    for got, wanted in zip(first, want, strict=True):
+        torch.testing.assert_close(got, wanted, rtol=1e-5, atol=1e-6)
+
+
 def _assert_close_to(got, want):
     for a, b in zip((got[0], *got[1]), (want[0], *want[1]), strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
