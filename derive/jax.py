@@ -91,25 +91,8 @@ def _host_forward(cell, bounds, x, lengths, states, params, hypers, masks):
     )
     if bounds is None:
         return ys, finals
-    ran, saved = interface.saved_pieces(kept)
-    if ran != bounds:  # the threads set since the call was traced: pieces as traced
-        saved = _split(cell, interface.saved_arrays(kept), x.shape[0], bounds)
-    return (ys, finals), saved
-
-
-def _split(cell, joined, steps, bounds):
-    """The arrays of one piece's tape ``joined`` as the pieces ``bounds`` would have made
-    them, piece after piece."""
-    batch = bounds[-1][1]
-    wholes = [
-        array.reshape(steps + initial, batch, array.shape[1])
-        for array, (initial, _) in zip(joined, cell._FORWARD_SHAPES, strict=True)
-    ]
-    return tuple(
-        np.ascontiguousarray(whole[:, first:last]).reshape(-1, whole.shape[2])
-        for first, last in bounds
-        for whole in wholes
-    )
+    # in the pieces traced, split again where the threads were set otherwise since
+    return (ys, finals), interface.saved_pieces(kept, bounds)[1]
 
 
 def _bounds_of(cell, saved, steps):

@@ -760,15 +760,15 @@ class _Layers:
         seq, _, _, batched = self._sequence(input)
         slots, units, lasting = self._inference_params(seq.dtype)
         direct = hx is None or self._states_direct(hx, seq, batched, units)
-        if not direct:
-            self._initial_states(hx, seq, batched)  # raises where hx is wrong
         interface, (steps, batch) = self.cell._interface, seq.shape[:2]
         runs = [interface.inference(steps, batch, *slot) for slot in slots]
         context = interface.beside_framework(steps, batch, slots[0][1])
         plan = _Plan(runs, units, direct, context)
+        # (the run checks hx whole where it is not direct, before the plan is kept)
+        out = self._run_plan(plan, input, hx)
         if lasting and key is not None:
             _INFERENCE_PLANS[self] = (key, plan)
-        return self._run_plan(plan, input, hx)
+        return out
 
     def _call_key(self, input, hx):
         """What the inference of a call depends on beyond what :meth:`_inferring` judged: its
@@ -897,13 +897,8 @@ class _Layers:
     def _weights_key(self, hypers):
         """The hyperparameters and each parameter's storage, shape and strides: while they
         stay, the parameters' checked NumPy views hold."""
-        parameters = self._parameters
         return hypers and tuple(hypers.items()), *[
-            (t.data_ptr(), t.shape, t.stride())
-            for t in (
-                parameters[name] if name in parameters else getattr(self, name)
-                for name in self._flat_weights_names
-            )
+            (t.data_ptr(), t.shape, t.stride()) for t in self._flat_weights_tensors()
         ]
 
     def _layer(self, layer, direction, src, initial, lengths):
