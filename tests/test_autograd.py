@@ -36,20 +36,27 @@ def test_kernel_matches_twin_autograd(variant, dtype):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_per_step_products_in_every_kind_of_tile_match_twin_autograd(variant):
-    """The per-step products run by tiles of batch rows times a panel of columns. Here the
-    batch fills the tallest tile and one of every smaller height, and the hidden size is no
-    multiple of the panel width (the last panel is partial), in both dtypes."""
+    """The per-step products run by tiles of batch rows times a panel of columns, of either
+    vector width. Here the batch fills the tallest tile and one of every smaller height of
+    each width, and the hidden size is no multiple of the panel width (the last panel is
+    partial), in both dtypes."""
     from derive.verify.twin import twin_forward
 
     module = load_generated(variant)
-    batch, hidden, extra = sum(_runtime._HEIGHTS), 37, 23
+    hidden, extra = 37, 23
     assert hidden % 8 != 0  # panels are 8, 16 or 32 columns wide
-    for dtype in DTYPES:
-        problem = Problem(module, dtype, steps=3, batch=batch, input_size=5,
-                          hidden_size=hidden, extra=extra)  # fmt: skip
-        leaves = problem.torch_leaves()
-        ys_t, finals_t = twin_forward(registry.get(variant), *leaves)
-        compare_with_torch(problem, ys_t, finals_t, leaves)
+    before = _runtime.tuning()
+    try:
+        for bits, heights in _runtime._HEIGHTS.items():
+            _runtime.set_tuning(tile_bits=bits)
+            for dtype in DTYPES:
+                problem = Problem(module, dtype, steps=3, batch=sum(heights),
+                                  input_size=5, hidden_size=hidden, extra=extra)  # fmt: skip
+                leaves = problem.torch_leaves()
+                ys_t, finals_t = twin_forward(registry.get(variant), *leaves)
+                compare_with_torch(problem, ys_t, finals_t, leaves)
+    finally:
+        _runtime.set_tuning(**before)
 
 
 def _torch_module(variant, input_size, hidden_size):

@@ -93,6 +93,15 @@ def test_a_package_with_the_installed_runtime_runs_that_module(tmp_path):
     assert other._runtime.__file__ == str(
         tmp_path / "other" / other.__package__ / "_runtime.py"
     )
+    # the choices the compiled code reads are the process's, whichever runtime sets them
+    before = _runtime.tuning()
+    assert other._runtime.tuning() == before
+    try:
+        other._runtime.set_tuning(few_rows=before["few_rows"] + 1)
+        assert _runtime.tuning()["few_rows"] == before["few_rows"] + 1
+    finally:
+        _runtime.set_tuning(**before)
+    assert other._runtime.tuning() == before
 
 
 def test_a_package_that_fails_to_import_leaves_nothing_imported(tmp_path):

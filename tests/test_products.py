@@ -1,9 +1,18 @@
 """The per-step products of the generated runtime (``_pack``, ``_product``, ``_product_add``),
-tested directly against NumPy in float64, for any sizes: every tile height, partial panels, empty sizes,
-strided arrays, with and without a bias."""
+tested directly against NumPy in float64, for any sizes: tiles of both widths and every
+height, partial panels, empty sizes, strided arrays, with and without a bias; and the choices
+the runtime times on the processor and keeps (``tuning``)."""
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +20,18 @@ from generated import _runtime as module
 
 DTYPES = (np.float32, np.float64)
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-13}
+WIDTHS = tuple(module._HEIGHTS)
+
+
+@contextlib.contextmanager
+def choices(**chosen):
+    """The runtime's choices set to ``chosen`` inside, as they were after."""
+    before = module.tuning()
+    module.set_tuning(**chosen)
+    try:
+        yield
+    finally:
+        module.set_tuning(**before)
 
 
 def _arrays(rng, dtype, rows, depth, columns, strided):
@@ -35,23 +56,28 @@ def _close(dtype, got, want, scale):
 @pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning")
 @settings(max_examples=25, deadline=None)
 @given(
-    rows=st.integers(0, 2 * sum(module._HEIGHTS) + 3),
+    rows=st.integers(0, 2 * sum(module._WIDE) + 3),
     depth=st.integers(0, 70),
     columns=st.integers(0, 75),
     seed=st.integers(0, 2**16),
 )
-@pytest.mark.parametrize("steps", [2, 1], ids=["tiles", "one-step"])
+@pytest.mark.parametrize(
+    ("steps", "bits"), [(2, 512), (2, 256), (1, 512)],
+    ids=["tiles-512", "tiles-256", "one-step"],
+)  # fmt: skip
 @pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_products_match_numpy_for_any_sizes(
-    dtype, strided, steps, rows, depth, columns, seed
+    dtype, strided, steps, bits, rows, depth, columns, seed
 ):
-    """By register tiles over packed panels; for one step, by BLAS on the matrix unpacked."""
+    """By register tiles of either width over packed panels; for one step, by BLAS on the
+    matrix unpacked."""
     rng = np.random.default_rng(seed)
     source, matrix, bias, out = _arrays(rng, dtype, rows, depth, columns, strided)
     exact = source.astype(np.float64) @ matrix.T.astype(np.float64)
     scale = 1 + np.abs(source).sum(axis=1, initial=0).max(initial=0)
-    packed = module._pack(matrix, rows, steps)
+    with choices(tile_bits=bits):
+        packed = module._pack(matrix, rows, steps)
     if steps == 1 and matrix.size:  # BLAS's, on the matrix as it is (not an empty one)
         np.testing.assert_array_equal(packed[1], matrix)
     module._product(source, packed, bias, out)
@@ -64,26 +90,32 @@ def test_products_match_numpy_for_any_sizes(
     _close(dtype, out, before + exact, 2 * scale)
 
 
+@pytest.mark.parametrize("few", [1, 5, 64])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-def test_few_rows_and_many_times_a_transposed_matrix_match_numpy(dtype):
-    """``rows @ matrix.T`` in the order BLAS runs faster on either side of ``_FEW_ROWS``
-    (few as the transpose of ``matrix @ rows.T``): C-contiguous, the product's numbers."""
+def test_few_rows_and_many_times_a_transposed_matrix_match_numpy(dtype, few):
+    """``rows @ matrix.T`` in the order BLAS runs faster on either side of ``few_rows`` (few
+    as the transpose of ``matrix @ rows.T``): C-contiguous, the product's numbers."""
     rng = np.random.default_rng(3)
     matrix = rng.standard_normal((37, 19)).astype(dtype)
-    for count in (0, 1, 2, module._FEW_ROWS, module._FEW_ROWS + 1):
+    for count in (0, 1, 2, few, few + 1):
         rows = rng.standard_normal((count + 4, 19)).astype(dtype)[2:-2]  # a row slice
-        got = module._times_transpose(rows, matrix)
+        with choices(few_rows=few):
+            got = module._times_transpose(rows, matrix)
         assert got.shape == (count, 37) and got.flags.c_contiguous
         scale = 1 + np.abs(rows).sum(axis=1, initial=0).max(initial=0)
         _close(dtype, got, rows.astype(np.float64) @ matrix.T.astype(np.float64), scale)
+    assert module._turned(rows, matrix).flags.c_contiguous
 
 
+@pytest.mark.parametrize("bits", WIDTHS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-def test_packing_puts_each_panel_of_rows_transposed_and_zero_past_the_end(dtype):
+def test_packing_puts_each_panel_of_rows_transposed_and_zero_past_the_end(dtype, bits):
     matrix = np.arange(37 * 5, dtype=dtype).reshape(37, 5)
-    packed, dense = module._pack(matrix, 2, 3)
+    with choices(tile_bits=bits):
+        packed, dense = module._pack(matrix, 2, 3)
     width = packed.shape[2]
-    assert width in (8, 16, 32) and packed.shape == (-(-37 // width), 5, width)
+    assert width == 2 * bits // (8 * np.dtype(dtype).itemsize)  # two vectors
+    assert packed.shape == (-(-37 // width), 5, width)
     for c in range(packed.shape[0] * width):
         column = packed[c // width, :, c % width]
         np.testing.assert_array_equal(column, matrix[c] if c < 37 else 0)
@@ -114,16 +146,18 @@ def test_one_row_times_a_streamed_matrix_runs_through_blas_and_matches(dtype):
     _close(dtype, out, 2 * exact, 2 * scale)
 
 
-def test_a_product_never_writes_past_its_rows_and_columns():
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_a_product_never_writes_past_its_rows_and_columns(bits):
     """Out is a window of a larger array: the cells around it keep their values."""
     rng = np.random.default_rng(3)
     for dtype in DTYPES:
-        rows, depth, columns = sum(module._HEIGHTS) + 1, 9, 37
+        rows, depth, columns = sum(module._HEIGHTS[bits]) + 1, 9, 37
         whole = np.full((rows + 2, columns + 3), 7.0, dtype)
         out = whole[1:-1, 1:-2]
         source = rng.standard_normal((rows, depth)).astype(dtype)
         matrix = rng.standard_normal((columns, depth)).astype(dtype)
-        packed = module._pack(matrix, rows, 2)
+        with choices(tile_bits=bits):
+            packed = module._pack(matrix, rows, 2)
         module._product(source, packed, np.zeros(columns, dtype), out)
         ring = whole.copy()
         ring[1:-1, 1:-2] = 7.0
@@ -144,3 +178,58 @@ def test_reversed_views_are_read_and_written_through_their_negative_strides():
     out = np.zeros((rows, columns))[:, ::-1]
     module._product(source, module._pack(matrix, rows, 2), bias, out)
     _close(dtype, out, source @ matrix.T + bias, 1 + np.abs(source).sum())
+
+
+def test_set_tuning_takes_only_what_the_products_can_run():
+    before = module.tuning()
+    assert before["tile_bits"] in module._NATIVE and before["few_rows"] >= 1
+    for wrong, named in (({"tile_bits": 128}, "tile_bits: expected 256 or 512, got 128"),
+                         ({"tile_bits": 256.0}, "tile_bits"),
+                         ({"few_rows": 0}, "few_rows: expected an int above 0, got 0"),
+                         ({"few_rows": "8"}, "few_rows")):  # fmt: skip
+        with pytest.raises(ValueError, match=named):
+            module.set_tuning(**wrong)
+    assert module.tuning() == before
+
+
+def _choices_in_a_process(cache, **environment) -> dict:
+    """The choices a fresh process takes, with Numba's cache in ``cache``."""
+    code = (
+        "import json; from generated import _runtime as r; "
+        "print(json.dumps([r.tuning(), r._processor(), str(r._kept())]))"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT), **environment)
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_choices_are_timed_once_and_kept_beside_the_kernels(tmp_path):
+    """A process with no choices kept for its processor times them and keeps them in Numba's
+    cache of the runtime; the next takes them from there; a file it cannot read is timed
+    again and replaced whole, other processors' choices kept."""
+    chosen, key, kept = _choices_in_a_process(tmp_path)
+    kept = Path(kept)
+    assert kept.parent.is_relative_to(tmp_path) and kept.name.startswith("tuning-")
+    assert chosen["tile_bits"] in module._NATIVE and chosen["few_rows"] in (1, 16, 64)
+    assert json.loads(kept.read_text()) == {key: chosen}
+    # the next process reads them: set to others here, it reports those
+    other = {"tile_bits": module._NATIVE[-1], "few_rows": 7}
+    kept.write_text(json.dumps({key: other, "another processor": {"few_rows": 3}}))
+    assert _choices_in_a_process(tmp_path)[0] == other
+    # what the runtime cannot run is timed again; the other processor's stay
+    kept.write_text(json.dumps({key: {"tile_bits": 128, "few_rows": 7},
+                                "another processor": {"few_rows": 3}}))  # fmt: skip
+    again = _choices_in_a_process(tmp_path)[0]
+    assert again["tile_bits"] in module._NATIVE and again["few_rows"] in (1, 16, 64)
+    assert json.loads(kept.read_text()) == {key: again, "another processor": {"few_rows": 3}}
+    kept.write_text("{ not json")
+    assert _choices_in_a_process(tmp_path)[0]["tile_bits"] in module._NATIVE
+    assert key in json.loads(kept.read_text())
+    assert sorted(p.name for p in kept.parent.glob("tuning-*")) == [kept.name]
+
+
+def test_without_numba_s_cache_the_choices_are_timed_and_kept_nowhere(tmp_path):
+    chosen, _, kept = _choices_in_a_process(tmp_path, GATESMITH_NUMBA_CACHE="0")
+    assert kept == "None" and chosen["tile_bits"] in module._NATIVE
+    assert not list(tmp_path.rglob("tuning-*"))
