@@ -767,15 +767,15 @@ class _Layers:
         # (the run checks hx whole where it is not direct, before the plan is kept)
         out = self._run_plan(plan, input, hx)
         if lasting and key is not None:
-            _INFERENCE_PLANS[self] = (key, plan)
+            _keep_plan(self, key, plan)
         return out
 
     def _call_key(self, input, hx):
-        """What the inference of a call depends on beyond what :meth:`_inferring` judged: its
-        shapes, dtypes and devices, the module's mode and hyperparameters, and each
-        parameter's storage, shape and strides; None for a call that cannot take a kept
-        plan (grad mode on, a subclass of Tensor, a ``torch.func`` transform, a compiler or
-        an exporter tracing it)."""
+        """What the inference of a call depends on beyond what :meth:`_inferring` judged:
+        ``(call, weights)``, its shapes, dtypes and devices and the module's mode, then the
+        hyperparameters and each parameter's storage, shape and strides; None for a call
+        that cannot take a kept plan (grad mode on, a subclass of Tensor, a ``torch.func``
+        transform, a compiler or an exporter tracing it)."""
         if (
             torch.is_grad_enabled()
             or type(input) is not torch.Tensor
@@ -795,12 +795,11 @@ class _Layers:
             if type(h) is not torch.Tensor:
                 return None
             states.append((h.shape, h.dtype, h.is_cpu))
-        regular, hypers = self.regularisation, self.hypers
+        regular = self.regularisation
         return (
             input.shape, input.dtype, input.is_cpu, hx is None, *states, self.training,
             self.batch_first, regular is not None and regular.active,
-            *self._weights_key(hypers),
-        )  # fmt: skip
+        ), self._weights_key(self.hypers)  # fmt: skip
 
     def _run_plan(self, plan, input, hx):
         """The inference of a call by ``plan`` (:meth:`_infer`'s)."""
@@ -942,9 +941,9 @@ class _Layers:
         # (the key first: where it is None, a compiler may be tracing, and the plans, which
         # come and go, are not to be guarded on)
         key = self._call_key(input, hx)
-        known = None if key is None else _INFERENCE_PLANS.get(self)
-        if known is not None and known[0] == key:
-            return self._run_plan(known[1], input, hx)
+        plan = None if key is None else _kept_plan(self, key)
+        if plan is not None:
+            return self._run_plan(plan, input, hx)
         if self._inferring(input, hx):
             return self._infer(input, hx, key)
         # (each parameter is read by name below: _flat_weights, which torch's own forward
@@ -1004,10 +1003,40 @@ class _Layers:
 #: that neither ``torch.save`` nor ``copy.deepcopy`` carries them.
 _INFERENCE_PARAMS = weakref.WeakKeyDictionary()
 
-#: Each module's plan of its last inference call, by the key of that call
-#: (:meth:`_Layers._call_key`): what :meth:`_Layers._infer` decided and checked, for the next
-#: call like it.
+#: Each module's plans of its last inference calls (at most ``_PLANS_KEPT``, all of one
+#: weights key), by the key of each call (:meth:`_Layers._call_key`): what
+#: :meth:`_Layers._infer` decided and checked, for the next call like it.
 _INFERENCE_PLANS = weakref.WeakKeyDictionary()
+#: The plans kept a module: a few shapes in turn (a beam that changes width, two batch sizes).
+_PLANS_KEPT = 8
+
+
+def _kept_plan(module, key):
+    """The plan kept for ``module``'s call of ``key``, or None."""
+    plans = _INFERENCE_PLANS.get(module)
+    if plans is None:
+        return None
+    try:
+        return plans.get(key)
+    except TypeError:  # a hyperparameter that cannot be hashed: no plan is kept for it
+        return None
+
+
+def _keep_plan(module, key, plan):
+    """``plan`` kept for ``module``'s calls of ``key``: beside the plans of the same weights
+    (the oldest forgotten past ``_PLANS_KEPT``), in place of those of others (whose
+    parameters' views they hold)."""
+    plans = _INFERENCE_PLANS.get(module)
+    try:
+        hash(key)
+        other = plans is None or (plans and next(iter(plans))[1] != key[1])
+    except (TypeError, RuntimeError):  # a hyperparameter without a hash or an equality
+        return
+    if other:
+        plans = _INFERENCE_PLANS[module] = {}
+    elif len(plans) >= _PLANS_KEPT:
+        del plans[next(iter(plans))]
+    plans[key] = plan
 
 #: An inference call's plan: the kernels' call of each layer and direction
 #: (:meth:`CellInterface.inference`), the units of each state, whether ``hx`` is taken as it

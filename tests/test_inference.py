@@ -394,6 +394,43 @@ def test_a_call_like_the_one_before_takes_its_plan(monkeypatch, no_kernels_for_g
         assert not torch.equal(rnn(x.double())[0], rnn(x.double())[0])
 
 
+def test_calls_of_a_few_shapes_in_turn_each_keep_their_plan(
+    monkeypatch, no_kernels_for_gradients
+):
+    """A beam that changes width plans each width once; past ``_PLANS_KEPT`` shapes the
+    oldest plan is forgotten; new parameters (new storage) forget the plans of the old."""
+    planned, infer = [], gtorch._Layers._infer
+
+    def counted(self, x, *args):
+        planned.append(x.shape[1])
+        return infer(self, x, *args)
+
+    monkeypatch.setattr(gtorch._Layers, "_infer", counted)
+    torch.manual_seed(0)
+    rnn = gtorch.GRU(4, 5)
+    reference = torch.nn.GRU(4, 5)
+    reference.load_state_dict(rnn.state_dict())
+    kept = gtorch._PLANS_KEPT
+    x = torch.randn(1, kept + 1, 4)
+    with torch.no_grad():
+        for width in (2, 3, 2, 3, 2):
+            _assert_close_to(rnn(x[:, :width]), reference(x[:, :width]))
+        assert planned == [2, 3]
+        for width in range(1, kept + 2):  # 2 and 3 kept, kept - 1 more, then one too many
+            rnn(x[:, :width])
+        assert planned == [2, 3, 1, *range(4, kept + 2)]
+        assert len(gtorch._INFERENCE_PLANS[rnn]) == kept
+        before = len(planned)
+        rnn(x[:, :3])
+        assert len(planned) == before  # 3 kept
+        rnn(x[:, :2])
+        assert planned[before:] == [2]  # 2, the oldest, forgotten: planned again
+        rnn.weight_hh_l0.data = rnn.weight_hh_l0.data * 2
+        reference.weight_hh_l0.data = reference.weight_hh_l0.data * 2
+        _assert_close_to(rnn(x[:, :3]), reference(x[:, :3]))
+        assert planned[-1] == 3 and len(gtorch._INFERENCE_PLANS[rnn]) == 1
+
+
 def test_inference_mode_takes_the_plan_with_torchs_numbers(
     monkeypatch, no_kernels_for_gradients
 ):
