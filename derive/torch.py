@@ -830,6 +830,13 @@ class _Layers:
         :meth:`CellInterface.inference`) from the states ``held`` (None for zeros), and each
         state's final value of every layer and direction."""
         batch, dtype, directions = x.shape[1], x.dtype, self.directions
+        if len(runs) == 1:  # one layer, one direction: a step's path, kept short
+            initial = [
+                np.zeros((batch, size), dtype) if s is None else s[0]
+                for s, size in zip(held, units, strict=True)
+            ]
+            ys, last = runs[0](x, initial)
+            return ys, [[value] for value in last]
         finals = [[] for _ in held]
         for layer in range(self.num_layers):
             outs = []
@@ -896,9 +903,12 @@ class _Layers:
     def _weights_key(self, hypers):
         """The hyperparameters and each parameter's storage, shape and strides: while they
         stay, the parameters' checked NumPy views hold."""
+        parameters = self._parameters  # (read as _flat_weight does, inline: every call)
         return hypers and tuple(hypers.items()), *[
-            (t.data_ptr(), t.shape, t.stride()) for t in self._flat_weights_tensors()
-        ]
+            (t.data_ptr(), t.shape, t.stride())
+            for t in (parameters[n] if n in parameters else getattr(self, n)
+                      for n in self._flat_weights_names)
+        ]  # fmt: skip
 
     def _layer(self, layer, direction, src, initial, lengths):
         """One layer and direction over ``src``: ``(ys, final_states)``."""
@@ -935,15 +945,16 @@ class _Layers:
             return self._forward(input, hx)
 
     def _forward(self, input, hx):
-        if _exporting() and isinstance(self, _DropIn):
+        # (the key first: where it is None, a compiler may be tracing, and the plans, which
+        # come and go, are not to be guarded on; where it is not, nothing is exporting)
+        key = self._call_key(input, hx)
+        if key is not None:
+            plan = _kept_plan(self, key)
+            if plan is not None:
+                return self._run_plan(plan, input, hx)
+        elif _exporting() and isinstance(self, _DropIn):
             # torch's own forward, which the exporters turn into ONNX's LSTM, GRU and RNN
             return super().forward(input, hx)
-        # (the key first: where it is None, a compiler may be tracing, and the plans, which
-        # come and go, are not to be guarded on)
-        key = self._call_key(input, hx)
-        plan = None if key is None else _kept_plan(self, key)
-        if plan is not None:
-            return self._run_plan(plan, input, hx)
         if self._inferring(input, hx):
             return self._infer(input, hx, key)
         # (each parameter is read by name below: _flat_weights, which torch's own forward
@@ -1037,6 +1048,7 @@ def _keep_plan(module, key, plan):
     elif len(plans) >= _PLANS_KEPT:
         del plans[next(iter(plans))]
     plans[key] = plan
+
 
 #: An inference call's plan: the kernels' call of each layer and direction
 #: (:meth:`CellInterface.inference`), the units of each state, whether ``hx`` is taken as it
