@@ -829,13 +829,9 @@ class _Layers:
         """``(ys, finals)``: every layer and direction over ``x`` (``runs``, one for each, from
         :meth:`CellInterface.inference`) from the states ``held`` (None for zeros), and each
         state's final value of every layer and direction."""
-        batch, dtype, directions = x.shape[1], x.dtype, self.directions
+        directions = self.directions
         if len(runs) == 1:  # one layer, one direction: a step's path, kept short
-            initial = [
-                np.zeros((batch, size), dtype) if s is None else s[0]
-                for s, size in zip(held, units, strict=True)
-            ]
-            ys, last = runs[0](x, initial)
+            ys, last = runs[0](x, _initial_arrays(held, units, 0, x))
             return ys, [[value] for value in last]
         finals = [[] for _ in held]
         for layer in range(self.num_layers):
@@ -843,11 +839,7 @@ class _Layers:
             for direction in range(directions):
                 slot = layer * directions + direction
                 src = x if direction == 0 else np.ascontiguousarray(x[::-1])
-                initial = [
-                    np.zeros((batch, size), dtype) if s is None else s[slot]
-                    for s, size in zip(held, units, strict=True)
-                ]
-                ys, last = runs[slot](src, initial)
+                ys, last = runs[slot](src, _initial_arrays(held, units, slot, x))
                 outs.append(ys if direction == 0 else ys[::-1])
                 for final, value in zip(finals, last, strict=True):
                     final.append(value)
@@ -903,12 +895,9 @@ class _Layers:
     def _weights_key(self, hypers):
         """The hyperparameters and each parameter's storage, shape and strides: while they
         stay, the parameters' checked NumPy views hold."""
-        parameters = self._parameters  # (read as _flat_weight does, inline: every call)
         return hypers and tuple(hypers.items()), *[
-            (t.data_ptr(), t.shape, t.stride())
-            for t in (parameters[n] if n in parameters else getattr(self, n)
-                      for n in self._flat_weights_names)
-        ]  # fmt: skip
+            (t.data_ptr(), t.shape, t.stride()) for t in self._flat_weights_tensors()
+        ]
 
     def _layer(self, layer, direction, src, initial, lengths):
         """One layer and direction over ``src``: ``(ys, final_states)``."""
@@ -1007,6 +996,16 @@ class _Layers:
         elif self.batch_first and batched:
             seq = seq.transpose(0, 1)
         return seq, (h_n[0] if len(h_n) == 1 else tuple(h_n))
+
+
+def _initial_arrays(held, units, slot, x):
+    """The initial states of layer and direction ``slot`` over ``x`` ``(T, B, I)``: of the
+    states ``held`` (an array of every slot's, or None for zeros of ``units`` columns)."""
+    batch, dtype = x.shape[1], x.dtype
+    return [
+        np.zeros((batch, size), dtype) if s is None else s[slot]
+        for s, size in zip(held, units, strict=True)
+    ]
 
 
 #: Each module's checked NumPy views of its parameters for the inference path, by the key
