@@ -293,6 +293,9 @@ class _Kernels(_Function):
         ctx.shapes = [o.shape for o in output[: 1 + n_states]]
         saved = output[1 + n_states :]
         ctx.mark_non_differentiable(*saved)
+        # no gradient reaches the tape's arrays: left None, not made zeros of their size (a
+        # few megabytes at each backward); an output the loss does not reach is None too
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, lengths, *tensors, *saved)
 
     @staticmethod

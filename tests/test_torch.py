@@ -243,6 +243,31 @@ def test_adam_steps_equal_nn_lstm():
     )  # the steps moved the weights
 
 
+@pytest.mark.parametrize("reached", ["output", "h_n", "c_n", "h_n and c_n"])
+def test_gradients_of_a_loss_that_reaches_some_outputs_alone(reached):
+    """A loss of some of the outputs alone (the others get no gradient, None to the backward,
+    never zeros made of every output's size): every parameter's and the input's gradient as
+    nn.LSTM's, through two layers."""
+    torch.manual_seed(5)
+    reference = torch.nn.LSTM(3, 4, num_layers=2, dtype=torch.float64)
+    module = Recurrent("lstm", 3, 4, num_layers=2, dtype=torch.float64)
+    module.load_state_dict(reference.state_dict())
+    weights = torch.randn(6, 5, 4, dtype=torch.float64)
+    grads = []
+    for rnn in (reference, module):
+        data = torch.Generator().manual_seed(6)
+        x = torch.randn(6, 5, 3, dtype=torch.float64, generator=data, requires_grad=True)
+        out, (h_n, c_n) = rnn(x)
+        terms = {"output": (out * weights).sum(), "h_n": (h_n * 1.5).sum(),
+                 "c_n": (c_n**2).sum()}  # fmt: skip
+        loss = sum(terms[name] for name in reached.split(" and "))
+        loss.backward()
+        grads.append([x.grad, *(p.grad for p in rnn.parameters())])
+    for a, b in zip(*grads, strict=True):
+        assert a.abs().max() > 0
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), (a - b).abs().max()
+
+
 def test_state_dicts_load_both_ways():
     torch.manual_seed(13)
     for make, variant in ((torch.nn.LSTM, "lstm"), (torch.nn.GRU, "gru")):
