@@ -91,47 +91,48 @@ def _masks(module, masks):
     return dict(zip(module.MASKS, (_np(m) for m in masks), strict=True)) or None
 
 
-def _forward(cell, x, lengths, states, params, hypers, masks=(), tape=True,
-             pieces=False):  # fmt: skip
-    """``[ys, *final_states, *saved]``: ``saved`` are the arrays the backward reads (none
-    without a ``tape``: the kernels that keep none); with ``pieces``, the bounds of the
-    pieces of the batch the kernels ran in (an int64 tensor) and each piece's arrays, as
-    they are (:meth:`saved_pieces`), else the arrays of one piece (joined)."""
+def _run(cell, x, lengths, states, params, hypers, masks, tape):
+    """``(ys, final_states, kept)`` of the kernels as NumPy arrays: ``kept`` is the tape the
+    generated backward reads (None without ``tape``); ``lengths`` None where every row runs
+    every step."""
     module = _module(cell)
     with _framework_threads(module):
         ys, finals, kept = module._interface.forward(
             _np(x),
             tuple(_np(s) for s in states),
             dict(zip(module.PARAMS, (_np(p) for p in params), strict=True)),
-            _np(lengths),
+            None if lengths is None else _np(lengths),
             _hypers(module, hypers),
             _masks(module, masks),
             tape,
         )
     if not ys.flags.writeable:  # a view of the tape: outputs of an op never alias
         ys = ys.copy()
-    saved = ()
-    if tape and pieces:
-        bounds, saved = module._interface.saved_pieces(kept)
-        saved = (np.array(bounds, np.int64), *saved)
-    elif tape:
-        saved = module._interface.saved_arrays(kept)
+    return ys, finals, kept
+
+
+def _forward(cell, x, lengths, states, params, hypers, masks=(), tape=True):
+    """``[ys, *final_states, *saved]``: ``saved`` are the arrays the backward reads, joined
+    as one piece would have made them (none without a ``tape``: the kernels that keep
+    none)."""
+    ys, finals, kept = _run(cell, x, lengths, states, params, hypers, masks, tape)
+    saved = _module(cell)._interface.saved_arrays(kept) if tape else ()
     return [torch.from_numpy(a) for a in (ys, *finals, *saved)]
 
 
-def _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers, masks=(),
-              pieces=False):  # fmt: skip
-    """``[dx, *d_initial_states, *d_params]``; ``saved`` as :func:`_forward` gave it, with
-    the same ``pieces``."""
+def _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers, masks=()):
+    """``[dx, *d_initial_states, *d_params]``; ``saved`` as :func:`_forward` gave it."""
     module = _module(cell)
     arrays = dict(zip(module.PARAMS, (_np(p) for p in params), strict=True))
-    bounds = None
-    if pieces:
-        bounds, saved = [tuple(b) for b in saved[0].tolist()], saved[1:]
     tape = module._interface.restore_tape(
         _np(x), arrays, _np(lengths), [_np(s) for s in saved], _hypers(module, hypers),
-        _masks(module, masks), bounds,
+        _masks(module, masks),
     )  # fmt: skip
+    return _pull_back(module, dys, d_final_states, tape)
+
+
+def _pull_back(module, dys, d_final_states, tape):
+    """``[dx, *d_initial_states, *d_params]`` of the generated backward over ``tape``."""
     with _framework_threads(module):
         dx, d_initial, d_params = module.backward(
             _np(dys), tuple(_np(d) for d in d_final_states), tape
@@ -151,9 +152,17 @@ def _gradients(grads, shapes, x):
     """The gradients of ``ys`` and the final states, contiguous; zeros where the loss does not
     reach an output (None)."""
     return [
-        x.new_zeros(shape) if g is None else g.contiguous()
+        _zeros(shape, x) if g is None else g.contiguous()
         for g, shape in zip(grads, shapes, strict=True)
     ]
+
+
+def _zeros(shape, like):
+    """Zeros of ``shape`` of ``like``'s dtype and device: made by NumPy where it can (a third
+    of ``new_zeros``' cost, which a training step of a small layer notices)."""
+    if like.dtype in _DTYPES and like.device.type == "cpu":
+        return torch.from_numpy(np.zeros(shape, _numpy_dtype(like.dtype)))
+    return like.new_zeros(shape)
 
 
 # -- as torch.library custom ops, which torch.compile traces ----------------------------------
@@ -271,14 +280,22 @@ class _Kernels(_Function):
     """The two kernel calls outside ``torch.compile``, without the custom ops' dispatch: a
     third of a millisecond less per layer and direction, which small problems notice. Its
     backward is :class:`_Gradients`, itself differentiable; both batch under
-    ``torch.func.vmap`` one problem at a time."""
+    ``torch.func.vmap`` one problem at a time.
+
+    The tape goes from the forward kernel to the backward kernel as the kernels made it, held
+    by an empty tensor the forward returns last and the context saves (it lives as long as
+    autograd keeps what it saved): not turned into tensors and checked again on the way
+    back (0.14 ms of a training step at (35, 20, 128, 128) for the checks alone). Where a ``torch.func`` transform
+    wraps that tensor and the tape is not on it, the backward runs the forward again for
+    one."""
 
     @staticmethod
     def forward(cell, x, lengths, hypers, n_states, n_masks, *tensors):
         states, params, masks = _split_tensors(tensors, n_states, n_masks)
-        return tuple(
-            _forward(cell, x, lengths, states, params, hypers, masks, pieces=True)
-        )
+        ys, finals, kept = _run(cell, x, lengths, states, params, hypers, masks, True)
+        holder = torch.empty(0)
+        setattr(holder, _TAPE, kept)
+        return (*(torch.from_numpy(a) for a in (ys, *finals)), holder)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -291,21 +308,19 @@ class _Kernels(_Function):
         )
         ctx.n_tensors = len(tensors)
         ctx.shapes = [o.shape for o in output[: 1 + n_states]]
-        saved = output[1 + n_states :]
-        ctx.mark_non_differentiable(*saved)
-        # no gradient reaches the tape's arrays: left None, not made zeros of their size (a
-        # few megabytes at each backward); an output the loss does not reach is None too
+        ctx.mark_non_differentiable(output[-1])
+        # an output the loss does not reach gets a gradient of None, not zeros made by
+        # autograd (the binding makes the final states' own, of their size)
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(x, lengths, *tensors, *saved)
+        ctx.save_for_backward(x, lengths, *tensors, output[-1])
 
     @staticmethod
     def backward(ctx, *grads):
-        x, lengths, *rest = ctx.saved_tensors
-        tensors, saved = rest[: ctx.n_tensors], rest[ctx.n_tensors :]
+        x, lengths, *tensors, holder = ctx.saved_tensors
         given = _gradients(grads[: 1 + ctx.n_states], ctx.shapes, x)
         out = _Gradients.apply(
-            ctx.cell, ctx.hypers, ctx.n_states, ctx.n_masks, len(saved), x, lengths,
-            *tensors, *saved, *given,
+            ctx.cell, ctx.hypers, ctx.n_states, ctx.n_masks, holder, x, lengths,
+            *tensors, *given,
         )  # fmt: skip
         return None, out[0], None, None, None, None, *out[1:], *(None,) * ctx.n_masks
 
@@ -314,10 +329,14 @@ class _Kernels(_Function):
         return _one_at_a_time(_Kernels, info, in_dims, args)
 
 
+#: The attribute of :class:`_Kernels`' last output that holds the tape.
+_TAPE = "_gatesmith_tape"
+
+
 class _Gradients(_Function):
     """The generated backward kernel, as a function of the input, the initial states, the
     parameters and the incoming gradients ``(dys, *d_final_states)``: ``[dx, *d_initial,
-    *d_params]``.
+    *d_params]``, over the tape ``holder`` holds (:class:`_Kernels`).
 
     Its own backward (a gradient penalty, a Hessian-vector product, ``gradgradcheck``) is the
     vector-Jacobian product of the first derivative, taken by autograd through the cell's
@@ -326,22 +345,20 @@ class _Gradients(_Function):
     lengths. Each order above that is autograd's too."""
 
     @staticmethod
-    def forward(cell, hypers, n_states, n_masks, n_saved, x, lengths, *rest):
-        tensors, saved, given = _split_gradient_inputs(rest, n_states, n_saved)
-        # the backward kernel reads the states from the tape
-        _, params, masks = _split_tensors(tensors, n_states, n_masks)
-        return tuple(
-            _backward(cell, given[0], given[1:], x, lengths, params, saved, hypers,
-                      masks, pieces=True)
-        )  # fmt: skip
+    def forward(cell, hypers, n_states, n_masks, holder, x, lengths, *rest):
+        tensors, given = rest[: -1 - n_states], rest[-1 - n_states :]
+        tape = getattr(holder, _TAPE, None)
+        if tape is None:  # the holder as a transform wrapped it: the forward again
+            states, params, masks = _split_tensors(tensors, n_states, n_masks)
+            tape = _run(cell, x, lengths, states, params, hypers, masks, True)[2]
+        return tuple(_pull_back(_module(cell), given[0], given[1:], tape))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        cell, hypers, n_states, n_masks, n_saved, x, lengths, *rest = inputs
-        tensors, _, given = _split_gradient_inputs(rest, n_states, n_saved)
+        cell, hypers, n_states, n_masks, _, x, lengths, *rest = inputs
         ctx.cell, ctx.hypers, ctx.n_masks = cell, hypers, n_masks
-        ctx.n_states, ctx.n_saved, ctx.n_tensors = n_states, n_saved, len(tensors)
-        ctx.save_for_backward(x, lengths, *tensors, *given)
+        ctx.n_states, ctx.n_tensors = n_states, len(rest) - 1 - n_states
+        ctx.save_for_backward(x, lengths, *rest)
 
     @staticmethod
     def backward(ctx, *cotangents):
@@ -368,7 +385,7 @@ class _Gradients(_Function):
         d_given = seconds[1 + n_tensors :]
         return (
             None, None, None, None, None, d_x, None, *d_tensors, *(None,) * n_masks,
-            *(None,) * ctx.n_saved, *d_given,
+            *d_given,
         )  # fmt: skip
 
     @staticmethod
@@ -380,14 +397,6 @@ def _split_tensors(tensors, n_states, n_masks):
     """``(states, params, masks)`` of the tensors a kernel call takes, in that order."""
     end = len(tensors) - n_masks
     return tensors[:n_states], tensors[n_states:end], tensors[end:]
-
-
-def _split_gradient_inputs(rest, n_states, n_saved):
-    """``(tensors, saved, given)`` of :class:`_Gradients`' trailing inputs: the states and
-    parameters, the tape's arrays, and the incoming gradients (one per output)."""
-    n_given = 1 + n_states
-    n_tensors = len(rest) - n_saved - n_given
-    return rest[:n_tensors], rest[n_tensors : n_tensors + n_saved], rest[-n_given:]
 
 
 def _one_at_a_time(function, info, in_dims, args):
@@ -481,7 +490,8 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
         touch = sum(t.sum() for t in (x, *states, *tensors)) * 0
         out = x.new_zeros(steps, 0, sizes[cell.OUTPUT_SIZE]) + touch
         return out, tuple(s + touch for s in states)
-    lengths = _lengths(caller, lengths, steps, batch)
+    if lengths is not None:  # (None: every row runs every step, nothing to check)
+        lengths = _lengths(caller, lengths, steps, batch)
     drawn = _layer_masks(caller, cell, masks, x, sizes)
     half = x.dtype in _HALVES
     if half:  # computed in float32, as nn.LSTM's CPU kernels compute these
@@ -490,14 +500,13 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
             t.float() for t in tensors
         ]  # fmt: skip
         drawn = [m.float() for m in drawn]
-    values = torch.tensor(
-        cell._interface.check_hypers(caller, hypers, _numpy_dtype(x.dtype)),
-        dtype=torch.float64,
-    )
+    values = _hyper_values(caller, cell, hypers, _numpy_dtype(x.dtype))
     if _exporting():  # torch.export, ONNX, jit.trace: the steps as torch operations
         out = _twin(cell.__name__, x, states, tensors, lengths, values, drawn)
         out = (out[0], *out[1])
     elif torch.compiler.is_compiling():
+        if lengths is None:
+            lengths = torch.full((batch,), steps, dtype=torch.int64)
         out = torch.ops.gatesmith.forward(
             cell.__name__, x, lengths, states, tensors, values, list(drawn)
         )
@@ -512,6 +521,26 @@ def recurrent(variant, params, x, initial_states=None, lengths=None, hypers=None
     if half:
         ys, finals = ys.to(dtype), tuple(f.to(dtype) for f in finals)
     return ys, finals
+
+
+def _hyper_values(caller, cell, hypers, dtype):
+    """The hyperparameters, checked, as a float64 tensor in ``HYPERS`` order (what the ops
+    take); the defaults' made once for each cell and dtype (read, never written), except
+    under a compiler, which traces them made."""
+    defaults = hypers is None or (type(hypers) is dict and not hypers)
+    if not defaults or torch.compiler.is_compiling():
+        values = cell._interface.check_hypers(caller, hypers, dtype)
+        return torch.tensor(values, dtype=torch.float64)
+    key = (cell.__name__, dtype)
+    known = _DEFAULT_HYPERS.get(key)
+    if known is None:
+        values = cell._interface.check_hypers(caller, None, dtype)
+        known = _DEFAULT_HYPERS[key] = torch.tensor(values, dtype=torch.float64)
+    return known
+
+
+#: The default hyperparameters' tensor of each cell module and dtype (:func:`_hyper_values`).
+_DEFAULT_HYPERS = {}
 
 
 def _wants_gradient(x, states, tensors):
@@ -590,8 +619,6 @@ def _exporting():
 
 def _lengths(caller, lengths, steps, batch):
     """``lengths`` as a CPU int64 tensor ``(B,)``, every entry in [1, steps]."""
-    if lengths is None:
-        return torch.full((batch,), steps, dtype=torch.int64)
     given = torch.as_tensor(lengths)
     if given.shape != (batch,) or given.dtype.is_floating_point or given.is_complex():
         raise ValueError(
@@ -672,7 +699,7 @@ class _Layers:
             for s in cell.STATES
         ]
         if hx is None:
-            return [seq.new_zeros(shape) for shape in shapes]
+            return [_zeros(shape, seq) for shape in shapes]
         if isinstance(hx, torch.Tensor) and len(cell.STATES) == 1:
             hx = (hx,)
         if not isinstance(hx, (tuple, list)) or len(hx) != len(cell.STATES):
@@ -717,6 +744,8 @@ class _Layers:
         if type(input) is not torch.Tensor or not input.is_cpu:
             return False
         weight = self._flat_weight(self._flat_weights_names[0])
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return False  # training: the checks below cost a training step 20 µs
         plain = (
             weight.is_cpu
             and input.dtype == weight.dtype

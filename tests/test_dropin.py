@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from derive import registry  # noqa: E402
+from derive import torch as gtorch  # noqa: E402
 from derive.runtime.layers import biases_to_drop  # noqa: E402
 from derive.torch import GRU, LSTM, RNN, Recurrent, _DropIn  # noqa: E402
 from derive.verify.twin import twin_forward  # noqa: E402
@@ -354,6 +355,42 @@ def test_torch_func_grad_vmap_and_jacrev():
     torch.testing.assert_close(
         jacobian, torch.autograd.functional.jacobian(lambda x: rnn(x)[1], x)
     )
+
+
+def test_per_sample_gradients_and_the_tape_kept_once(monkeypatch):
+    """vmap of grad (per-sample gradients) equals the gradients taken one sample at a time:
+    the tape each slice's forward kept does not reach the batched backward, which runs the
+    forward again for one. A plain backward reads the tape its forward kept and runs the
+    forward once; so does a second backward through a retained graph."""
+    torch.manual_seed(3)
+    rnn = LSTM(3, 4, dtype=torch.float64)
+    params = {name: p.detach() for name, p in rnn.named_parameters()}
+
+    def loss(params, x):
+        return torch.func.functional_call(rnn, params, (x,))[0].pow(2).sum()
+
+    xs = torch.randn(3, 5, 2, 3, dtype=torch.float64)
+    runs = []
+    counted = gtorch._run
+
+    def counting(*args):
+        runs.append(args[-1])
+        return counted(*args)
+
+    monkeypatch.setattr(gtorch, "_run", counting)
+    batched = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, xs)
+    assert runs == [True] * 6  # each slice's forward, then each slice's again
+    for n, x in enumerate(xs):
+        one = torch.func.grad(loss)(params, x)
+        for name, value in one.items():
+            torch.testing.assert_close(batched[name][n], value, rtol=1e-12, atol=1e-12)
+    runs.clear()
+    x = xs[0].clone().requires_grad_()
+    out = rnn(x)[0].pow(2).sum()
+    first = torch.autograd.grad(out, x, retain_graph=True)[0]
+    again = torch.autograd.grad(out, x)[0]
+    assert runs == [True]
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
 
 
 # -- dtypes, empty problems, errors, checkpoints ---------------------------------------------------
