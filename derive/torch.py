@@ -148,18 +148,19 @@ def _framework_threads(module):
     return module._interface.one_blas_thread()
 
 
-def _gradients(grads, shapes, x):
+def _gradients(grads, shapes, x, traced=False):
     """The gradients of ``ys`` and the final states, contiguous; zeros where the loss does not
-    reach an output (None)."""
+    reach an output (None), torch's where the call is ``traced`` (the custom ops')."""
     return [
-        _zeros(shape, x) if g is None else g.contiguous()
+        (x.new_zeros(shape) if traced else _zeros(shape, x)) if g is None
+        else g.contiguous()
         for g, shape in zip(grads, shapes, strict=True)
-    ]
+    ]  # fmt: skip
 
 
 def _zeros(shape, like):
-    """Zeros of ``shape`` of ``like``'s dtype and device: made by NumPy where it can (a third
-    of ``new_zeros``' cost, which a training step of a small layer notices)."""
+    """Zeros of ``shape`` of ``like``'s dtype and device: made by NumPy where it can (a
+    fraction of ``new_zeros``' cost, which a training step of a small layer notices)."""
     if like.dtype in _DTYPES and like.device.type == "cpu":
         return torch.from_numpy(np.zeros(shape, _numpy_dtype(like.dtype)))
     return like.new_zeros(shape)
@@ -234,7 +235,7 @@ def _backward_rule(ctx, grads):
     x, lengths, hypers, *rest = ctx.saved_tensors
     params, masks = rest[:n_params], rest[n_params : n_params + n_masks]
     saved = rest[n_params + n_masks :]
-    given = _gradients(grads[: 1 + n_states], ctx.shapes, x)
+    given = _gradients(grads[: 1 + n_states], ctx.shapes, x, traced=True)
     out = torch.ops.gatesmith.backward(
         ctx.cell, given[0], given[1:], x, lengths, list(params), list(saved), hypers,
         list(masks),
@@ -284,10 +285,10 @@ class _Kernels(_Function):
 
     The tape goes from the forward kernel to the backward kernel as the kernels made it, held
     by an empty tensor the forward returns last and the context saves (it lives as long as
-    autograd keeps what it saved): not turned into tensors and checked again on the way
-    back (0.14 ms of a training step at (35, 20, 128, 128) for the checks alone). Where a ``torch.func`` transform
-    wraps that tensor and the tape is not on it, the backward runs the forward again for
-    one."""
+    autograd keeps what it saved): not turned into tensors and checked again on the way back
+    (the checks alone took 0.14 ms of a training step at (35, 20, 128, 128)). Where a
+    ``torch.func`` transform wraps that tensor and the tape is not on it, the backward runs
+    the forward again for one."""
 
     @staticmethod
     def forward(cell, x, lengths, hypers, n_states, n_masks, *tensors):
