@@ -12,8 +12,11 @@ Needs JAX (the ``jax`` extra); the generated modules themselves do not.
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import sys
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -54,66 +57,76 @@ def _host_arguments(cell, x, lengths, params, hypers):
 
 
 def _shapes(cell, x, states, params):
-    """The shapes of the forward's outputs ``(ys, finals)`` and of the tape's arrays, piece
-    after piece, and the batch rows of each piece the kernels run in (their shards, decided
-    as the call is traced: the tape's arrays stay as each shard made them, and the backward
-    runs in the same shards)."""
+    """The shapes of the forward's outputs ``(ys, finals)``."""
     steps, batch, size = x.shape
     sizes = param_sizes(cell, size, [p.shape for p in params])
     out = sizes[cell.OUTPUT_SIZE]
-    primal = (
+    return (
         _struct((steps, batch, out), x.dtype),
         tuple(_struct(s.shape, x.dtype) for s in states),
     )
-    interface = cell._interface
-    bounds = interface.pieces(steps, batch, sizes)
-    saved = tuple(
-        _struct(shape, x.dtype)
-        for first, last in bounds
-        for shape in interface.saved_shapes(steps, last - first, sizes)
-    )
-    return primal, saved, bounds
 
 
 def _host_masks(cell, masks):
     return dict(zip(cell.MASKS, map(_host, masks), strict=True)) or None
 
 
-def _host_forward(cell, bounds, x, lengths, states, params, hypers, masks):
-    """The kernels' forward on host arrays: ``((ys, finals), saved)``, ``saved`` the tape's
-    arrays in the pieces ``bounds``, with a tape (``bounds`` not None); ``(ys, finals)``
-    without one (the kernels that keep none)."""
+#: The tapes of forwards whose backward has not run yet, by token: a tape stays on the host,
+#: where the kernels made it and the backward kernel reads it, instead of passing through
+#: JAX's buffers (copied out of the forward's callback and into the backward's). A backward
+#: takes its tape; at most ``_TAPES_KEPT`` wait, the oldest forgotten, so that forwards whose
+#: backward never runs (a ``jax.vjp`` whose pullback is not called) hold no memory for long,
+#: and a backward that finds no tape (such a one, or a second pullback of one forward) runs
+#: the forward again for one.
+_TAPES = collections.OrderedDict()
+_TAPES_KEPT = 8
+_TAPES_LOCK = threading.Lock()
+_TOKENS = itertools.count(1)
+
+
+def _keep(tape):
+    """A token (an int32 array, which JAX carries to the backward) for ``tape``, kept."""
+    with _TAPES_LOCK:
+        # int32, which JAX carries without x64; a token comes back 2**31 - 1 forwards
+        # later, when its own tape is long forgotten
+        token = next(_TOKENS) % (2**31 - 1)
+        _TAPES[token] = tape
+        while len(_TAPES) > _TAPES_KEPT:
+            _TAPES.popitem(last=False)
+    return np.array(token, np.int32)
+
+
+def _take(token):
+    """The tape kept for ``token`` (no longer kept), or None."""
+    with _TAPES_LOCK:
+        return _TAPES.pop(int(token), None)
+
+
+def _host_forward(cell, tape, x, lengths, states, params, hypers, masks):
+    """The kernels' forward on host arrays: ``((ys, finals), token)`` with a ``tape``, kept
+    for the backward (:func:`_keep`); ``(ys, finals)`` without one (the kernels that keep
+    none)."""
     x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
-    states = tuple(map(_host, states))
-    interface = cell._interface
-    ys, finals, kept = interface.forward(
-        x, states, arrays, lengths, given, _host_masks(cell, masks), bounds is not None
+    states, masks = tuple(map(_host, states)), _host_masks(cell, masks)
+    if tape:  # the tape holds views of its inputs: of copies, not of JAX's buffers
+        x, arrays = x.copy(), {name: a.copy() for name, a in arrays.items()}
+        masks = masks and {name: m.copy() for name, m in masks.items()}
+    ys, finals, kept = cell._interface.forward(
+        x, states, arrays, lengths, given, masks, tape
     )
-    if bounds is None:
-        return ys, finals
-    # in the pieces traced, split again where the threads were set otherwise since
-    return (ys, finals), interface.saved_pieces(kept, bounds)[1]
+    return ((ys, finals), _keep(kept)) if tape else (ys, finals)
 
 
-def _bounds_of(cell, saved, steps):
-    """The batch rows ``(first, last)`` of each piece of the tape's arrays ``saved``, read
-    from the rows of each piece's first array."""
-    names, initial = len(cell._FORWARD_RETURNS), cell._FORWARD_SHAPES[0][0]
-    bounds, first = [], 0
-    for piece in saved[::names]:
-        last = first + piece.shape[0] // (steps + initial)
-        bounds.append((first, last))
-        first = last
-    return bounds
-
-
-def _host_backward(cell, x, lengths, params, hypers, masks, saved, dys, d_finals):
-    x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
-    saved = [_host(s) for s in saved]
-    tape = cell._interface.restore_tape(
-        x, arrays, lengths, saved, given, _host_masks(cell, masks),
-        _bounds_of(cell, saved, x.shape[0]),
-    )  # fmt: skip
+def _host_backward(
+    cell, x, lengths, states, params, hypers, masks, token, dys, d_finals
+):
+    tape = _take(token)
+    if tape is None:  # forgotten, or taken by an earlier pullback: the forward again
+        x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
+        tape = cell._interface.forward(
+            x, tuple(map(_host, states)), arrays, lengths, given,
+            _host_masks(cell, masks), True,
+        )[2]  # fmt: skip
     dx, d_initial, d_params = cell.backward(
         _host(dys), tuple(map(_host, d_finals)), tape
     )
@@ -129,27 +142,28 @@ def _function(name):
     cell = sys.modules[name]
 
     def run(x, lengths, states, params, hypers, masks):
-        primal, saved, bounds = _shapes(cell, x, states, params)
+        token = _struct((), np.int32)
         return jax.pure_callback(
-            functools.partial(_host_forward, cell, bounds), (primal, saved), x, lengths,
-            states, params, hypers, masks, vmap_method="sequential",
+            functools.partial(_host_forward, cell, True),
+            (_shapes(cell, x, states, params), token), x, lengths, states, params, hypers,
+            masks, vmap_method="sequential",
         )  # fmt: skip
 
     @jax.custom_vjp
     def function(x, lengths, states, params, hypers, masks):
         # not differentiated: the kernels that keep no tape
-        primal, _, _ = _shapes(cell, x, states, params)
         return jax.pure_callback(
-            functools.partial(_host_forward, cell, None), primal, x, lengths, states,
-            params, hypers, masks, vmap_method="sequential",
+            functools.partial(_host_forward, cell, False),
+            _shapes(cell, x, states, params), x, lengths, states, params, hypers, masks,
+            vmap_method="sequential",
         )  # fmt: skip
 
     def forward(x, lengths, states, params, hypers, masks):
-        primal, saved = run(x, lengths, states, params, hypers, masks)
-        return primal, (x, lengths, params, hypers, masks, saved)
+        primal, token = run(x, lengths, states, params, hypers, masks)
+        return primal, (x, lengths, states, params, hypers, masks, token)
 
     def backward(residuals, cotangents):
-        x, lengths, params, hypers, masks, saved = residuals
+        x, lengths, states, params, hypers, masks, token = residuals
         dys, d_finals = cotangents
         result = (
             _struct(x.shape, x.dtype),
@@ -157,8 +171,8 @@ def _function(name):
             tuple(_struct(p.shape, p.dtype) for p in params),
         )
         dx, d_initial, d_params = jax.pure_callback(
-            functools.partial(_host_backward, cell), result, x, lengths, params, hypers,
-            masks, saved, dys, d_finals, vmap_method="sequential",
+            functools.partial(_host_backward, cell), result, x, lengths, states, params,
+            hypers, masks, token, dys, d_finals, vmap_method="sequential",
         )  # fmt: skip
         no_gradient = np.zeros(lengths.shape, dtype=jax.dtypes.float0)
         constants = jnp.zeros_like(hypers), tuple(jnp.zeros_like(m) for m in masks)

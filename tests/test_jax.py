@@ -185,39 +185,58 @@ def test_biases_left_out_are_zero_biases(variant):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(("traced", "run"), [(2, 2), (2, 1), (1, 2)])
-def test_a_forward_in_shards_keeps_its_pieces_for_the_backward(monkeypatch, traced, run):
-    """The tape's arrays pass through JAX as each shard made them and the backward runs in
-    the pieces the call was traced for; a call run with other threads than it was traced
-    with has its tape split as traced. The gradients are one piece's to rounding."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_tape_stays_on_the_host_for_its_backward(monkeypatch, threads):
+    """The forward's tape waits on the host for the backward (a token passes through JAX):
+    one forward per gradient under jit, in shards where the threads split the batch, and
+    the gradients NumPy's. A second pullback of one forward, whose tape the first took, and
+    the pullback of a forward forgotten among many run the forward again for a tape; at most
+    ``_TAPES_KEPT`` tapes wait."""
     import generated
     from generated import _interface
+
+    from derive import jax as gjax
 
     monkeypatch.setattr(_interface, "SHARD_WORK", 0)
     cell, params, x, states, lengths = _problem("gru", np.float64, seed=3)
     d_ys = np.random.default_rng(4).standard_normal((x.shape[0], x.shape[1], 4))
-    generated.set_threads(1)
+    generated.set_threads(threads)
     try:
         ys, _, tape = cell.forward(x, states, params, lengths)
+        assert ("shards" in tape) == (threads > 1)
         want = cell.backward(d_ys, None, tape)
-        seen, restore = [], cell._interface.restore_tape
+        taped, forward = [], cell._interface.forward
         monkeypatch.setattr(
-            cell._interface, "restore_tape",
-            lambda *args: seen.append(args[-1]) or restore(*args),
+            cell._interface, "forward",
+            lambda *args: taped.append(args[-1]) or forward(*args),
         )  # fmt: skip
 
+        def run(params, x, states):
+            return recurrent("gru", params, x, states, lengths)[0]
+
         def loss(params, x, states):
-            return (recurrent("gru", params, x, states, lengths)[0] * d_ys).sum()
+            return (run(params, x, states) * d_ys).sum()
 
         grad = jax.jit(jax.grad(loss, argnums=(1, 2, 0)))
-        generated.set_threads(traced)
-        grad(params, x, states)  # traced with this many threads
-        generated.set_threads(run)
-        dx, d_states, d_params = grad(params, x, states)
+        for _ in range(2):
+            got = grad(params, x, states)
+        assert taped == [True, True]  # one forward, with a tape, per gradient
+        _, pullback = jax.vjp(run, params, x, states)
+        again = [pullback(jnp.asarray(d_ys)) for _ in range(2)]
+        assert taped == [True] * 4
+        _, first = jax.vjp(run, params, x, states)
+        for _ in range(gjax._TAPES_KEPT + 2):
+            jax.vjp(run, params, x, states)
+        assert len(gjax._TAPES) <= gjax._TAPES_KEPT
+        taped.clear()
+        forgotten = first(jnp.asarray(d_ys))
+        assert taped == [True]
     finally:
         generated.set_threads(None)
-    assert [len(bounds) for bounds in seen] == [traced, traced]
-    assert relative_error(np.asarray(dx), want[0]) <= 1e-12
-    assert relative_error(np.asarray(d_states[0]), want[1][0]) <= 1e-12
-    for name in cell.PARAMS:
-        assert relative_error(np.asarray(d_params[name]), want[2][name]) <= 1e-12
+    for d_params, dx, d_states in [
+        (got[2], got[0], got[1]), *again, forgotten,
+    ]:  # fmt: skip
+        assert relative_error(np.asarray(dx), want[0]) <= 1e-12
+        assert relative_error(np.asarray(d_states[0]), want[1][0]) <= 1e-12
+        for name in cell.PARAMS:
+            assert relative_error(np.asarray(d_params[name]), want[2][name]) <= 1e-12
