@@ -229,21 +229,6 @@ def test_one_step_trains_as_autograd(variant, batch):
         compare_with_torch(problem, ys_t, finals_t, leaves)
 
 
-def test_restore_tape_refuses_bounds_that_do_not_split_the_batch():
-    cell = load_generated("lstm")
-    problem = Problem(cell, np.float64, steps=2, batch=4)
-    _, _, tape = cell.forward(problem.x, problem.states, problem.params)
-    bounds, saved = cell._interface.saved_pieces(tape)
-    assert bounds == ((0, 4),)
-    interface = cell._interface
-    args = (problem.x, problem.params, None, saved)
-    for bad in [((0, 2),), ((0, 2), (3, 4)), ((0, 0), (0, 4)), ()]:
-        with pytest.raises(ValueError, match="backward: bounds must split the 4"):
-            interface.restore_tape(*args, bounds=bad)
-    with pytest.raises(ValueError, match="of each of 2 pieces"):
-        interface.restore_tape(*args, bounds=((0, 2), (2, 4)))
-
-
 # -- derive.torch without a gradient -----------------------------------------------------------
 
 

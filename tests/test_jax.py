@@ -193,9 +193,8 @@ def test_the_tape_stays_on_the_host_for_its_backward(monkeypatch, threads):
     the pullback of a forward forgotten among many run the forward again for a tape; at most
     ``_TAPES_KEPT`` tapes wait."""
     import generated
-    from generated import _interface
-
     from derive import jax as gjax
+    from generated import _interface
 
     monkeypatch.setattr(_interface, "SHARD_WORK", 0)
     cell, params, x, states, lengths = _problem("gru", np.float64, seed=3)
