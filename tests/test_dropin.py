@@ -393,6 +393,32 @@ def test_per_sample_gradients_and_the_tape_kept_once(monkeypatch):
     torch.testing.assert_close(first, again, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("how", ["reentrant", "non-reentrant", "save_on_cpu"])
+def test_activation_checkpointing_and_saved_tensor_hooks(how):
+    """torch.utils.checkpoint (both modes) and saved-tensor hooks (save_on_cpu) around the
+    drop-in: the gradients nn.LSTM's, the tape's holder saved and unpacked like any tensor."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(5)
+    ours = LSTM(4, 5, dtype=torch.float64)
+    theirs = nn.LSTM(4, 5, dtype=torch.float64)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 2, 4, dtype=torch.float64)
+    grads = []
+    for module in (ours, theirs):
+        leaf = x.clone().requires_grad_()
+        if how == "save_on_cpu":
+            with torch.autograd.graph.save_on_cpu():
+                out = module(leaf)[0]
+        else:
+            reentrant = how == "reentrant"
+            out = checkpoint(lambda v: module(v)[0], leaf, use_reentrant=reentrant)  # noqa: B023
+        out.pow(2).sum().backward()
+        grads.append([leaf.grad, *(p.grad for p in module.parameters())])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
 # -- dtypes, empty problems, errors, checkpoints ---------------------------------------------------
 
 
