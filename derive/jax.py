@@ -102,18 +102,21 @@ def _take(token):
         return _TAPES.pop(int(token), None)
 
 
-def _host_forward(cell, tape, x, lengths, states, params, hypers, masks):
-    """The kernels' forward on host arrays: ``((ys, finals), token)`` with a ``tape``, kept
-    for the backward (:func:`_keep`); ``(ys, finals)`` without one (the kernels that keep
-    none)."""
+def _host_run(cell, tape, x, lengths, states, params, hypers, masks):
+    """The kernels' forward on host arrays: ``(ys, finals, kept)``, ``kept`` the tape with a
+    ``tape`` (None without one: the kernels that keep none)."""
     x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
     states, masks = tuple(map(_host, states)), _host_masks(cell, masks)
     if tape:  # the tape holds views of its inputs: of copies, not of JAX's buffers
         x, arrays = x.copy(), {name: a.copy() for name, a in arrays.items()}
         masks = masks and {name: m.copy() for name, m in masks.items()}
-    ys, finals, kept = cell._interface.forward(
-        x, states, arrays, lengths, given, masks, tape
-    )
+    return cell._interface.forward(x, states, arrays, lengths, given, masks, tape)
+
+
+def _host_forward(cell, tape, *args):
+    """``((ys, finals), token)`` of :func:`_host_run` with a ``tape``, kept for the backward
+    (:func:`_keep`); ``(ys, finals)`` without one."""
+    ys, finals, kept = _host_run(cell, tape, *args)
     return ((ys, finals), _keep(kept)) if tape else (ys, finals)
 
 
@@ -122,11 +125,7 @@ def _host_backward(
 ):
     tape = _take(token)
     if tape is None:  # forgotten, or taken by an earlier pullback: the forward again
-        x, arrays, lengths, given = _host_arguments(cell, x, lengths, params, hypers)
-        tape = cell._interface.forward(
-            x, tuple(map(_host, states)), arrays, lengths, given,
-            _host_masks(cell, masks), True,
-        )[2]  # fmt: skip
+        tape = _host_run(cell, True, x, lengths, states, params, hypers, masks)[2]
     dx, d_initial, d_params = cell.backward(
         _host(dys), tuple(map(_host, d_finals)), tape
     )
