@@ -39,7 +39,8 @@ def test_per_step_products_in_every_kind_of_tile_match_twin_autograd(variant):
     """The per-step products run by tiles of batch rows times a panel of columns, of each
     vector width the processor runs. Here the batch fills the tallest tile and one of every
     smaller height of each width, and the hidden size is no multiple of the panel width (the
-    last panel is partial), in both dtypes."""
+    last panel is partial), in both dtypes; the products of every step at once run by tiles
+    too (``tile_rows``), whatever the processor chose."""
     from derive.verify.twin import twin_forward
 
     module = load_generated(variant)
@@ -48,7 +49,7 @@ def test_per_step_products_in_every_kind_of_tile_match_twin_autograd(variant):
     before = _runtime.tuning()
     try:
         for bits in _runtime._NATIVE:  # the widths the processor runs
-            _runtime.set_tuning(tile_bits=bits)
+            _runtime.set_tuning(tile_bits=bits, tile_rows=1)
             for dtype in DTYPES:
                 problem = Problem(module, dtype, steps=3, batch=sum(_runtime._HEIGHTS[bits]),
                                   input_size=5, hidden_size=hidden, extra=extra)  # fmt: skip

@@ -109,6 +109,42 @@ def test_few_rows_and_many_times_a_transposed_matrix_match_numpy(dtype, few):
     assert module._turned(rows, matrix).flags.c_contiguous
 
 
+# Numba notes that a strided matrix makes BLAS's path copy
+@pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning")
+@settings(max_examples=20, deadline=None)
+@given(
+    rows=st.integers(0, 2 * module._BLOCK_ROWS + 30),
+    depth=st.integers(0, 40),
+    columns=st.integers(0, 75),
+    seed=st.integers(0, 2**16),
+)
+@pytest.mark.parametrize("tile_rows", [1, 0], ids=["tiles", "blas"])
+@pytest.mark.parametrize("bits", WIDTHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_products_of_every_step_at_once_match_numpy_for_any_sizes(
+    dtype, bits, tile_rows, rows, depth, columns, seed
+):
+    """``rows @ matrix.T`` (an input projection) and ``rows @ matrix`` into out (an input's
+    gradient), by tiles over the packed matrix in blocks of rows (past two blocks, and a
+    partial one) or by BLAS, of a C-contiguous matrix and of a transposed view."""
+    rng = np.random.default_rng(seed)
+    source = rng.standard_normal((rows, depth)).astype(dtype)
+    matrix = rng.standard_normal((columns, depth)).astype(dtype)
+    exact = source.astype(np.float64) @ matrix.T.astype(np.float64)
+    scale = 1 + np.abs(source).sum(axis=1, initial=0).max(initial=0)
+    out = np.full((rows, columns), np.nan, dtype)
+    with choices(tile_bits=bits, tile_rows=tile_rows):
+        got = module._times_transpose(source, matrix)
+        module._times(source, matrix.T, out)
+        turned = np.full((rows, depth), np.nan, dtype)
+        module._times(out, np.ascontiguousarray(matrix), turned)
+    assert got.shape == (rows, columns) and got.flags.c_contiguous
+    _close(dtype, got, exact, scale)
+    _close(dtype, out, exact, scale)
+    twice = exact @ matrix.astype(np.float64)
+    _close(dtype, turned, twice, scale * (1 + np.abs(matrix).sum(axis=0).max(initial=0)))
+
+
 @pytest.mark.parametrize("bits", WIDTHS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_packing_puts_each_panel_of_rows_transposed_and_zero_past_the_end(dtype, bits):
@@ -188,7 +224,9 @@ def test_set_tuning_takes_only_what_the_products_can_run():
     for wrong, named in (({"tile_bits": 128}, "tile_bits: expected .*256, got 128"),
                          ({"tile_bits": 256.0}, "tile_bits"),
                          ({"few_rows": 0}, "few_rows: expected an int above 0, got 0"),
-                         ({"few_rows": "8"}, "few_rows")):  # fmt: skip
+                         ({"few_rows": "8"}, "few_rows"),
+                         ({"tile_rows": -1}, "tile_rows: expected an int from 0 on, got -1"),
+                         ({"tile_rows": 1.5}, "tile_rows")):  # fmt: skip
         with pytest.raises(ValueError, match=named):
             module.set_tuning(**wrong)
     assert module.tuning() == before
@@ -214,13 +252,14 @@ def test_the_choices_are_timed_once_and_kept_beside_the_kernels(tmp_path):
     kept = Path(kept)
     assert kept.parent.is_relative_to(tmp_path) and kept.name.startswith("tuning-")
     assert chosen["tile_bits"] in module._NATIVE and chosen["few_rows"] in (1, 16, 64)
+    assert chosen["tile_rows"] in (0, 128, 512)
     assert json.loads(kept.read_text()) == {key: chosen}
     # the next process reads them: set to others here, it reports those
-    other = {"tile_bits": module._NATIVE[-1], "few_rows": 7}
+    other = {"tile_bits": module._NATIVE[-1], "few_rows": 7, "tile_rows": 300}
     kept.write_text(json.dumps({key: other, "another processor": {"few_rows": 3}}))
     assert _choices_in_a_process(tmp_path)[0] == other
     # what the runtime cannot run is timed again; the other processor's stay
-    kept.write_text(json.dumps({key: {"tile_bits": 128, "few_rows": 7},
+    kept.write_text(json.dumps({key: {"tile_bits": 128, "few_rows": 7, "tile_rows": 1},
                                 "another processor": {"few_rows": 3}}))  # fmt: skip
     again = _choices_in_a_process(tmp_path)[0]
     assert again["tile_bits"] in module._NATIVE and again["few_rows"] in (1, 16, 64)
@@ -235,3 +274,16 @@ def test_without_numba_s_cache_the_choices_are_timed_and_kept_nowhere(tmp_path):
     chosen, _, kept = _choices_in_a_process(tmp_path, GATESMITH_NUMBA_CACHE="0")
     assert kept == "None" and chosen["tile_bits"] in module._NATIVE
     assert not list(tmp_path.rglob("tuning-*"))
+
+
+def test_the_choices_are_kept_apart_for_each_blas_kernel_the_environment_asks_for(
+    monkeypatch,
+):
+    """Which products win by tiles depends on the BLAS's kernels, which the environment can
+    pin (``OPENBLAS_CORETYPE``): each pin has choices of its own."""
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    pinned = module._processor()
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "SkylakeX")
+    other = module._processor()
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert len({pinned, other, module._processor()}) == 3
