@@ -124,25 +124,34 @@ def test_few_rows_and_many_times_a_transposed_matrix_match_numpy(dtype, few):
 def test_products_of_every_step_at_once_match_numpy_for_any_sizes(
     dtype, bits, tile_rows, rows, depth, columns, seed
 ):
-    """``rows @ matrix.T`` (an input projection) and ``rows @ matrix`` into out (an input's
-    gradient), by tiles over the packed matrix in blocks of rows (past two blocks, and a
-    partial one) or by BLAS, of a C-contiguous matrix and of a transposed view."""
+    """``rows @ matrix.T`` (an input projection), ``rows @ matrix`` (an input's gradient) and
+    ``left.T @ right`` (a weight's: a sum over every row), into out and added to it, by tiles
+    over the packed matrix in blocks of rows and of the sum (past two blocks, and a partial
+    one) or by BLAS; of C-contiguous arrays, transposed views and row slices."""
     rng = np.random.default_rng(seed)
     source = rng.standard_normal((rows, depth)).astype(dtype)
     matrix = rng.standard_normal((columns, depth)).astype(dtype)
     exact = source.astype(np.float64) @ matrix.T.astype(np.float64)
     scale = 1 + np.abs(source).sum(axis=1, initial=0).max(initial=0)
     out = np.full((rows, columns), np.nan, dtype)
+    by_rows = np.full((depth + 2, columns), np.nan, dtype)[1:-1]  # a row slice
+    wide = rng.standard_normal((rows, columns)).astype(dtype)
     with choices(tile_bits=bits, tile_rows=tile_rows):
         got = module._times_transpose(source, matrix)
-        module._times(source, matrix.T, out)
-        turned = np.full((rows, depth), np.nan, dtype)
-        module._times(out, np.ascontiguousarray(matrix), turned)
+        module._times(source, matrix.T, out, 0)
+        added = out.copy()
+        module._times(source, matrix.T, added, 1)
+        module._times_rows(source, wide, by_rows, 0)
+        summed = by_rows.copy()
+        module._times_rows(source, wide, summed, 1)
     assert got.shape == (rows, columns) and got.flags.c_contiguous
     _close(dtype, got, exact, scale)
     _close(dtype, out, exact, scale)
-    twice = exact @ matrix.astype(np.float64)
-    _close(dtype, turned, twice, scale * (1 + np.abs(matrix).sum(axis=0).max(initial=0)))
+    _close(dtype, added, 2 * exact, 2 * scale)
+    over_rows = source.T.astype(np.float64) @ wide
+    sums = 1 + np.abs(source).sum(axis=0).max(initial=0) * np.abs(wide).max(initial=0)
+    _close(dtype, by_rows, over_rows, sums)
+    _close(dtype, summed, 2 * over_rows, 2 * sums)
 
 
 @pytest.mark.parametrize("bits", WIDTHS)

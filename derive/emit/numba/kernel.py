@@ -351,8 +351,8 @@ def _runtime_call(printer: NumbaPrinter, name: str, *args: str) -> Line:
 
 def _matmul(printer: NumbaPrinter, mm: MatMul) -> PrintedNode:
     """A product: one step's rows through the runtime's packed product, or every step's
-    through the runtime's ``_times_transpose`` or ``_times`` (by tiles or BLAS, as timed on
-    the processor) or one ``np.dot`` (into the array when it writes it whole)."""
+    through the runtime's ``_times_transpose``, ``_times`` or ``_times_rows`` (by tiles or
+    BLAS, as timed on the processor)."""
     left, right = operand(mm.left, mm.per_step), operand(mm.right, mm.per_step)
     out = operand(mm.out, mm.per_step)
     if mm.per_step:
@@ -380,18 +380,15 @@ def _matmul(printer: NumbaPrinter, mm: MatMul) -> PrintedNode:
         return PrintedNode(
             tuple(lines), comment="the input projection of every step at once"
         )
-    if not mm.accumulate:
-        if mm.left.transposed:  # a weight's gradient: a sum over every row, BLAS's
-            return PrintedNode((_call("np.dot", left, right, out),))
-        # an input's gradient: rows times a matrix, by tiles where they win (``tile_rows``)
-        return PrintedNode((_runtime_call(printer, "_times", left, right, out),))
-    if mm.out.rows is not None and not mm.out.rows.whole:
-        return PrintedNode(
-            (Line("grad", "=", out), Line("grad", "+=", f"np.dot({left}, {right})")),
-            comment="(through views: an in-place add to a view needs no shape check that "
-            "formats integers)",
-        )
-    return PrintedNode((Line(out, "+=", f"np.dot({left}, {right})"),))
+    if mm.left.transposed and mm.right.transposed:
+        return PrintedNode((_call("np.dot", left, right, out),))
+    # by tiles where they win (the runtime's ``tile_rows``): an input's gradient, rows times
+    # a matrix, or a weight's, a sum over every row; into ``out`` or added to it
+    add = "1" if mm.accumulate else "0"
+    if not mm.left.transposed:
+        return PrintedNode((_runtime_call(printer, "_times", left, right, out, add),))
+    rows = operand(replace(mm.left, transposed=False), False)
+    return PrintedNode((_runtime_call(printer, "_times_rows", rows, right, out, add),))
 
 
 def _sum(node: Sum) -> PrintedNode:
