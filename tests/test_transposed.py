@@ -8,6 +8,7 @@ from conftest import assert_verifies, build_kernel
 
 from derive.symbolic.activations import tanh
 from derive.symbolic.declare import Cell, DeclarationError
+from generated import _runtime
 
 
 def _rectangular():
@@ -34,11 +35,18 @@ def test_rectangular_weights_read_transposed_verify(tmp_path):
     assert (
         "np.dot(seq_x, weight_a)" in text
     )  # the hoisted product, with no double transpose
-    assert "np.dot(seq_m[:-batch].T, dk_ax, d_weight_b)" in text  # δB = Σ m δ(Bᵀm)ᵀ
+    # δB = Σ m δ(Bᵀm)ᵀ: a sum over every row, by tiles or BLAS
+    assert "_times_rows(seq_m[:-batch], dk_ax, d_weight_b, 0)" in text
     assert module.param_shapes(input_size=2, hidden_size=3, proj_size=4)[
         "weight_a"
     ] == (2, 3)
     assert_verifies(spec, module)
+    before = _runtime.tuning()
+    try:  # the products of every step at once by tiles, whatever the processor chose
+        _runtime.set_tuning(tile_rows=1)
+        assert_verifies(spec, module)
+    finally:
+        _runtime.set_tuning(**before)
 
 
 def _weight(cell, blocks="a"):
