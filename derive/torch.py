@@ -794,9 +794,13 @@ class _Layers:
         slots, units, lasting = self._inference_params(seq.dtype)
         direct = hx is None or self._states_direct(hx, seq, batched, units)
         interface, (steps, batch) = self.cell._interface, seq.shape[:2]
-        runs = [interface.inference(steps, batch, *slot) for slot in slots]
+        # the weights packed once for a batch of several rows (a step's products then run
+        # by tiles, not BLAS), while their versions stay
+        versions = _versions(self._flat_weights_tensors()) if batch > 1 else None
+        pack = versions is not None
+        runs = [interface.inference(steps, batch, *slot, pack) for slot in slots]
         context = interface.beside_framework(steps, batch, slots[0][1])
-        plan = _Plan(runs, units, direct, context)
+        plan = _Plan(runs, units, direct, context, versions)
         # (the run checks hx whole where it is not direct, before the plan is kept)
         out = self._run_plan(plan, input, hx)
         if lasting and key is not None:
@@ -836,7 +840,7 @@ class _Layers:
 
     def _run_plan(self, plan, input, hx):
         """The inference of a call by ``plan`` (:meth:`_infer`'s)."""
-        runs, units, direct, context = plan
+        runs, units, direct, context, _ = plan
         seq, _, _, batched = self._sequence(input)
         x = _np(seq)
         if hx is None:  # zeros, as _initial_states gives them
@@ -972,7 +976,10 @@ class _Layers:
         key = self._call_key(input, hx)
         if key is not None:
             plan = _kept_plan(self, key)
-            if plan is not None:
+            if plan is not None and (
+                plan.versions is None
+                or plan.versions == _versions(self._flat_weights_tensors())
+            ):
                 return self._run_plan(plan, input, hx)
         elif _exporting() and isinstance(self, _DropIn):
             # torch's own forward, which the exporters turn into ONNX's LSTM, GRU and RNN
@@ -1084,8 +1091,18 @@ def _keep_plan(module, key, plan):
 
 #: An inference call's plan: the kernels' call of each layer and direction
 #: (:meth:`CellInterface.inference`), the units of each state, whether ``hx`` is taken as it
-#: is, and the context the kernels run in beside torch's threads.
-_Plan = collections.namedtuple("_Plan", "runs units direct context")
+#: is, the context the kernels run in beside torch's threads, and the parameters' versions
+#: its runs' packed weights hold (None where they hold none).
+_Plan = collections.namedtuple("_Plan", "runs units direct context versions")
+
+
+def _versions(tensors):
+    """Each tensor's version counter (which every in-place change advances), or None where
+    one has none (a tensor made under ``torch.inference_mode``)."""
+    try:
+        return tuple(t._version for t in tensors)
+    except RuntimeError:
+        return None
 
 
 def _check_int(caller, name, value, positive=True):

@@ -14,7 +14,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DTYPES, Problem, compare_with_torch, load_generated, relative_error
+from conftest import (
+    DTYPES,
+    VARIANTS,
+    Problem,
+    compare_with_torch,
+    load_generated,
+    relative_error,
+)
 
 import generated
 from derive import registry
@@ -100,6 +107,31 @@ def test_steps_one_at_a_time_give_the_forward(variant, dtype, cell_cache):
         assert relative_error(y, ys[t]) < tolerance, t
     for got, want in zip(states, finals, strict=True):
         assert relative_error(got, want) < tolerance
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_weights_packed_once_give_the_numbers_of_the_forward(variant, dtype):
+    """``CellInterface.inference(..., pack=True)``: the products read the weights packed
+    for the tiles once (``infer_kernel``'s ``panels``) instead of packing them or calling
+    BLAS; one step and three, a batch that fills every tile height of the widest tiles, a
+    hidden size no multiple of a panel."""
+    module = load_generated(variant)
+    interface = module._interface
+    batch = sum(generated._runtime._HEIGHTS[generated._runtime._NATIVE[0]])
+    problem = Problem(module, dtype, steps=3, batch=batch, hidden_size=37)
+    x, states = problem.x, problem.states
+    kind = np.dtype(dtype)
+    sizes, params = interface.check_params("test", problem.params, x.shape[2], kind)
+    values = interface.check_hypers("test", None, kind)  # the defaults
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    for steps in (1, 3):
+        run = interface.inference(steps, batch, params, sizes, values, pack=True)
+        ys, finals = run(np.ascontiguousarray(x[:steps]), states)
+        want, want_finals, _ = module.forward(x[:steps], states, problem.params, tape=False)
+        assert relative_error(ys, want) < tolerance
+        for got, wanted in zip(finals, want_finals, strict=True):
+            assert relative_error(got, wanted) < tolerance
 
 
 def test_a_step_from_no_states_starts_at_zeros():
@@ -436,6 +468,28 @@ def test_inference_mode_takes_the_plan_with_torchs_numbers(
     _assert_same(again, first)
     for got, wanted in zip(first, want, strict=True):
         torch.testing.assert_close(got, wanted, rtol=1e-5, atol=1e-6)
+
+
+def test_parameters_made_under_inference_mode_are_not_packed_and_give_torchs_numbers():
+    """Tensors made under ``torch.inference_mode`` have no version counter, by which a plan
+    would see an in-place change of weights it packed: their plans pack none."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 6)
+    with torch.inference_mode():
+        rnn, reference = gtorch.LSTM(6, 5), torch.nn.LSTM(6, 5)
+        reference.load_state_dict(rnn.state_dict())
+        first, want = rnn(x), reference(x)
+        rnn.weight_hh_l0.mul_(0.5)
+        reference.weight_hh_l0.mul_(0.5)
+        again, want_again = rnn(x), reference(x)
+    assert rnn.weight_hh_l0.is_inference()
+    assert all(plan.versions is None for plan in gtorch._INFERENCE_PLANS[rnn].values())
+    usual = gtorch.LSTM(6, 5)  # parameters of its own: packed for a batch of four rows
+    with torch.no_grad():
+        usual(x)
+    assert all(plan.versions for plan in gtorch._INFERENCE_PLANS[usual].values())
+    _assert_close_to(first, want)
+    _assert_close_to(again, want_again)
 
 
 def _assert_close_to(got, want):

@@ -349,7 +349,15 @@ def _runtime_call(printer: NumbaPrinter, name: str, *args: str) -> Line:
     return _call(name, *args)
 
 
-def _matmul(printer: NumbaPrinter, mm: MatMul) -> PrintedNode:
+def _kept_index(operand_text: str, params: tuple[str, ...] | None) -> int | None:
+    """Where in ``params`` the matrix ``operand_text`` is, when it is a whole parameter read
+    as it is and the kernel takes its panels packed (``params`` not None); else None."""
+    if params is None or operand_text not in params:
+        return None
+    return params.index(operand_text)
+
+
+def _matmul(printer: NumbaPrinter, mm: MatMul, params=None) -> PrintedNode:
     """A product: one step's rows through the runtime's packed product, or every step's
     through the runtime's ``_times_transpose``, ``_times`` or ``_times_rows`` (by tiles or
     BLAS, as timed on the processor)."""
@@ -372,6 +380,10 @@ def _matmul(printer: NumbaPrinter, mm: MatMul) -> PrintedNode:
             printer.helpers.add("_times_transpose")
             matrix = operand(replace(mm.right, transposed=False), False)
             product = f"_times_transpose({left}, {matrix})"
+            index = _kept_index(matrix, params)
+            if index is not None:  # by the panels the caller packed, where it did
+                printer.helpers.add("_times_transpose_kept")
+                product = f"_times_transpose_kept({left}, {matrix}, panels, {index})"
         lines = [Line(out, "=", product)]
         if mm.bias:
             lines.append(
@@ -433,17 +445,19 @@ def print_nodes(nodes, other) -> tuple[PrintedNode, ...]:
     return tuple(out)
 
 
-def _node(printer: NumbaPrinter, node) -> PrintedNode:
+def _node(printer: NumbaPrinter, node, params=None) -> PrintedNode:
     if isinstance(node, Loop):
         return PrintedNode(loop=_loop(printer, node))
     if isinstance(node, MatMul):
-        return _matmul(printer, node)
+        return _matmul(printer, node, params)
     return _sum(node)
 
 
-def _setup(printer: NumbaPrinter, schedule: Schedule) -> tuple[Line, ...]:
+def _setup(printer: NumbaPrinter, schedule: Schedule, params=None) -> tuple[Line, ...]:
     """What the schedule's products and sums need before its time loop: a per-step product's
-    result workspace and its weight packed once, an empty bias, the unit sums zeroed."""
+    result workspace and its weight packed once (or, with ``params``, the parameters' names,
+    taken from the panels the caller packed where it did), an empty bias, the unit sums
+    zeroed."""
     lines = []
     per_step = [mm for mm in schedule.loop.body if isinstance(mm, MatMul)]
     for mm in per_step:
@@ -456,8 +470,14 @@ def _setup(printer: NumbaPrinter, schedule: Schedule) -> tuple[Line, ...]:
             )
             empty = f"np.empty((batch, {width}), seq_x.dtype)"
             lines.append(Line(operand(mm.out, True), "=", empty, what))
-        printer.helpers.add("_pack")
-        lines.append(Line(f"packed_{_key(mm)}", "=", f"_pack({packed}, batch, steps)"))
+        pack = f"_pack({packed}, batch, steps)"
+        index = _kept_index(packed, params) if mm.rule == "forward" else None
+        if index is None:
+            printer.helpers.add("_pack")
+        else:
+            printer.helpers.add("_pack_kept")
+            pack = f"_pack_kept({packed}, batch, steps, panels, {index})"
+        lines.append(Line(f"packed_{_key(mm)}", "=", pack))
     if any(mm.rule == "forward" and mm.bias is None for mm in per_step):
         lines.append(Line("no_bias", "=", "np.empty(0, seq_x.dtype)"))
     for node in schedule.after:
@@ -498,9 +518,15 @@ def print_schedule(schedule: Schedule, setup, other) -> PrintedSchedule:
     )  # fmt: skip
 
 
-def _schedule(printer: NumbaPrinter, schedule: Schedule) -> PrintedSchedule:
+def _schedule(
+    printer: NumbaPrinter, schedule: Schedule, params=None
+) -> PrintedSchedule:
+    """``schedule`` printed; with ``params`` (the kernel's parameters, by name), its products
+    read the panels of a caller's ``panels`` argument where it gives them."""
     return print_schedule(
-        schedule, _setup(printer, schedule), lambda node: _node(printer, node)
+        schedule,
+        _setup(printer, schedule, params),
+        lambda node: _node(printer, node, params),
     )
 
 
@@ -584,6 +610,7 @@ def print_kernel(plan: KernelPlan) -> Kernel:
     reads, sizes = pointwise_reads(plan.spec), printer_sizes(plan.spec)
     forward, backward = NumbaPrinter(reads, sizes), NumbaPrinter(reads, sizes)
     # every schedule printed before the constants are listed
-    printed = (_schedule(forward, plan.forward), _schedule(forward, plan.inference.schedule),
+    inference = _schedule(forward, plan.inference.schedule, plan.spec.param_names)
+    printed = (_schedule(forward, plan.forward), inference,
                _schedule(backward, plan.backward))  # fmt: skip
     return host_kernel(plan, forward, backward, printed)
