@@ -1,6 +1,7 @@
 """Every generated kernel compiled once into Numba's cache, before the suite's test processes
 start: ``python tests/warm_kernels.py PROCESSES`` compiles each variant's kernels, in both
-dtypes, with a tape and without (``derive.jax`` calls the same signatures), the variants
+dtypes, with a tape and without (``derive.jax`` calls the same signatures; without, with
+weights packed too, as ``derive.torch``'s inference calls it), the variants
 shared out one at a time among PROCESSES processes. ``conftest.py`` runs it from the
 controlling process of a whole-suite run; each test process then loads the
 kernels from the cache (a few seconds and a few hundred MB for all of them) where it would
@@ -39,12 +40,19 @@ def _float32_ir(name: str, module, folder: Path) -> None:
 
 
 def warm(name: str) -> None:
-    """The kernels of the generated variant ``name``, compiled into the cache."""
+    """The kernels of the generated variant ``name``, compiled into the cache (the one that
+    keeps no tape also as ``derive.torch``'s inference plans call it, with weights packed)."""
     module = importlib.import_module(f"generated.{name}")
+    interface = module._interface
     for dtype in (np.float64, np.float32):
         problem = Problem(module, dtype)
         problem.run()
         problem.infer()
+        kind, (steps, batch, size) = np.dtype(dtype), problem.x.shape
+        sizes, params = interface.check_params("warm", problem.params, size, kind)
+        values = interface.check_hypers("warm", None, kind)
+        run = interface.inference(steps, batch, params, sizes, values, pack=True)
+        run(problem.x, problem.states)
     if os.environ.get("GATESMITH_TEST_IR"):
         _float32_ir(name, module, Path(os.environ["GATESMITH_TEST_IR"]))
 
