@@ -117,18 +117,13 @@ def test_weights_packed_once_give_the_numbers_of_the_forward(variant, dtype):
     BLAS; one step and three, a batch that fills every tile height of the widest tiles, a
     hidden size no multiple of a panel."""
     module = load_generated(variant)
-    interface = module._interface
     batch = sum(generated._runtime._HEIGHTS[generated._runtime._NATIVE[0]])
     problem = Problem(module, dtype, steps=3, batch=batch, hidden_size=37)
-    x, states = problem.x, problem.states
-    kind = np.dtype(dtype)
-    sizes, params = interface.check_params("test", problem.params, x.shape[2], kind)
-    values = interface.check_hypers("test", None, kind)  # the defaults
     tolerance = 1e-12 if dtype == np.float64 else 1e-5
     for steps in (1, 3):
-        run = interface.inference(steps, batch, params, sizes, values, pack=True)
-        ys, finals = run(np.ascontiguousarray(x[:steps]), states)
-        want, want_finals, _ = module.forward(x[:steps], states, problem.params, tape=False)
+        ys, finals = problem.infer_packed(steps)
+        want, want_finals, _ = module.forward(problem.x[:steps], problem.states,
+                                              problem.params, tape=False)  # fmt: skip
         assert relative_error(ys, want) < tolerance
         for got, wanted in zip(finals, want_finals, strict=True):
             assert relative_error(got, wanted) < tolerance

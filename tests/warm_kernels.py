@@ -43,16 +43,11 @@ def warm(name: str) -> None:
     """The kernels of the generated variant ``name``, compiled into the cache (the one that
     keeps no tape also as ``derive.torch``'s inference plans call it, with weights packed)."""
     module = importlib.import_module(f"generated.{name}")
-    interface = module._interface
     for dtype in (np.float64, np.float32):
         problem = Problem(module, dtype)
         problem.run()
         problem.infer()
-        kind, (steps, batch, size) = np.dtype(dtype), problem.x.shape
-        sizes, params = interface.check_params("warm", problem.params, size, kind)
-        values = interface.check_hypers("warm", None, kind)
-        run = interface.inference(steps, batch, params, sizes, values, pack=True)
-        run(problem.x, problem.states)
+        problem.infer_packed()
     if os.environ.get("GATESMITH_TEST_IR"):
         _float32_ir(name, module, Path(os.environ["GATESMITH_TEST_IR"]))
 

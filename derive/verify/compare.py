@@ -120,6 +120,20 @@ class Problem:
         assert tape is None, "forward(tape=False) returned a tape"
         return ys, finals
 
+    def infer_packed(self, steps=None):
+        """``(ys, finals)`` over the first ``steps`` steps (all by default), through
+        ``CellInterface.inference(..., pack=True)`` as ``derive.torch``'s inference plans call
+        it: the kernel that keeps no tape reading the weights packed once (no masks)."""
+        interface = self.cell._interface
+        x = np.ascontiguousarray(self.x[:steps])
+        kind = np.dtype(self.dtype)
+        sizes, params = interface.check_params(
+            "infer_packed", self.params, x.shape[2], kind
+        )
+        values = interface.check_hypers("infer_packed", self.hypers or None, kind)
+        run = interface.inference(*x.shape[:2], params, sizes, values, pack=True)
+        return run(x, self.states)
+
     def torch_leaves(self):
         """``x``, the initial states and the parameters as float64 torch leaves."""
         torch = _torch()
