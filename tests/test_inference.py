@@ -10,6 +10,7 @@ path under ``no_grad``.
 from __future__ import annotations
 
 import copy
+import itertools
 import sys
 
 import numpy as np
@@ -111,17 +112,28 @@ def test_steps_one_at_a_time_give_the_forward(variant, dtype, cell_cache):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_weights_packed_once_give_the_numbers_of_the_forward(variant, dtype):
+def test_weights_packed_once_give_the_numbers_of_the_forward(variant, dtype, monkeypatch):
     """``CellInterface.inference(..., pack=True)``: the products read the weights packed
     for the tiles once (``infer_kernel``'s ``panels``) instead of packing them or calling
     BLAS; one step and three, a batch that fills every tile height of the widest tiles, a
-    hidden size no multiple of a panel."""
+    hidden size no multiple of a panel; in one piece and, past ``SHARD_WORK``, in three
+    shards over the same panels (one step too), each shard's rows filling tiles of their
+    own."""
     module = load_generated(variant)
     batch = sum(generated._runtime._HEIGHTS[generated._runtime._NATIVE[0]])
     problem = Problem(module, dtype, steps=3, batch=batch, hidden_size=37)
     tolerance = 1e-12 if dtype == np.float64 else 1e-5
-    for steps in (1, 3):
-        ys, finals = problem.infer_packed(steps)
+    monkeypatch.setattr(_interface, "SHARD_WORK", 0)
+    sizes = module._interface.check_params("test", problem.params, problem.x.shape[2],
+                                           np.dtype(dtype))[0]  # fmt: skip
+    for threads, steps in itertools.product((1, 3), (1, 3)):
+        _interface.set_threads(threads)
+        try:
+            shards = module._interface.shard_count(steps, batch, sizes, packed=True)
+            ys, finals = problem.infer_packed(steps)
+        finally:
+            _interface.set_threads(None)
+        assert shards == threads
         want, want_finals, _ = module.forward(problem.x[:steps], problem.states,
                                               problem.params, tape=False)  # fmt: skip
         assert relative_error(ys, want) < tolerance
