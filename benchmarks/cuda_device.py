@@ -93,7 +93,9 @@ def _ours(cell, x, params, device):
             arrays["seq_x"], arrays["lengths"], *initial, *weights
         )
         tape = {**arrays, **dict(zip(cell._FORWARD_RETURNS, saved, strict=True))}
-        cell.backward_kernel(d_seq_y, *finals, *(tape[n] for n in cell._BACKWARD_TAPE))
+        cell.backward_kernel(
+            d_seq_y, *finals, *(tape[n] for n in cell._BACKWARD_TAPE), True
+        )
 
     return run
 

@@ -131,14 +131,16 @@ def _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers, mask
     return _pull_back(module, dys, d_final_states, tape)
 
 
-def _pull_back(module, dys, d_final_states, tape):
-    """``[dx, *d_initial_states, *d_params]`` of the generated backward over ``tape``."""
+def _pull_back(module, dys, d_final_states, tape, input_grad=True):
+    """``[dx, *d_initial_states, *d_params]`` of the generated backward over ``tape``; without
+    ``input_grad``, ``dx`` empty (its products skipped)."""
     with _framework_threads(module):
         dx, d_initial, d_params = module.backward(
-            _np(dys), tuple(_np(d) for d in d_final_states), tape
+            _np(dys), tuple(_np(d) for d in d_final_states), tape, input_grad
         )
-    grads = (dx, *d_initial, *(d_params[name] for name in module.PARAMS))
-    return [torch.from_numpy(g) for g in grads]
+    grads = (*d_initial, *(d_params[name] for name in module.PARAMS))
+    dx = torch.from_numpy(dx) if input_grad else torch.empty(0, dtype=dys.dtype)
+    return [dx, *(torch.from_numpy(g) for g in grads)]
 
 
 def _framework_threads(module):
@@ -319,11 +321,15 @@ class _Kernels(_Function):
     def backward(ctx, *grads):
         x, lengths, *tensors, holder = ctx.saved_tensors
         given = _gradients(grads[: 1 + ctx.n_states], ctx.shapes, x)
+        # an input that needs no gradient gets none: the kernels skip its products (a
+        # fifth of lstm's backward), unless a graph of this backward is being made
+        input_grad = ctx.needs_input_grad[1] or torch.is_grad_enabled()
         out = _Gradients.apply(
-            ctx.cell, ctx.hypers, ctx.n_states, ctx.n_masks, holder, x, lengths,
-            *tensors, *given,
+            ctx.cell, ctx.hypers, ctx.n_states, ctx.n_masks, input_grad, holder, x,
+            lengths, *tensors, *given,
         )  # fmt: skip
-        return None, out[0], None, None, None, None, *out[1:], *(None,) * ctx.n_masks
+        dx = out[0] if input_grad else None
+        return None, dx, None, None, None, None, *out[1:], *(None,) * ctx.n_masks
 
     @staticmethod
     def vmap(info, in_dims, *args):
@@ -346,17 +352,18 @@ class _Gradients(_Function):
     lengths. Each order above that is autograd's too."""
 
     @staticmethod
-    def forward(cell, hypers, n_states, n_masks, holder, x, lengths, *rest):
+    def forward(cell, hypers, n_states, n_masks, input_grad, holder, x, lengths, *rest):
         tensors, given = rest[: -1 - n_states], rest[-1 - n_states :]
         tape = getattr(holder, _TAPE, None)
         if tape is None:  # the holder as a transform wrapped it: the forward again
             states, params, masks = _split_tensors(tensors, n_states, n_masks)
             tape = _run(cell, x, lengths, states, params, hypers, masks, True)[2]
-        return tuple(_pull_back(_module(cell), given[0], given[1:], tape))
+        module = _module(cell)
+        return tuple(_pull_back(module, given[0], given[1:], tape, input_grad))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        cell, hypers, n_states, n_masks, _, x, lengths, *rest = inputs
+        cell, hypers, n_states, n_masks, _, _, x, lengths, *rest = inputs
         ctx.cell, ctx.hypers, ctx.n_masks = cell, hypers, n_masks
         ctx.n_states, ctx.n_tensors = n_states, len(rest) - 1 - n_states
         ctx.save_for_backward(x, lengths, *rest)
@@ -385,8 +392,8 @@ class _Gradients(_Function):
         d_x, d_tensors = seconds[0], seconds[1 : 1 + n_tensors - n_masks]
         d_given = seconds[1 + n_tensors :]
         return (
-            None, None, None, None, None, d_x, None, *d_tensors, *(None,) * n_masks,
-            *d_given,
+            None, None, None, None, None, None, d_x, None, *d_tensors,
+            *(None,) * n_masks, *d_given,
         )  # fmt: skip
 
     @staticmethod

@@ -217,6 +217,7 @@ def test_float32_kernels_stay_float32(cell):
         *problem.dfinal,
         *(arrays[n] for n in cell._BACKWARD_TAPE),
         *tape["hypers"],
+        True,  # input_grad
     ]
     for kernel, args in (
         (cell.forward_kernel, forward_args),

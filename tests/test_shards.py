@@ -48,6 +48,33 @@ def _run(cell, problem, lengths):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+def test_a_backward_that_wants_no_input_gradient_gives_the_others_unchanged(
+    variant, monkeypatch
+):
+    """``backward(..., input_grad=False)``: ``dx`` None (its products skipped), every other
+    gradient the same to the bit, in one piece and in shards; anything but a bool is
+    refused, naming the argument."""
+    cell = load_generated(variant)
+    problem = Problem(cell, np.float64, steps=4, batch=5)
+    monkeypatch.setattr(_interface, "SHARD_WORK", 0)
+    for threads in (1, 2):
+        generated.set_threads(threads)
+        try:
+            tape, want = _run(cell, problem, None)
+            dx, dstates, dparams = cell.backward(problem.dys, problem.dfinal, tape,
+                                                 input_grad=False)  # fmt: skip
+        finally:
+            generated.set_threads(None)
+        assert ("shards" in tape) == (threads == 2)
+        assert dx is None
+        got = [*dstates, *(dparams[k] for k in cell.PARAMS)]
+        for g, w in zip(got, want[-len(got) :], strict=True):
+            np.testing.assert_array_equal(g, w)
+    with pytest.raises(TypeError, match="backward: input_grad must be True or False; got 0"):
+        cell.backward(problem.dys, problem.dfinal, tape, input_grad=0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_shards_give_the_numbers_of_one_piece(variant, sharded):
     """Seven rows in shards of 2, 2 and 3, some rows shorter than the sequence."""
     cell = load_generated(variant)

@@ -5,6 +5,8 @@ optimiser steps), every variant against the NumPy runtime, ``torch.compile``, an
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from conftest import VARIANTS, load_generated, relative_error, sizes_for
@@ -241,6 +243,56 @@ def test_adam_steps_equal_nn_lstm():
     assert not torch.equal(
         trained[1][0], heads[0].weight
     )  # the steps moved the weights
+
+
+def test_an_input_that_needs_no_gradient_gets_none_and_the_parameters_theirs():
+    """An input that needs no gradient (data, not a layer's output): the kernels skip the
+    products into its gradient, and every parameter's gradient is the one a call with the
+    input's gradient wanted gives, to the bit, in one piece and in shards; a gradient penalty on the
+    parameters (a graph of the backward made) as ``nn.LSTM``'s."""
+    torch.manual_seed(3)
+    module = Recurrent("lstm", 3, 4, dtype=torch.float64)
+    data = torch.randn(5, 4, 3, dtype=torch.float64)
+    grads = []
+    for threads, wanted in [(1, True), (1, False), (2, True), (2, False)]:
+        x = data.clone().requires_grad_(wanted)
+        module.zero_grad()
+        with _threads(threads):
+            out, _ = module(x)
+            (out**2).sum().backward()
+        assert (x.grad is not None) == wanted
+        grads.append([p.grad.clone() for p in module.parameters()])
+    for wanted, not_wanted in (grads[:2], grads[2:]):  # in one piece, in shards
+        for a, b in zip(not_wanted, wanted, strict=True):
+            assert torch.equal(a, b)
+    reference = torch.nn.LSTM(3, 4, dtype=torch.float64)
+    reference.load_state_dict(module.state_dict())
+    module.zero_grad()
+    penalties = []
+    for rnn in (reference, module):
+        out, _ = rnn(data)
+        first = torch.autograd.grad((out**2).sum(), list(rnn.parameters()),
+                                    create_graph=True)  # fmt: skip
+        sum((g**2).sum() for g in first).backward()
+        penalties.append([p.grad for p in rnn.parameters()])
+    for a, b in zip(*penalties, strict=True):
+        assert a.abs().max() > 0
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), (a - b).abs().max()
+
+
+@contextlib.contextmanager
+def _threads(count):
+    """Every call split over ``count`` threads, however small."""
+    from generated import _interface
+
+    work = _interface.SHARD_WORK
+    _interface.SHARD_WORK = 0
+    _interface.set_threads(count)
+    try:
+        yield
+    finally:
+        _interface.SHARD_WORK = work
+        _interface.set_threads(None)
 
 
 @pytest.mark.parametrize("reached", ["output", "h_n", "c_n", "h_n and c_n"])

@@ -499,6 +499,23 @@ def step_rows(loop) -> bool:
                for op in (mm.left, mm.out))  # fmt: skip
 
 
+#: The backward kernel's last argument: whether the input's gradient is wanted. Where it is
+#: not (an input that needs none, as a framework's autograd says), every product into ``dx``
+#: is skipped; ``dx`` then holds nothing to read, and the interface hands out None.
+INPUT_GRAD = "input_grad"
+
+
+def _wanted(node, printed: PrintedNode) -> PrintedNode:
+    """``printed`` as it is, or, for a product into the input's gradient, run only where
+    :data:`INPUT_GRAD` asks for it."""
+    if not (
+        isinstance(node, MatMul) and node.out.array.role == ArrayRole.INPUT_ADJOINT
+    ):
+        return printed
+    lines = tuple(replace(line, depth=line.depth + 1) for line in printed.lines)
+    return replace(printed, lines=(Line(f"if {INPUT_GRAD}:", "", ""), *lines))
+
+
 def print_schedule(schedule: Schedule, setup, other) -> PrintedSchedule:
     """``schedule`` printed: ``setup`` its lines before the time loop, ``other(node)`` each of
     its nodes that is not an edge."""
@@ -509,7 +526,7 @@ def print_schedule(schedule: Schedule, setup, other) -> PrintedSchedule:
              and n.out.array.role == ArrayRole.INPUT_ADJOINT for n in schedule.after)  # fmt: skip
 
     def nodes(run):
-        return print_nodes(run, other)
+        return print_nodes(run, lambda node: _wanted(node, other(node)))
 
     return PrintedSchedule(
         setup=tuple(setup), before=nodes(schedule.before), header=header,

@@ -14,6 +14,7 @@ RESERVED = frozenset({
     "t", "b", "j", "unit", "row", "first", "last", "steps", "batch", "real", "grad", "no_bias", "dx",
     "seq_x", "lengths", "d_seq_y", "x", "params", "initial_states", "dys", "d_final_states",
     "tape", "dtype", "seed", "np", "njit", "sys", "CACHE", "FUSED", "CellInterface", "VARIANT", "panels",
+    "input_grad",
     "STATES", "PARAMS", "OUTPUT", "HYPERS", "hypers", "SIZES", "STATE_SIZES", "PARAM_SHAPES", "PARAM_BLOCKS", "PARAM_INIT", "MASKS", "masks", "DROPPED_WEIGHTS",
     "SIZE_CONSTRAINTS", "SAVED_PER_STEP", "forward", "backward", "forward_kernel",
     "backward_kernel", "infer_kernel", "states", "init_params", "param_shapes", "saved_bytes_per_step",
