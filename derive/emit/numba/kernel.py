@@ -505,12 +505,15 @@ def step_rows(loop) -> bool:
 INPUT_GRAD = "input_grad"
 
 
+def _into_dx(node) -> bool:
+    """Whether ``node`` is a product into the input's gradient."""
+    return isinstance(node, MatMul) and node.out.array.role == ArrayRole.INPUT_ADJOINT
+
+
 def _wanted(node, printed: PrintedNode) -> PrintedNode:
     """``printed`` as it is, or, for a product into the input's gradient, run only where
     :data:`INPUT_GRAD` asks for it."""
-    if not (
-        isinstance(node, MatMul) and node.out.array.role == ArrayRole.INPUT_ADJOINT
-    ):
+    if not _into_dx(node):
         return printed
     lines = tuple(replace(line, depth=line.depth + 1) for line in printed.lines)
     return replace(printed, lines=(Line(f"if {INPUT_GRAD}:", "", ""), *lines))
@@ -522,8 +525,7 @@ def print_schedule(schedule: Schedule, setup, other) -> PrintedSchedule:
     loop = schedule.loop
     header = ("for t in range(steps):" if loop.direction is Direction.FORWARD
               else "for t in range(steps - 1, -1, -1):")  # fmt: skip
-    dx = any(isinstance(n, MatMul) and not n.accumulate
-             and n.out.array.role == ArrayRole.INPUT_ADJOINT for n in schedule.after)  # fmt: skip
+    dx = any(_into_dx(n) and not n.accumulate for n in schedule.after)
 
     def nodes(run):
         return print_nodes(run, lambda node: _wanted(node, other(node)))
