@@ -6,6 +6,9 @@
 :func:`recurrent` is a ``jax.custom_vjp`` function whose forward and backward run the generated
 Numba kernels through ``jax.pure_callback``: under ``jit`` they are host calls, under ``vmap``
 they run once per mapped element. float64 needs ``jax.config.update("jax_enable_x64", True)``.
+The backward computes the input's gradient only where the input is differentiated (data, as a
+training step's input usually is, needs none: the kernel skips those products), and the
+outputs the loss does not reach cost no transfer (their zero cotangents are made on the host).
 
 Needs JAX (the ``jax`` extra); the generated modules themselves do not.
 """
@@ -13,6 +16,7 @@ Needs JAX (the ``jax`` extra); the generated modules themselves do not.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import itertools
 import sys
@@ -121,15 +125,43 @@ def _host_forward(cell, tape, *args):
 
 
 def _host_backward(
-    cell, x, lengths, states, params, hypers, masks, token, dys, d_finals
+    cell, wanted, x, lengths, states, params, hypers, masks, token, dys, d_finals
 ):
+    """``(dx, d_initial, d_params)`` of the backward kernel over the tape kept for
+    ``token``; ``dx`` None where the input needs none (its products skipped). ``wanted``
+    says which cotangents came (:class:`_Wanted`); the others are zeros, made here."""
     tape = _take(token)
     if tape is None:  # forgotten, or taken by an earlier pullback: the forward again
         tape = _host_run(cell, True, x, lengths, states, params, hypers, masks)[2]
+    given = iter(d_finals)
+    finals = None
+    if any(wanted.finals):
+        finals = tuple(
+            _host(next(given)) if came else np.zeros_like(_host(state))
+            for came, state in zip(wanted.finals, states, strict=True)
+        )
     dx, d_initial, d_params = cell.backward(
-        _host(dys), tuple(map(_host, d_finals)), tape
+        _host(dys) if wanted.ys else None, finals, tape, wanted.input
     )
     return dx, d_initial, tuple(d_params[n] for n in cell.PARAMS)
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=[],
+                   meta_fields=["input", "ys", "finals"])  # fmt: skip
+@dataclasses.dataclass(frozen=True)
+class _Wanted:
+    """What a backward is asked for and given, static under ``jit`` (a pytree of no
+    leaves, carried among the residuals): whether the input is differentiated (else its
+    gradient is skipped), and which of the outputs' cotangents are not symbolic zeros."""
+
+    input: bool
+    ys: bool = True
+    finals: tuple = ()
+
+
+def _value(primal):
+    """A ``CustomVJPPrimal``'s value (what a forward rule with symbolic zeros is given)."""
+    return primal.value
 
 
 @functools.cache
@@ -158,26 +190,38 @@ def _function(name):
         )  # fmt: skip
 
     def forward(x, lengths, states, params, hypers, masks):
-        primal, token = run(x, lengths, states, params, hypers, masks)
-        return primal, (x, lengths, states, params, hypers, masks, token)
+        # symbolic zeros: each leaf comes as its value and whether it is differentiated
+        arguments = jax.tree.map(_value, (x, lengths, states, params, hypers, masks))
+        primal, token = run(*arguments)
+        return primal, (*arguments, token, _Wanted(x.perturbed))
 
     def backward(residuals, cotangents):
-        x, lengths, states, params, hypers, masks, token = residuals
+        *arguments, token, wanted = residuals
+        x, _, states, params, _, _ = arguments
         dys, d_finals = cotangents
+        # a cotangent that is a symbolic zero (an output the loss does not reach) does not
+        # cross to the host: the backward makes its zeros there
+        zero = jax.custom_derivatives.SymbolicZero
+        wanted = _Wanted(
+            wanted.input, not isinstance(dys, zero),
+            tuple(not isinstance(d, zero) for d in d_finals),
+        )  # fmt: skip
         result = (
-            _struct(x.shape, x.dtype),
-            tuple(_struct(d.shape, d.dtype) for d in d_finals),
+            _struct(x.shape, x.dtype) if wanted.input else None,
+            tuple(_struct(s.shape, s.dtype) for s in states),
             tuple(_struct(p.shape, p.dtype) for p in params),
         )
         dx, d_initial, d_params = jax.pure_callback(
-            functools.partial(_host_backward, cell), result, x, lengths, states, params,
-            hypers, masks, token, dys, d_finals, vmap_method="sequential",
+            functools.partial(_host_backward, cell, wanted), result, *arguments, token,
+            dys if wanted.ys else None,
+            tuple(d for d, came in zip(d_finals, wanted.finals, strict=True) if came),
+            vmap_method="sequential",
         )  # fmt: skip
-        no_gradient = np.zeros(lengths.shape, dtype=jax.dtypes.float0)
-        constants = jnp.zeros_like(hypers), tuple(jnp.zeros_like(m) for m in masks)
-        return dx, no_gradient, d_initial, d_params, *constants
+        # None: no gradient reaches the lengths, the hyperparameters or the masks (nor
+        # the input, where it is not differentiated)
+        return dx, None, d_initial, d_params, None, None
 
-    function.defvjp(forward, backward)
+    function.defvjp(forward, backward, symbolic_zeros=True)
     return function
 
 

@@ -239,3 +239,43 @@ def test_the_tape_stays_on_the_host_for_its_backward(monkeypatch, threads):
         assert relative_error(np.asarray(d_states[0]), want[1][0]) <= 1e-12
         for name in cell.PARAMS:
             assert relative_error(np.asarray(d_params[name]), want[2][name]) <= 1e-12
+
+
+@pytest.mark.parametrize("reached", ["ys", "h", "c", "all"])
+@pytest.mark.parametrize("argnums", [(0,), (0, 1)], ids=["params", "params and x"])
+def test_only_what_is_differentiated_crosses_to_the_backward(monkeypatch, reached, argnums):
+    """An input that is not differentiated gets no gradient computed (the backward kernel
+    asked for none), and a cotangent JAX knows to be zero (an output the loss does not
+    reach) is not made and passed but made on the host: the gradients are the generated
+    module's with those zeros, to rounding."""
+    cell, params, x, states, lengths = _problem("lstm", np.float64, seed=5)
+    rng = np.random.default_rng(6)
+    _, finals_np, tape = cell.forward(x, states, params, lengths)
+    d_ys = rng.standard_normal((x.shape[0], x.shape[1], 4))
+    d_finals = [rng.standard_normal(f.shape) for f in finals_np]
+    uses = {"ys": (True, False, False), "h": (False, True, False),
+            "c": (False, False, True), "all": (True, True, True)}[reached]  # fmt: skip
+    want_finals = tuple(d if used else np.zeros_like(d)
+                        for d, used in zip(d_finals, uses[1:], strict=True))  # fmt: skip
+    want = cell.backward(d_ys if uses[0] else np.zeros_like(d_ys), want_finals, tape)
+    calls, backward = [], cell.backward
+    monkeypatch.setattr(
+        cell, "backward",
+        lambda dys, finals, tape, input_grad: calls.append(
+            (dys is None, finals is None, input_grad)
+        ) or backward(dys, finals, tape, input_grad),
+    )  # fmt: skip
+
+    def loss(params, x):
+        ys, finals = recurrent("lstm", params, x, states, lengths)
+        total = (ys * d_ys).sum() if uses[0] else 0.0
+        for f, d, used in zip(finals, d_finals, uses[1:], strict=True):
+            total = total + ((f * d).sum() if used else 0.0)
+        return total
+
+    got = jax.jit(jax.grad(loss, argnums=argnums))(params, x)
+    assert calls == [(not uses[0], not any(uses[1:]), 1 in argnums)]
+    for name in cell.PARAMS:
+        assert relative_error(np.asarray(got[0][name]), want[2][name]) <= 1e-12, name
+    if 1 in argnums:
+        assert relative_error(np.asarray(got[1]), want[0]) <= 1e-12
