@@ -120,15 +120,17 @@ def _forward(cell, x, lengths, states, params, hypers, masks=(), tape=True):
     return [torch.from_numpy(a) for a in (ys, *finals, *saved)]
 
 
-def _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers, masks=()):
-    """``[dx, *d_initial_states, *d_params]``; ``saved`` as :func:`_forward` gave it."""
+def _backward(cell, dys, d_final_states, x, lengths, params, saved, hypers, masks=(),
+              input_grad=True):  # fmt: skip
+    """``[dx, *d_initial_states, *d_params]``; ``saved`` as :func:`_forward` gave it;
+    without ``input_grad``, ``dx`` empty (its products skipped)."""
     module = _module(cell)
     arrays = dict(zip(module.PARAMS, (_np(p) for p in params), strict=True))
     tape = module._interface.restore_tape(
         _np(x), arrays, _np(lengths), [_np(s) for s in saved], _hypers(module, hypers),
         _masks(module, masks),
     )  # fmt: skip
-    return _pull_back(module, dys, d_final_states, tape)
+    return _pull_back(module, dys, d_final_states, tape, input_grad)
 
 
 def _pull_back(module, dys, d_final_states, tape, input_grad=True):
@@ -207,17 +209,21 @@ def _backward_op(
     saved: list[torch.Tensor],
     hypers: torch.Tensor,
     masks: list[torch.Tensor],
+    input_grad: bool,
 ) -> list[torch.Tensor]:
-    """Returns ``[dx, *d_initial_states, *d_params]``."""
+    """Returns ``[dx, *d_initial_states, *d_params]``, ``dx`` empty without
+    ``input_grad``."""
     return _backward(
-        cell, dys, d_final_states, x, lengths, params, saved, hypers, masks
+        cell, dys, d_final_states, x, lengths, params, saved, hypers, masks, input_grad
     )
 
 
 @_backward_op.register_fake
-def _backward_fake(cell, dys, d_final_states, x, lengths, params, saved, hypers, masks):
+def _backward_fake(
+    cell, dys, d_final_states, x, lengths, params, saved, hypers, masks, input_grad
+):
     return [
-        x.new_empty(x.shape),
+        x.new_empty(x.shape if input_grad else (0,)),
         *(d.new_empty(d.shape) for d in d_final_states),
         *(p.new_empty(p.shape) for p in params),
     ]
@@ -238,14 +244,15 @@ def _backward_rule(ctx, grads):
     params, masks = rest[:n_params], rest[n_params : n_params + n_masks]
     saved = rest[n_params + n_masks :]
     given = _gradients(grads[: 1 + n_states], ctx.shapes, x, traced=True)
+    input_grad = ctx.needs_input_grad[1]  # (an input that needs none gets none)
     out = torch.ops.gatesmith.backward(
         ctx.cell, given[0], given[1:], x, lengths, list(params), list(saved), hypers,
-        list(masks),
+        list(masks), input_grad,
     )  # fmt: skip
     masks_none = [None] * n_masks  # no gradient reaches a mask
     return (
         None,
-        out[0],
+        out[0] if input_grad else None,
         None,
         out[1 : 1 + n_states],
         out[1 + n_states :],
@@ -323,11 +330,14 @@ class _Kernels(_Function):
         given = _gradients(grads[: 1 + ctx.n_states], ctx.shapes, x)
         # an input that needs no gradient gets none: the kernels skip its products (a
         # fifth of lstm's backward), unless a graph of this backward is being made
-        input_grad = ctx.needs_input_grad[1] or torch.is_grad_enabled()
-        out = _Gradients.apply(
-            ctx.cell, ctx.hypers, ctx.n_states, ctx.n_masks, input_grad, holder, x,
-            lengths, *tensors, *given,
-        )  # fmt: skip
+        graph = torch.is_grad_enabled()
+        input_grad = ctx.needs_input_grad[1] or graph
+        args = (ctx.cell, ctx.hypers, ctx.n_states, ctx.n_masks, input_grad, holder, x,
+                lengths, *tensors, *given)  # fmt: skip
+        if graph or torch._C._are_functorch_transforms_active():
+            out = _Gradients.apply(*args)
+        else:  # no graph of this backward is made: the kernel's call, not a Function's
+            out = _Gradients.forward(*args)
         dx = out[0] if input_grad else None
         return None, dx, None, None, None, None, *out[1:], *(None,) * ctx.n_masks
 

@@ -16,6 +16,7 @@ from derive.runtime import Recurrent as NumpyRecurrent
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
+import derive.torch as derive_torch  # noqa: E402
 from derive.torch import Recurrent, recurrent  # noqa: E402
 
 TORCH_CELLS = {
@@ -69,15 +70,17 @@ def test_gradcheck_and_gradgradcheck_every_variant(variant):
     )
 
 
+@pytest.mark.parametrize("x_grad", [True, False], ids=["x needs a gradient", "x needs none"])
 @pytest.mark.parametrize(
     "variant, hypers", [("lstm", ()), ("mgu", ()), ("cornn", (0.3, 0.5, 1.5))]
 )
-def test_custom_ops_pass_opcheck(variant, hypers):
-    """Schema, fake (meta) implementation and autograd registration agree with the kernels."""
+def test_custom_ops_pass_opcheck(variant, hypers, x_grad):
+    """Schema, fake (meta) implementation and autograd registration agree with the kernels,
+    the backward's with the input's gradient and without it (an empty ``dx``)."""
     cell = load_generated(variant)
     g = torch.Generator().manual_seed(2)
     _, params = _small_params(cell, torch.float64, g)
-    x = torch.randn(3, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, 2, 3, generator=g, dtype=torch.float64, requires_grad=x_grad)
     states = [torch.randn(2, 2, generator=g, dtype=torch.float64) for _ in cell.STATES]
     args = (
         cell.__name__,
@@ -517,6 +520,21 @@ def test_the_custom_ops_and_the_eager_path_compute_the_same():
     )
     assert torch.equal(out[0], ys) and torch.equal(out[2], finals[1])
     got = torch.autograd.grad((out[0] ** 2).sum() + out[2].sum(), leaves)
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+    # an input that needs no gradient: the backward op skips its products (dx empty) and
+    # the parameters' gradients are the eager path's, which skips them too
+    data, calls = x.detach(), []
+    backward = derive_torch._backward
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(derive_torch, "_backward", lambda *a: calls.append(a[-1]) or backward(*a))
+        out = torch.ops.gatesmith.forward(
+            cell.__name__, data, lengths, states, list(params.values()), torch.zeros(0), []
+        )
+        got = torch.autograd.grad((out[0] ** 2).sum() + out[2].sum(), leaves[1:])
+    assert calls == [False]
+    ys, finals = recurrent(cell, params, data, tuple(states), lengths)
+    want = torch.autograd.grad((ys**2).sum() + finals[1].sum(), leaves[1:])
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
 
